@@ -1,0 +1,251 @@
+"""Runs inside the sandboxed child: executes the program and reports raw observations.
+
+Nothing here decides a verdict. The child reports, on a record channel (fd 3), what happened:
+the program loaded or raised; for each test, the values the program returned (`call`), the
+calls the test code made into the program (`assert`, see `executor.testcode`), or the end of
+a run over standard input (`stdio`, whose output travels on fd 1). The trusted parent compares
+these with the expected outputs, which never enter this process.
+
+Records are length-prefixed JSON frames. The program can write to the same channel; a forged
+frame can only claim values, which the parent checks itself, so forging gains nothing that
+computing the answer would not.
+"""
+
+from __future__ import annotations
+
+import builtins
+import copy
+import faulthandler
+import io
+import json
+import os
+import struct
+import sys
+import traceback
+
+from executor import serialize
+from executor.testcode import ASSERT, PROG, RANDOM, make_random
+
+PROGRAM_FILE = "<program>"
+REC_FD = 3
+DUMP_FD = 4
+_write = os.write
+_pack = struct.Struct(">I").pack
+_dumps = json.dumps
+_encode = serialize.encode
+_decode = serialize.decode
+_Unserialisable = serialize.Unserialisable
+_BaseException = BaseException
+_MAX_MSG = 400
+
+# Names APPS-style programs expect without importing them (the APPS harness adds these).
+PRELUDE_MODULES = ("sys", "math", "collections", "itertools", "heapq", "bisect", "string",
+                   "re", "functools", "operator", "random", "copy", "fractions", "decimal",
+                   "statistics", "time", "typing")
+_TYPING_NAMES = ("List", "Dict", "Tuple", "Set", "FrozenSet", "Optional", "Union", "Any",
+                 "Callable", "Iterable", "Iterator", "Deque", "DefaultDict", "Sequence",
+                 "Mapping", "Generator")
+
+
+def send(record: dict) -> None:
+    data = _dumps(record, separators=(",", ":"), allow_nan=False).encode()
+    frame = _pack(len(data)) + data
+    view = memoryview(frame)
+    while view:
+        try:
+            n = _write(REC_FD, view)
+        except InterruptedError:
+            continue
+        except OSError:
+            return
+        view = view[n:]
+
+
+def error_info(exc: BaseException) -> dict:
+    """Type, 1-based line of the deepest program frame (None if none), short message."""
+    line = None
+    if isinstance(exc, SyntaxError) and exc.filename == PROGRAM_FILE:
+        line = exc.lineno
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == PROGRAM_FILE:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    try:
+        msg = str(exc)[:_MAX_MSG]
+    except _BaseException:
+        msg = "<unprintable>"
+    return {"type": type(exc).__name__, "line": line, "msg": msg}
+
+
+def _prelude(fmt: str) -> dict:
+    ns: dict = {"__name__": "__main__" if fmt == "stdio" else "program",
+                "__builtins__": builtins}
+    if fmt in ("stdio", "call"):
+        import importlib
+
+        for name in PRELUDE_MODULES:
+            ns[name] = importlib.import_module(name)
+        typing = ns["typing"]
+        for name in _TYPING_NAMES:
+            ns[name] = getattr(typing, name)
+    return ns
+
+
+def _load(code, fmt: str) -> dict | None:
+    ns = _prelude(fmt)
+    try:
+        exec(code, ns)
+    except _BaseException as exc:  # SystemExit and KeyboardInterrupt included
+        send({"t": "import_error", "err": error_info(exc)})
+        return None
+    send({"t": "ready"})
+    return ns
+
+
+def _find_callable(ns: dict, name: str):
+    fn = ns.get(name)
+    if callable(fn):
+        return fn
+    cls = ns.get("Solution")
+    if isinstance(cls, type):
+        return getattr(cls(), name)
+    raise NameError(f"name '{name}' is not defined (as a function or a Solution method)")
+
+
+def run_call(code, req: dict, start: int) -> None:
+    ns = _load(code, "call")
+    if ns is None:
+        return
+    fn_name = req["fn_name"]
+    for k in range(start, len(req["inputs"])):
+        send({"t": "begin", "k": k})
+        try:
+            fn = _find_callable(ns, fn_name)
+            result = fn(*copy.deepcopy(req["inputs"][k]))
+            send({"t": "end", "k": k, "v": _encode(result)})
+        except _Unserialisable as exc:
+            send({"t": "end", "k": k, "err": {"type": "TypeError", "line": None,
+                                              "msg": f"unserialisable result: {exc}"}})
+        except _BaseException as exc:
+            send({"t": "end", "k": k, "err": error_info(exc)})
+
+
+def run_stdio(code, req: dict, start: int) -> None:
+    """One program run on the test input already attached to fd 0."""
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8",
+                                 errors="replace")
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8",
+                                  errors="replace", write_through=False)
+    send({"t": "begin", "k": start})
+    ns = _prelude("stdio")
+    err = None
+    try:
+        exec(code, ns)
+    except SystemExit:
+        pass
+    except _BaseException as exc:
+        err = error_info(exc)
+    try:
+        sys.stdout.flush()
+    except _BaseException:
+        pass
+    send({"t": "end", "k": start, **({"err": err} if err else {})})
+
+
+class _Recorder:
+    """Calls into the program from test code, recorded for the judge's replay."""
+
+    def __init__(self, events: list, name: str, fn):
+        self.events, self.name, self.fn = events, name, fn
+
+    def __call__(self, *args, **kwargs):
+        try:
+            pre = _encode([list(args), kwargs])
+        except _Unserialisable:
+            pre = None
+        event = {"k": "call", "name": self.name, "args": pre}
+        self.events.append(event)
+        try:
+            result = self.fn(*args, **kwargs)
+        except _BaseException as exc:
+            event["err"] = error_info(exc)
+            raise
+        try:
+            enc = _encode(result)
+        except _Unserialisable as exc:
+            event["err"] = {"type": "TypeError", "line": None, "msg": f"unserialisable: {exc}"}
+            raise TypeError(str(exc)) from None
+        event["v"] = enc
+        if pre is not None:
+            try:
+                post = _encode([list(args), kwargs])
+                if post != pre:
+                    event["post"] = post
+            except _Unserialisable:
+                pass
+        return _decode(enc)
+
+
+def run_assert(code, req: dict, start: int) -> None:
+    ns = _load(code, "assert")
+    if ns is None:
+        return
+    entry = req["entry_point"]
+    events: list = []
+
+    def prog(name: str):
+        real = entry if name == "candidate" else name
+        if real not in ns:
+            raise NameError(f"name '{name}' is not defined")
+        value = ns[real]
+        if callable(value):
+            return _Recorder(events, name, value)
+        enc = _encode(value)
+        events.append({"k": "value", "name": name, "v": enc})
+        return _decode(enc)
+
+    def probe(site: int, *holes) -> None:
+        events.append({"k": "group", "site": site})
+        try:
+            for hole in holes:
+                hole()
+        finally:
+            events.append({"k": "endgroup", "site": site})
+
+    rnd = make_random("setup")
+    test_ns = {"__builtins__": builtins, "__name__": "tests", PROG: prog, ASSERT: probe,
+               RANDOM: rnd}
+    try:
+        exec(compile(req["setup"], "<setup>", "exec"), test_ns)
+    except _BaseException as exc:
+        send({"t": "setup_error", "err": error_info(exc)})
+        return
+    for k in range(start, len(req["tests"])):
+        send({"t": "begin", "k": k})
+        events.clear()
+        test_ns[RANDOM] = make_random(f"test-{k}")
+        try:
+            exec(compile(req["tests"][k], "<tests>", "exec"), test_ns)
+        except _BaseException as exc:
+            send({"t": "end", "k": k, "events": events, "err": error_info(exc)})
+            continue
+        send({"t": "end", "k": k, "events": events})
+
+
+def child_main(code, req: dict, start: int) -> None:
+    """Entry point in the child, after isolation and limits are in place."""
+    dump = io.FileIO(DUMP_FD, "w", closefd=False)
+    faulthandler.register(__import__("signal").SIGUSR1, file=dump, all_threads=True)
+    sys.argv = ["program.py"]
+    fmt = req["format"]
+    try:
+        if fmt == "call":
+            run_call(code, req, start)
+        elif fmt == "stdio":
+            run_stdio(code, req, start)
+        else:
+            run_assert(code, req, start)
+        send({"t": "done"})
+    except _BaseException:
+        traceback.print_exc()

@@ -1,0 +1,242 @@
+"""Isolation primitives for the fork-server and its children (Linux).
+
+Tiers, strongest first; `setup_isolation` reaches the best one the kernel allows and says which:
+
+* ``full``: started as root. The fork-server enters new mount and network namespaces once:
+  the whole file system is remounted read-only, `/tmp` and `/dev/shm` become private, small
+  tmpfs mounts, and only a down loopback interface exists. Each program additionally runs in
+  a new PID namespace (so every process it starts dies with it) as an unprivileged UID that
+  belongs to this fork-server alone (so per-user limits such as RLIMIT_NPROC bind, and
+  programs of different workers cannot signal each other).
+* ``userns``: not root but user namespaces work: the same namespaces inside a user
+  namespace, without the separate UID.
+* ``minimal``: rlimits, a new session and process group, and a private working directory.
+
+Only the standard library is used, through ctypes for unshare(2), mount(2) and prctl(2).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import fcntl
+import os
+import resource
+import tempfile
+from dataclasses import dataclass, field
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_PDEATHSIG = 1
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+
+class SandboxError(RuntimeError):
+    """The requested isolation cannot be set up on this machine."""
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int,
+          data: str | None = None) -> None:
+    enc = (lambda s: s.encode() if s is not None else None)
+    _check(_libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
+           f"mount {target}")
+
+
+def prctl(option: int, arg: int) -> None:
+    _check(_libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0), "prctl")
+
+
+@dataclass
+class Isolation:
+    """What the fork-server achieved; reported with every result."""
+
+    tier: str = "minimal"
+    uid: int | None = None  # the UID programs run as (None: this process's own)
+    pid_namespace: bool = False
+    features: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    work_root: str = ""
+    _lock_fd: int | None = None
+
+    def describe(self) -> str:
+        feats = ", ".join(self.features) or "rlimits only"
+        return f"{self.tier} ({feats})"
+
+
+def _claim_uid(base: int, span: int = 4096) -> tuple[int, int]:
+    """The first UID at or above `base` that no other fork-server on this host holds."""
+    lock_dir = os.path.join(tempfile.gettempdir(), "rltf-sandbox-uids")
+    os.makedirs(lock_dir, mode=0o700, exist_ok=True)
+    for uid in range(base, base + span):
+        fd = os.open(os.path.join(lock_dir, str(uid)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            os.close(fd)
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                continue
+            raise
+        return uid, fd
+    raise SandboxError(f"no free sandbox UID in [{base}, {base + span})")
+
+
+def _mount_points() -> list[str]:
+    points = []
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            mp = line.split()[4].encode().decode("unicode_escape")
+            points.append(mp)
+    return points
+
+
+def _lock_down_filesystem(iso: Isolation) -> None:
+    """Private mounts, everything read-only, fresh tmpfs on /tmp and /dev/shm."""
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    failed = 0
+    for mp in _mount_points():
+        try:
+            st = os.statvfs(mp)
+            keep = st.f_flag & (MS_NOSUID | MS_NODEV | MS_NOEXEC)
+            mount(None, mp, None, MS_REMOUNT | MS_BIND | MS_RDONLY | keep)
+        except OSError:
+            failed += 1
+    if failed:
+        iso.notes.append(f"{failed} mount points could not be made read-only")
+    for path in ("/tmp", "/dev/shm"):
+        if os.path.isdir(path):
+            mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=512m,mode=1777")
+    probe = "/usr/.rltf-write-probe"
+    try:
+        with open(probe, "w"):
+            pass
+        os.unlink(probe)
+        iso.notes.append("the root file system is still writable")
+    except OSError:
+        iso.features.append("read-only fs")
+
+
+def _pidns_works() -> bool:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            unshare(CLONE_NEWPID)
+            inner = os.fork()
+            if inner == 0:
+                os._exit(0 if os.getpid() == 1 else 1)
+            _, status = os.waitpid(inner, 0)
+            os._exit(os.waitstatus_to_exitcode(status))
+        except BaseException:
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def setup_isolation(mode: str = "auto", uid_base: int = 61000) -> Isolation:
+    """Enter the strongest isolation allowed (mode auto/strict) or none (minimal)."""
+    iso = Isolation()
+    if mode == "minimal" or not hasattr(os, "fork"):
+        iso.work_root = tempfile.mkdtemp(prefix="rltf-sandbox-")
+        return iso
+    is_root = os.geteuid() == 0
+    if is_root:
+        iso.uid, iso._lock_fd = _claim_uid(uid_base)
+        iso.features.append(f"uid {iso.uid}")
+    try:
+        if is_root:
+            unshare(CLONE_NEWNS | CLONE_NEWNET)
+        else:
+            uid, gid = os.geteuid(), os.getegid()
+            unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET)
+            with open("/proc/self/setgroups", "w") as fh:
+                fh.write("deny")
+            with open("/proc/self/uid_map", "w") as fh:
+                fh.write(f"{uid} {uid} 1")
+            with open("/proc/self/gid_map", "w") as fh:
+                fh.write(f"{gid} {gid} 1")
+        iso.features.append("no network")
+        _lock_down_filesystem(iso)
+    except OSError as err:
+        iso.notes.append(f"namespaces unavailable: {err}")
+    try:
+        iso.pid_namespace = _pidns_works()
+    except OSError:
+        iso.pid_namespace = False
+    if iso.pid_namespace:
+        iso.features.append("pid namespace")
+    try:
+        prctl(PR_SET_CHILD_SUBREAPER, 1)
+    except OSError:
+        pass
+    strong = {"no network", "read-only fs"} <= set(iso.features)
+    if strong and iso.uid is not None:
+        iso.tier = "full"
+    elif strong:
+        iso.tier = "userns"
+    if mode == "strict" and iso.tier != "full":
+        raise SandboxError(
+            "executor.isolation=strict needs root and mount/network namespaces; got "
+            f"{iso.describe()} ({'; '.join(iso.notes) or 'not root'}). Run as root or set "
+            "executor.isolation=auto"
+        )
+    iso.work_root = tempfile.mkdtemp(prefix="rltf-work-", dir="/tmp")
+    os.chmod(iso.work_root, 0o711)
+    return iso
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_mb: int = 2048
+    cpu_s: int = 60
+    file_size_mb: int = 16
+    open_files: int = 64
+    processes: int = 16
+
+
+def apply_limits(limits: Limits, confine_nproc: bool) -> None:
+    """Set the rlimits of the calling (child) process."""
+    mb = 1 << 20
+
+    def lim(kind: int, value: int) -> None:
+        try:
+            resource.setrlimit(kind, (value, value))
+        except (ValueError, OSError):
+            soft, hard = resource.getrlimit(kind)
+            if hard == resource.RLIM_INFINITY or value <= hard:
+                resource.setrlimit(kind, (value, hard))
+
+    lim(resource.RLIMIT_AS, limits.memory_mb * mb)
+    lim(resource.RLIMIT_CPU, limits.cpu_s)
+    lim(resource.RLIMIT_FSIZE, limits.file_size_mb * mb)
+    lim(resource.RLIMIT_NOFILE, limits.open_files)
+    lim(resource.RLIMIT_CORE, 0)
+    if confine_nproc:
+        lim(resource.RLIMIT_NPROC, limits.processes)
+
+
+def drop_privileges(uid: int) -> None:
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)

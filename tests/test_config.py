@@ -1,0 +1,66 @@
+import pytest
+
+from cluster.config import ConfigError, build_config, dump_config, load_config, parse_override
+
+
+def test_defaults_are_valid():
+    cfg = build_config()
+    assert cfg.executor.workers >= 1
+
+
+def test_yaml_and_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("executor:\n  workers: 3\n  time_limit_s: 2\n")
+    cfg = load_config(f, ["executor.workers=5", "executor.resources={cpu_node: 1}"])
+    assert cfg.preset == "c"
+    assert cfg.executor.workers == 5
+    assert cfg.executor.time_limit_s == 2.0
+    assert cfg.executor.resources == {"cpu_node": 1}
+
+
+def test_override_values_are_yaml():
+    assert parse_override("a.b=3") == (["a", "b"], 3)
+    assert parse_override("a.b=[1, 2]") == (["a", "b"], [1, 2])
+    assert parse_override("a=x=y") == (["a"], "x=y")
+    with pytest.raises(ConfigError, match="section.key=value"):
+        parse_override("novalue")
+
+
+def test_errors_name_the_field_and_the_fix():
+    with pytest.raises(ConfigError) as err:
+        build_config({}, ["executor.workers=0"])
+    assert "executor.workers" in str(err.value) and "got 0" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        build_config({}, ["executor.wrkers=2"])
+    assert "executor.wrkers" in str(err.value) and "spelling" in str(err.value)
+    with pytest.raises(ConfigError, match="program_budget_s"):
+        build_config({}, ["executor.program_budget_s=1", "executor.time_limit_s=5"])
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("executor: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_dump_round_trips(tmp_path):
+    cfg = build_config({}, ["executor.workers=7"])
+    f = tmp_path / "r.yaml"
+    f.write_text(dump_config(cfg))
+    assert load_config(f).executor == cfg.executor
+
+
+def test_every_field_is_described():
+    from cluster.config import RLTFConfig
+
+    def walk(model):
+        for name, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{name} has no description"
+            ann = field.annotation
+            if isinstance(ann, type) and hasattr(ann, "model_fields"):
+                walk(ann)
+
+    walk(RLTFConfig)

@@ -412,7 +412,8 @@ def main() -> None:
     os.dup2(devnull, 1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        iso = sandbox.setup_isolation(mode, uid_base)
+        project_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        iso = sandbox.setup_isolation(mode, uid_base, exclude=(project_root, os.getcwd()))
     except Exception as exc:  # report to the worker, which raises it
         write_msg(out_fd, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
         return
@@ -424,7 +425,7 @@ def main() -> None:
         except ImportError:
             pass
     write_msg(out_fd, {"ok": True, "isolation": iso.describe(), "tier": iso.tier,
-                       "notes": iso.notes, "pid": os.getpid()})
+                       "notes": iso.notes, "pid": os.getpid(), "uid": iso.uid})
     server = Server(iso)
     while True:
         try:

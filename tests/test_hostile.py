@@ -1,0 +1,229 @@
+"""Hostile programs, one behaviour per test. None may pass, kill or hang the executor, leave a
+process behind, or touch the host's file system or network."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+
+import pytest
+
+from cluster.config import ExecutorConfig
+from executor.records import Problem, Solution
+from executor.worker import Worker
+
+pytestmark = pytest.mark.integration
+
+# f(x) = x * x; the tests' expected values are never visible to the program.
+SQUARE = Problem(task_id="square", prompt="", format="call", fn_name="f", time_limit_s=1.0,
+                 tests=[{"input": [7], "output": 49}, {"input": [12], "output": 144}])
+SQUARE_ASSERT = Problem(task_id="square-assert", prompt="", format="assert", entry_point="f",
+                        time_limit_s=1.0, tests=["assert f(7) == 49", "assert f(12) == 144"])
+SQUARE_STDIO = Problem(task_id="square-stdio", prompt="", format="stdio", time_limit_s=1.0,
+                       tests=[{"input": "7\n", "output": "49\n"}])
+
+
+@pytest.fixture(scope="module")
+def hostile_worker():
+    w = Worker(ExecutorConfig(memory_mb=512, program_budget_s=6, output_limit_kb=256,
+                              max_processes=8))
+    yield w
+    w.close()
+
+
+def _sandbox_processes(uid: int | None) -> list[int]:
+    if uid is None:
+        return []
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as fh:
+                for line in fh:
+                    if line.startswith("Uid:") and int(line.split()[1]) == uid:
+                        pids.append(int(entry))
+        except OSError:
+            continue
+    return pids
+
+
+def judge(w: Worker, program: str, problem: Problem = SQUARE):
+    server_pid = w.fork_server_pid()
+    result = w.run(problem, Solution(task_id=problem.task_id, completion=program))
+    # The executor survived, still judges correctly, and nothing is left running.
+    assert w.fork_server_pid() == server_pid, "the fork-server had to be restarted"
+    ok = w.run(SQUARE, Solution(task_id="square", completion="def f(x):\n    return x * x\n"))
+    assert ok.outcome == "pass"
+    assert _sandbox_processes(w.sandbox_uid) == []
+    assert result.outcome != "pass" and result.passed == 0, result
+    return result
+
+
+def test_infinite_loop(hostile_worker):
+    r = judge(hostile_worker, "def f(x):\n    while True:\n        pass\n")
+    assert r.outcome == "timeout" and r.tests == ["timeout", "timeout"]
+    assert r.error_line in (2, 3)
+
+
+def test_c_level_infinite_loop(hostile_worker):
+    r = judge(hostile_worker, "def f(x):\n    return sum(range(10 ** 13))\n")
+    assert r.outcome == "timeout" and r.error_line == 2
+
+
+def test_ignoring_sigalrm(hostile_worker):
+    prog = ("import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "def f(x):\n    signal.alarm(1)\n    while True:\n        pass\n")
+    assert judge(hostile_worker, prog).outcome == "timeout"
+
+
+def test_sleeping(hostile_worker):
+    r = judge(hostile_worker, "import time\ndef f(x):\n    time.sleep(1000)\n")
+    assert r.outcome == "timeout" and r.error_line == 3
+
+
+def test_huge_memory_bomb(hostile_worker):
+    r = judge(hostile_worker, "def f(x):\n    return len(bytearray(10 ** 12))\n")
+    assert r.outcome == "memory_error" and r.error_line == 2
+
+
+def test_gradual_memory_bomb(hostile_worker):
+    prog = "def f(x):\n    hog = []\n    while True:\n        hog.append(' ' * 10 ** 6)\n"
+    r = judge(hostile_worker, prog)
+    assert r.outcome in ("memory_error", "runtime_error")
+
+
+def test_fork_bomb(hostile_worker):
+    prog = ("import os\ndef f(x):\n    while True:\n        try:\n            os.fork()\n"
+            "        except OSError:\n            pass\n")
+    r = judge(hostile_worker, prog)
+    assert r.outcome in ("timeout", "runtime_error")
+
+
+def test_output_flood(hostile_worker):
+    r = judge(hostile_worker, "while True:\n    print('x' * 10000)\n", SQUARE_STDIO)
+    assert r.outcome == "output_limit"
+    r = judge(hostile_worker, "def f(x):\n    while True:\n        print('x' * 10000)\n")
+    assert r.outcome == "output_limit"
+
+
+def test_writing_outside_the_temp_dir(hostile_worker, tmp_path):
+    host_tmp = f"/tmp/rltf-hostile-{uuid.uuid4().hex}"
+    inside_repo = os.path.join(os.path.dirname(__file__), f"hostile-{uuid.uuid4().hex}")
+    prog = (f"def f(x):\n    for p in ({host_tmp!r}, {inside_repo!r}, {str(tmp_path / 'x')!r}):\n"
+            "        try:\n            open(p, 'w').write('pwned')\n        except OSError:\n"
+            "            pass\n    return 0\n")
+    judge(hostile_worker, prog)
+    assert not os.path.exists(host_tmp)
+    assert not os.path.exists(inside_repo)
+    assert not os.path.exists(tmp_path / "x")
+
+
+def test_opening_a_loopback_connection(hostile_worker):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(3)
+    port = server.getsockname()[1]
+    got = []
+
+    def accept():
+        try:
+            conn, _ = server.accept()
+            got.append(conn)
+        except OSError:
+            pass
+
+    t = threading.Thread(target=accept)
+    t.start()
+    prog = ("import socket\ndef f(x):\n    s = socket.socket()\n"
+            f"    s.connect(('127.0.0.1', {port}))\n    return x * x\n")
+    r = judge(hostile_worker, prog)
+    t.join()
+    server.close()
+    assert got == []
+    assert r.outcome == "runtime_error" and r.error_type in ("OSError", "ConnectionRefusedError")
+
+
+@pytest.mark.parametrize("kill", ["os.kill(os.getppid(), signal.SIGKILL)",
+                                  "os.killpg(os.getpgid(0), signal.SIGKILL)",
+                                  "os.kill(-1, signal.SIGKILL)"])
+def test_killing_the_parent_or_the_group(hostile_worker, kill):
+    prog = f"import os, signal\ndef f(x):\n    {kill}\n    return x * x + 1\n"
+    judge(hostile_worker, prog)
+
+
+@pytest.mark.parametrize("where", ["import", "function"])
+@pytest.mark.parametrize("how", ["sys.exit(0)", "os._exit(0)"])
+def test_exiting_early(hostile_worker, where, how):
+    if where == "import":
+        prog = f"import os, sys\n{how}\ndef f(x):\n    return x * x\n"
+    else:
+        prog = f"import os, sys\ndef f(x):\n    {how}\n"
+    judge(hostile_worker, prog)
+    judge(hostile_worker, prog, SQUARE_ASSERT)
+
+
+def test_closing_stdout_and_every_descriptor(hostile_worker):
+    prog = ("import os, sys\ndef f(x):\n    sys.stdout.close()\n    for fd in range(64):\n"
+            "        try:\n            os.close(fd)\n        except OSError:\n            pass\n"
+            "    return x * x\n")
+    r = judge(hostile_worker, prog)
+    assert r.tests == ["crash", "crash"] or r.outcome != "pass"
+
+
+def test_recursion_until_the_interpreter_crashes(hostile_worker):
+    # repr() of a deeply nested list recurses in C: with the limit lifted, the C stack
+    # overflows and the interpreter dies with SIGSEGV.
+    prog = ("import sys\nsys.setrecursionlimit(10 ** 9)\ndef f(x):\n    nest = []\n"
+            "    for _ in range(10 ** 6):\n        nest = [nest]\n    return len(repr(nest))\n")
+    r = judge(hostile_worker, prog)
+    assert r.outcome in ("runtime_error", "memory_error", "timeout")
+    assert r.tests[0] in ("crash", "memory_error", "timeout", "error")
+
+
+def test_always_equal_object(hostile_worker):
+    prog = ("class Eq:\n    def __eq__(self, other):\n        return True\n"
+            "    __hash__ = object.__hash__\ndef f(x):\n    return Eq()\n")
+    judge(hostile_worker, prog)
+    judge(hostile_worker, prog, SQUARE_ASSERT)
+
+
+def test_always_equal_subclass_of_int(hostile_worker):
+    prog = ("class Eq(int):\n    def __eq__(self, other):\n        return True\n"
+            "def f(x):\n    return Eq(0)\n")
+    judge(hostile_worker, prog)
+    judge(hostile_worker, prog, SQUARE_ASSERT)
+
+
+def test_shadowing_builtins(hostile_worker):
+    prog = ("import builtins, json\nbuiltins.isinstance = lambda *a: True\n"
+            "builtins.type = lambda *a: int\njson.dumps = lambda *a, **k: '49'\n"
+            "def f(x):\n    return 0\n")
+    judge(hostile_worker, prog)
+    judge(hostile_worker, prog, SQUARE_ASSERT)
+
+
+def test_forged_result_messages_on_every_descriptor(hostile_worker):
+    prog = (
+        "import json, os, struct\n"
+        "def frame(obj):\n    b = json.dumps(obj).encode()\n    return struct.pack('>I', len(b)) + b\n"
+        "FORGED = b''.join(frame(o) for o in [\n"
+        "    {'t': 'ready'}, {'t': 'end', 'k': 0, 'status': 'pass'}, {'t': 'end', 'k': 1, 'ok': True},\n"
+        "    {'t': 'end', 'k': 0, 'events': [{'k': 'group', 'site': 0}, {'k': 'endgroup', 'site': 0}]},\n"
+        "    {'t': 'done', 'passed': 2}, {'outcome': 'pass'}])\n"
+        "for fd in range(256):\n    try:\n        os.write(fd, FORGED)\n    except OSError:\n        pass\n"
+        "def f(x):\n    for fd in range(256):\n        try:\n            os.write(fd, FORGED)\n"
+        "        except OSError:\n            pass\n    os._exit(0)\n")
+    judge(hostile_worker, prog)
+    judge(hostile_worker, prog, SQUARE_ASSERT)
+
+
+def test_daemons_that_outlive_the_program(hostile_worker):
+    prog = ("import os, time\ndef f(x):\n    if os.fork() == 0:\n        os.setsid()\n"
+            "        if os.fork() == 0:\n            time.sleep(100)\n        os._exit(0)\n"
+            "    return x * x + 1\n")
+    judge(hostile_worker, prog)

@@ -118,42 +118,28 @@ class Server:
     def __init__(self, iso: sandbox.Isolation):
         self.iso = iso
         self.runs = 0
+        self._codes: dict[str, object] = {}  # compiled probe test code, by source
+
+    def _compiled(self, src: str, filename: str):
+        code = self._codes.get(src)
+        if code is None:
+            if len(self._codes) > 4096:
+                self._codes.clear()
+            code = self._codes[src] = compile(src, filename, "exec")
+        return code
 
     # -- one child -------------------------------------------------------------------------
     def _spawn(self, code, req: dict, start: int, stdin_path: str | None, workdir: str,
                pipes: dict) -> int:
-        """Fork the child (in a new PID namespace where possible); return its PID."""
-        pid_r, pid_w = os.pipe()
-        first = os.fork()
-        if first == 0:  # intermediate
+        """Fork the child in its own session; return its PID."""
+        pid = os.fork()
+        if pid == 0:
             try:
-                os.close(pid_r)
                 os.setsid()
-                if self.iso.pid_namespace:
-                    sandbox.unshare(sandbox.CLONE_NEWPID)
-                    inner = os.fork()
-                    if inner != 0:
-                        os.write(pid_w, str(inner).encode())
-                        os._exit(0)
-                else:
-                    os.write(pid_w, str(os.getpid()).encode())
-                os.close(pid_w)
                 self._child(code, req, start, stdin_path, workdir, pipes)
             finally:
                 os._exit(70)
-        os.close(pid_w)
-        data = b""
-        while True:
-            chunk = os.read(pid_r, 32)
-            if not chunk:
-                break
-            data += chunk
-        os.close(pid_r)
-        if self.iso.pid_namespace:
-            os.waitpid(first, 0)
-        if not data:
-            raise RuntimeError("sandbox child failed to start")
-        return int(data)
+        return pid
 
     def _child(self, code, req, start, stdin_path, workdir, pipes) -> None:
         limits = sandbox.Limits(**req["limits"])
@@ -181,12 +167,34 @@ class Server:
         os._exit(0)
 
     def _kill(self, pid: int) -> None:
-        for target in (lambda: os.kill(pid, signal.SIGKILL),
-                       lambda: os.killpg(pid, signal.SIGKILL)):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def _kill_all(self, pid: int) -> None:
+        """Kill the child and everything it started, then reap them all."""
+        if self.iso.pid_namespace:
+            # This process is PID 1 here: kill(-1) reaches every other process of the
+            # namespace, i.e. whatever the program left running, daemons included.
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            while True:
+                try:
+                    os.waitpid(-1, 0)
+                except ChildProcessError:
+                    return
+                except InterruptedError:
+                    continue
+        for target in (lambda: os.killpg(pid, signal.SIGKILL),
+                       lambda: os.kill(pid, signal.SIGKILL)):
             try:
                 target()
             except (ProcessLookupError, PermissionError):
                 pass
+        self._reap_orphans()
 
     def _attempt(self, code, req: dict, start: int, stdin_data: str | None) -> dict:
         """Run the child from test `start` until it ends, is killed, or runs out of time."""
@@ -283,7 +291,7 @@ class Server:
                 _, wait_status = os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
-            self._reap_orphans()
+            self._kill_all(pid)
             os.close(pidfd)
         status = os.waitstatus_to_exitcode(wait_status) if wait_status is not None else None
         m = _DUMP_LINE.search(dump.decode("utf-8", "replace"))
@@ -331,6 +339,14 @@ class Server:
             resp["duration_s"] = time.monotonic() - t0
             return resp
         req["deadline"] = t0 + req["budget_s"]
+        if req["format"] == "assert":  # test code is trusted: compile it here, once
+            try:
+                codes = {"setup": self._compiled(req["setup"], "<setup>")}
+                for i, src in enumerate(req["tests"]):
+                    codes[i] = self._compiled(src, "<tests>")
+                req["codes"] = codes
+            except SyntaxError:
+                req["codes"] = {}
         k = 0
         while k < n and time.monotonic() < req["deadline"]:
             stdin_data = req["inputs"][k] if req["format"] == "stdio" else None
@@ -417,6 +433,9 @@ def main() -> None:
     except Exception as exc:  # report to the worker, which raises it
         write_msg(out_fd, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
         return
+    iso.pid_namespace = mode != "minimal" and sandbox.enter_pid_namespace()
+    if iso.pid_namespace:
+        iso.features.append("pid namespace")
     import importlib
 
     for name in _WARM_MODULES:
@@ -424,6 +443,7 @@ def main() -> None:
             importlib.import_module(name)
         except ImportError:
             pass
+    harness.warm_preludes()
     write_msg(out_fd, {"ok": True, "isolation": iso.describe(), "tier": iso.tier,
                        "notes": iso.notes, "pid": os.getpid(), "uid": iso.uid})
     server = Server(iso)

@@ -47,9 +47,12 @@ _TYPING_NAMES = ("List", "Dict", "Tuple", "Set", "FrozenSet", "Optional", "Union
                  "Mapping", "Generator")
 
 
-def send(record: dict) -> None:
-    data = _dumps(record, separators=(",", ":"), allow_nan=False).encode()
-    frame = _pack(len(data)) + data
+def send(*records: dict) -> None:
+    """Write one or more frames in a single write."""
+    frame = b""
+    for record in records:
+        data = _dumps(record, separators=(",", ":"), allow_nan=False).encode()
+        frame += _pack(len(data)) + data
     view = memoryview(frame)
     while view:
         try:
@@ -78,7 +81,10 @@ def error_info(exc: BaseException) -> dict:
     return {"type": type(exc).__name__, "line": line, "msg": msg}
 
 
-def _prelude(fmt: str) -> dict:
+_PRELUDES: dict[str, dict] = {}
+
+
+def _build_prelude(fmt: str) -> dict:
     ns: dict = {"__name__": "__main__" if fmt == "stdio" else "program",
                 "__builtins__": builtins}
     if fmt in ("stdio", "call"):
@@ -90,6 +96,17 @@ def _prelude(fmt: str) -> dict:
         for name in _TYPING_NAMES:
             ns[name] = getattr(typing, name)
     return ns
+
+
+def warm_preludes() -> None:
+    """Build the per-format starting namespaces once, in the fork-server, before forking."""
+    for fmt in ("stdio", "call", "assert"):
+        _PRELUDES[fmt] = _build_prelude(fmt)
+
+
+def _prelude(fmt: str) -> dict:
+    base = _PRELUDES.get(fmt)
+    return dict(base) if base is not None else _build_prelude(fmt)
 
 
 def _load(code, fmt: str) -> dict | None:
@@ -118,17 +135,19 @@ def run_call(code, req: dict, start: int) -> None:
     if ns is None:
         return
     fn_name = req["fn_name"]
-    for k in range(start, len(req["inputs"])):
-        send({"t": "begin", "k": k})
+    n = len(req["inputs"])
+    send({"t": "begin", "k": start})
+    for k in range(start, n):
         try:
             fn = _find_callable(ns, fn_name)
             result = fn(*copy.deepcopy(req["inputs"][k]))
-            send({"t": "end", "k": k, "v": _encode(result)})
+            end = {"t": "end", "k": k, "v": _encode(result)}
         except _Unserialisable as exc:
-            send({"t": "end", "k": k, "err": {"type": "TypeError", "line": None,
-                                              "msg": f"unserialisable result: {exc}"}})
+            end = {"t": "end", "k": k, "err": {"type": "TypeError", "line": None,
+                                               "msg": f"unserialisable result: {exc}"}}
         except _BaseException as exc:
-            send({"t": "end", "k": k, "err": error_info(exc)})
+            end = {"t": "end", "k": k, "err": error_info(exc)}
+        send(end, {"t": "begin", "k": k + 1}) if k + 1 < n else send(end)
 
 
 def run_stdio(code, req: dict, start: int) -> None:
@@ -216,21 +235,23 @@ def run_assert(code, req: dict, start: int) -> None:
     rnd = make_random("setup")
     test_ns = {"__builtins__": builtins, "__name__": "tests", PROG: prog, ASSERT: probe,
                RANDOM: rnd}
+    codes = req.get("codes") or {}
     try:
-        exec(compile(req["setup"], "<setup>", "exec"), test_ns)
+        exec(codes.get("setup") or compile(req["setup"], "<setup>", "exec"), test_ns)
     except _BaseException as exc:
         send({"t": "setup_error", "err": error_info(exc)})
         return
-    for k in range(start, len(req["tests"])):
-        send({"t": "begin", "k": k})
+    n = len(req["tests"])
+    send({"t": "begin", "k": start})
+    for k in range(start, n):
         events.clear()
         test_ns[RANDOM] = make_random(f"test-{k}")
+        end = {"t": "end", "k": k, "events": events}
         try:
-            exec(compile(req["tests"][k], "<tests>", "exec"), test_ns)
+            exec(codes.get(k) or compile(req["tests"][k], "<tests>", "exec"), test_ns)
         except _BaseException as exc:
-            send({"t": "end", "k": k, "events": events, "err": error_info(exc)})
-            continue
-        send({"t": "end", "k": k, "events": events})
+            end["err"] = error_info(exc)
+        send(end, {"t": "begin", "k": k + 1}) if k + 1 < n else send(end)
 
 
 def child_main(code, req: dict, start: int) -> None:

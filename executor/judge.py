@@ -211,10 +211,10 @@ def judge_assert_test(plan: AssertPlan, setup_ns: dict, k: int, events: list[dic
                       ) -> tuple[str, dict | None]:
     """(status, error) of test k from its recorded program calls."""
     replay = Replay(events)
-    ns = dict(setup_ns)
+    ns = setup_ns  # one namespace for all tests of a program, as in the sandbox
     ns.update({PROG: replay.prog, JUDGE: replay.judge, RANDOM: make_random(f"test-{k}")})
     try:
-        exec(compile(plan.judge_tests[k], "<tests>", "exec"), ns)
+        exec(plan.judge_code(k), ns)
     except Exception as exc:
         err = getattr(exc, "_rltf_err", None)
         if err is not None:
@@ -222,10 +222,6 @@ def judge_assert_test(plan: AssertPlan, setup_ns: dict, k: int, events: list[dic
         if isinstance(exc, (AssertionError, ReplayMismatch)):
             return "fail", None
         return "error", {"type": type(exc).__name__, "line": None, "msg": str(exc)[:400]}
-    # Keep names the test bound for later tests, as one shared namespace would.
-    for key, val in ns.items():
-        if key not in (PROG, JUDGE, RANDOM):
-            setup_ns[key] = val
     return "pass", None
 
 
@@ -233,7 +229,7 @@ def judge_setup_namespace(plan: AssertPlan) -> dict:
     ns: dict = {"__builtins__": builtins, "__name__": "tests", RANDOM: make_random("setup")}
     replay = Replay([])
     ns.update({PROG: replay.prog, JUDGE: replay.judge})
-    exec(compile(plan.judge_setup, "<setup>", "exec"), ns)
+    exec(plan.judge_code(None), ns)
     return ns
 
 

@@ -131,7 +131,8 @@ def python_paths(exclude: tuple[str, ...] = ()) -> list[str]:
     for p in sorted(paths):
         if any(p == os.path.realpath(e) for e in exclude):
             continue
-        if p == "/" or any(p.startswith(s + "/") or p == s for s in SYSTEM_PATHS):
+        if p == "/" or any(p.startswith(s + "/") or p == s
+                           for s in SYSTEM_PATHS + ("/tmp", "/dev", "/proc", "/sys")):
             continue
         keep.append(p)
     # Drop paths already inside another kept path.
@@ -203,20 +204,35 @@ def _lock_down_filesystem(iso: Isolation, exclude: tuple[str, ...]) -> None:
         iso.features[-1] = "read-only fs"
 
 
-def _pidns_works() -> bool:
+def enter_pid_namespace() -> bool:
+    """Make the caller the init (PID 1) of a new PID namespace; False where not allowed.
+
+    The calling process forks: the child becomes PID 1 of the namespace and returns True; the
+    parent stays outside, waits for it and exits with its status (it never returns). Every
+    process a program starts lives in this namespace, so the init can kill all of them with
+    one kill(-1) and they all die if the init dies."""
+    try:
+        unshare(CLONE_NEWPID)
+    except OSError:
+        return False
     pid = os.fork()
     if pid == 0:
         try:
-            unshare(CLONE_NEWPID)
-            inner = os.fork()
-            if inner == 0:
-                os._exit(0 if os.getpid() == 1 else 1)
-            _, status = os.waitpid(inner, 0)
-            os._exit(os.waitstatus_to_exitcode(status))
-        except BaseException:
-            os._exit(3)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) == 0
+            prctl(PR_SET_PDEATHSIG, 9)  # SIGKILL: die with the outer process
+        except OSError:
+            pass
+        return True
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda s, f: os.kill(pid, 9))
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
 
 
 def setup_isolation(mode: str = "auto", uid_base: int = 61000,
@@ -249,12 +265,6 @@ def setup_isolation(mode: str = "auto", uid_base: int = 61000,
         _lock_down_filesystem(iso, exclude)
     except OSError as err:
         iso.notes.append(f"namespaces unavailable: {err}")
-    try:
-        iso.pid_namespace = _pidns_works()
-    except OSError:
-        iso.pid_namespace = False
-    if iso.pid_namespace:
-        iso.features.append("pid namespace")
     try:
         prctl(PR_SET_CHILD_SUBREAPER, 1)
     except OSError:

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import ast
 import builtins
+import random as _random
+import types
 from dataclasses import dataclass, field
 
 PROG = "__rltf_prog__"
@@ -77,8 +79,13 @@ def _prog_call(name: str) -> ast.Call:
 
 
 def _mentions(node: ast.AST, prog: set[str]) -> bool:
-    return any(isinstance(n, ast.Name) and n.id in prog and isinstance(n.ctx, ast.Load)
-               for n in ast.walk(node))
+    cached = getattr(node, "_rltf_mentions", None)
+    if cached is None:
+        cached = (isinstance(node, ast.Name) and node.id in prog
+                  and isinstance(node.ctx, ast.Load)) or any(
+            _mentions(c, prog) for c in ast.iter_child_nodes(node))
+        node._rltf_mentions = cached  # type: ignore[attr-defined]
+    return cached
 
 
 _WHOLE = (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp,
@@ -179,6 +186,15 @@ class AssertPlan:
     judge_setup: str
     judge_tests: list[str]
     program_names: list[str] = field(default_factory=list)
+    _codes: dict = field(default_factory=dict, repr=False)
+
+    def judge_code(self, k: int | None):
+        """The compiled judge copy of test k (None: the setup), compiled once."""
+        code = self._codes.get(k)
+        if code is None:
+            src = self.judge_setup if k is None else self.judge_tests[k]
+            code = self._codes[k] = compile(src, "<setup>" if k is None else "<tests>", "exec")
+        return code
 
 
 def plan_assert_tests(setup: str | None, tests: list[str]) -> AssertPlan:
@@ -188,39 +204,38 @@ def plan_assert_tests(setup: str | None, tests: list[str]) -> AssertPlan:
     bound = _bound_names([setup_tree, *test_trees])
     prog = _program_names([setup_tree, *test_trees], bound)
 
-    def rewrite(tree: ast.Module, mode: str, site: int) -> str:
-        import copy
-
-        new = _Rewrite(prog, mode, site).visit(copy.deepcopy(tree))
-        ast.fix_missing_locations(new)
-        return ast.unparse(new)
+    def rewrite(src: str, mode: str, site: int) -> str:
+        return ast.unparse(_Rewrite(prog, mode, site).visit(ast.parse(src)))
 
     sites, probe_tests, judge_tests = 0, [], []
-    for tree in test_trees:
-        probe_tests.append(rewrite(tree, "probe", sites))
-        judge_tests.append(rewrite(tree, "judge", sites))
+    for src, tree in zip(tests, test_trees):
+        probe_tests.append(rewrite(src, "probe", sites))
+        judge_tests.append(rewrite(src, "judge", sites))
         sites += sum(isinstance(n, ast.Assert) for n in ast.walk(tree))
+    setup_src = rewrite(setup or "", "setup", 0)
     return AssertPlan(
-        probe_setup=rewrite(setup_tree, "setup", 0),
+        probe_setup=setup_src,
         probe_tests=probe_tests,
-        judge_setup=rewrite(setup_tree, "setup", 0),
+        judge_setup=setup_src,
         judge_tests=judge_tests,
         program_names=sorted(prog),
     )
 
 
-def make_random(seed: object):
-    """A module-like private `random`: functions bound to one seeded generator."""
-    import random as _random
-    import types
+class _PrivateRandom(types.ModuleType):
+    """A module-like `random` whose functions draw from one private, seeded generator."""
 
-    gen = _random.Random(seed)
-    mod = types.ModuleType("random")
-    for name in dir(_random):
-        if name.startswith("_"):
-            continue
-        attr = getattr(gen, name, None)
-        setattr(mod, name, attr if callable(attr) and hasattr(gen, name) else getattr(_random, name))
-    mod.Random = _random.Random
-    mod.SystemRandom = _random.SystemRandom
-    return mod
+    def __init__(self, seed: object):
+        super().__init__("random")
+        self._gen = _random.Random(seed)
+
+    def __getattr__(self, name: str):  # called only for names not set on the instance
+        if not name.startswith("_") and name not in ("Random", "SystemRandom"):
+            attr = getattr(self._gen, name, None)
+            if callable(attr):
+                return attr
+        return getattr(_random, name)
+
+
+def make_random(seed: object) -> types.ModuleType:
+    return _PrivateRandom(seed)

@@ -76,7 +76,11 @@ class ExecutorPool:
         return self._infos[0]["tier"] if self._infos else "none"
 
     # -- Ray -------------------------------------------------------------------------------
-    def _new_actor(self, slot: int):
+    def _new_actor(self, slot: int, generation: int = 0):
+        """An actor named `<prefix>-<slot>` (the name of a dead predecessor may still be held
+        for a moment by Ray; then the replacement is named `<prefix>-<slot>.<generation>`)."""
+        import time
+
         import ray
 
         cls = ray.remote(ExecutorActor)
@@ -84,13 +88,14 @@ class ExecutorPool:
                 "max_concurrency": 1}
         if self.cfg.resources:
             opts["resources"] = dict(self.cfg.resources)
-        name = f"{self.name_prefix}-{slot}"
-        try:
-            old = ray.get_actor(name)
-            ray.kill(old)
-        except ValueError:
-            pass
-        return cls.options(name=name, **opts).remote(self.cfg)
+        for attempt in range(20):
+            name = f"{self.name_prefix}-{slot}" if attempt < 10 else \
+                f"{self.name_prefix}-{slot}.{generation}"
+            try:
+                return cls.options(name=name, **opts).remote(self.cfg)
+            except ValueError:  # name taken
+                time.sleep(0.05)
+        return cls.options(**opts).remote(self.cfg)
 
     def _replace(self, slot: int) -> None:
         import ray
@@ -99,8 +104,8 @@ class ExecutorPool:
             ray.kill(self._actors[slot])
         except Exception:
             pass
-        self._actors[slot] = self._new_actor(slot)
         self._gens[slot] += 1
+        self._actors[slot] = self._new_actor(slot, self._gens[slot])
         self.replaced += 1
 
     def _imap_ray(self, items: Iterator[tuple[int, Pair]]) -> Iterator[tuple[int, Result]]:

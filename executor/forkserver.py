@@ -444,6 +444,11 @@ def main() -> None:
         except ImportError:
             pass
     harness.warm_preludes()
+    harness.warm_up()
+    import gc
+
+    gc.collect()
+    gc.freeze()  # children never scan (and so never copy) the server's objects
     write_msg(out_fd, {"ok": True, "isolation": iso.describe(), "tier": iso.tier,
                        "notes": iso.notes, "pid": os.getpid(), "uid": iso.uid})
     server = Server(iso)

@@ -254,6 +254,25 @@ def run_assert(code, req: dict, start: int) -> None:
         send(end, {"t": "begin", "k": k + 1}) if k + 1 < n else send(end)
 
 
+def warm_up() -> None:
+    """Run each format once on a small program, in the fork-server, before any fork.
+
+    Children then start from interpreter state that has already specialised the harness's
+    bytecode and built its caches, instead of each child doing that work again."""
+    global REC_FD
+    saved, REC_FD = REC_FD, os.open(os.devnull, os.O_WRONLY)
+    try:
+        code = compile("def f(x):\n    return [x, (x, {x: str(x)})]\n", PROGRAM_FILE, "exec")
+        for _ in range(3):
+            run_call(code, {"fn_name": "f", "inputs": [[1], [2.5], ["s"]]}, 0)
+            run_assert(code, {"entry_point": "f", "setup": "import math",
+                              "tests": ["__rltf_assert__(0, lambda: __rltf_prog__('f')(1))"] * 3},
+                       0)
+    finally:
+        os.close(REC_FD)
+        REC_FD = saved
+
+
 def child_main(code, req: dict, start: int) -> None:
     """Entry point in the child, after isolation and limits are in place."""
     dump = io.FileIO(DUMP_FD, "w", closefd=False)

@@ -1,0 +1,195 @@
+"""The online replay buffer: complete experiences, newest kept, staleness bounded.
+
+    buf = ReplayBuffer(capacity=6400, max_staleness=4, seed=0)
+    buf.add(experiences)                  # oldest out first when full
+    buf.set_policy_version(7)             # experiences made before version 3 are now stale
+    batch = buf.sample(32, timeout_s=5)   # never blocks longer than timeout_s
+
+RLTF keeps the newest 6400 samples and trains on batches drawn from them. Two ways to draw:
+`uniform` (with replacement; experiences stay until evicted or stale, as in the paper's
+online buffer) and `fifo` (each experience is trained on once, oldest first). An experience
+whose policy version is more than `max_staleness` versions behind the current one is
+dropped and counted, never returned. A plain class: `cluster/` wraps it as the `rltf-buffer`
+actor, and tests use it in-process.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable
+
+
+@dataclass
+class Experience:
+    """One judged sample, ready for the learner. Token lists are aligned with
+    `completion_ids` (one entry per generated token)."""
+
+    task_id: str
+    sample_id: str
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    token_rewards: list[float]
+    behaviour_logprobs: list[float]
+    outcome: str
+    reward: float
+    policy_version: int
+    passed: int = 0
+    total: int = 0
+    is_greedy: bool = False
+    returns: list[float] | None = None  # per-token returns for a critic, where used
+    reference_ids: list[int] | None = None  # a reference solution, for the supervised term
+
+    def __post_init__(self) -> None:
+        n = len(self.completion_ids)
+        if len(self.token_rewards) != n or len(self.behaviour_logprobs) != n:
+            raise ValueError(
+                f"experience {self.sample_id}: {n} completion tokens but "
+                f"{len(self.token_rewards)} token rewards and {len(self.behaviour_logprobs)} "
+                "behaviour log-probs; they must be aligned one per generated token")
+
+
+@dataclass
+class BufferStats:
+    size: int
+    capacity: int
+    policy_version: int
+    added: int
+    consumed: int
+    dropped_full: int
+    dropped_stale: int
+    mean_age: float  # in policy versions, over what is held now
+    outcomes: dict[str, int] = field(default_factory=dict)  # outcome mix of what is held
+
+
+class ReplayBuffer:
+    def __init__(self, capacity: int = 6400, max_staleness: int = 4, mode: str = "uniform",
+                 seed: int = 0):
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1 (got {capacity})")
+        if max_staleness < 0:
+            raise ValueError(f"max_staleness must be 0 or more (got {max_staleness})")
+        if mode not in ("uniform", "fifo"):
+            raise ValueError(f"mode must be 'uniform' or 'fifo' (got {mode!r})")
+        self.capacity = capacity
+        self.max_staleness = max_staleness
+        self.mode = mode
+        self._items: collections.deque[Experience] = collections.deque()
+        self._rng = random.Random(seed)
+        self._cond = threading.Condition()
+        self._version = 0
+        self._added = self._consumed = self._dropped_full = self._dropped_stale = 0
+
+    # -- writing -------------------------------------------------------------------------
+    def add(self, experiences: Iterable[Experience]) -> int:
+        """Add experiences (stale ones are dropped at once); returns how many were kept."""
+        kept = 0
+        with self._cond:
+            for exp in experiences:
+                self._added += 1
+                if self._is_stale(exp):
+                    self._dropped_stale += 1
+                    continue
+                if len(self._items) >= self.capacity:
+                    self._items.popleft()
+                    self._dropped_full += 1
+                self._items.append(exp)
+                kept += 1
+            if kept:
+                self._cond.notify_all()
+        return kept
+
+    def set_policy_version(self, version: int) -> int:
+        """Advance the current policy version; drops what became stale, returns how many."""
+        with self._cond:
+            if version < self._version:
+                raise ValueError(f"policy version went back from {self._version} to {version}")
+            self._version = version
+            return self._evict_stale()
+
+    # -- reading -------------------------------------------------------------------------
+    def sample(self, batch_size: int, timeout_s: float = 0.0, min_size: int | None = None
+               ) -> list[Experience]:
+        """Up to `batch_size` experiences. Waits at most `timeout_s` for `min_size` (default:
+        batch_size) to be available, then returns what there is (possibly nothing)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1 (got {batch_size})")
+        need = batch_size if min_size is None else max(1, min(min_size, batch_size))
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        with self._cond:
+            while True:
+                self._evict_stale()
+                if len(self._items) >= need:
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            if not self._items:
+                return []
+            if self.mode == "fifo":
+                take = min(batch_size, len(self._items))
+                batch = [self._items.popleft() for _ in range(take)]
+            else:
+                k = min(batch_size, len(self._items))
+                idx = self._rng.sample(range(len(self._items)), k)
+                batch = [self._items[i] for i in idx]
+            self._consumed += len(batch)
+            return batch
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+    def stats(self) -> BufferStats:
+        with self._cond:
+            ages = [self._version - e.policy_version for e in self._items]
+            return BufferStats(
+                size=len(self._items), capacity=self.capacity, policy_version=self._version,
+                added=self._added, consumed=self._consumed, dropped_full=self._dropped_full,
+                dropped_stale=self._dropped_stale,
+                mean_age=sum(ages) / len(ages) if ages else 0.0,
+                outcomes=dict(collections.Counter(e.outcome for e in self._items)),
+            )
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        with self._cond:
+            return {
+                "capacity": self.capacity, "max_staleness": self.max_staleness,
+                "mode": self.mode, "version": self._version,
+                "items": [asdict(e) for e in self._items],
+                "counters": [self._added, self._consumed, self._dropped_full,
+                             self._dropped_stale],
+                "rng": self._rng.getstate(),
+            }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with self._cond:
+            self.capacity = state["capacity"]
+            self.max_staleness = state["max_staleness"]
+            self.mode = state["mode"]
+            self._version = state["version"]
+            self._items = collections.deque(Experience(**d) for d in state["items"])
+            (self._added, self._consumed, self._dropped_full,
+             self._dropped_stale) = state["counters"]
+            rng_state = state["rng"]
+            if isinstance(rng_state, list):  # tuples become lists through JSON
+                rng_state = (rng_state[0], tuple(rng_state[1]), rng_state[2])
+            self._rng.setstate(rng_state)
+            self._cond.notify_all()
+
+    # -- internals -------------------------------------------------------------------------
+    def _is_stale(self, exp: Experience) -> bool:
+        return self._version - exp.policy_version > self.max_staleness
+
+    def _evict_stale(self) -> int:
+        before = len(self._items)
+        if before and any(self._is_stale(e) for e in self._items):
+            self._items = collections.deque(e for e in self._items if not self._is_stale(e))
+        dropped = before - len(self._items)
+        self._dropped_stale += dropped
+        return dropped

@@ -1,0 +1,1 @@
+"""pass@k evaluation: the unbiased estimator and the `rltf eval` command."""

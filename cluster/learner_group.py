@@ -1,0 +1,180 @@
+"""LearnerGroup: W DeepSpeed ranks, each a Ray actor (`rltf-learner-rank<i>`) on its own GPU
+(or CPUs here), bootstrapped the way DeepSpeed expects.
+
+Rank 0's node address and a free port become MASTER_ADDR / MASTER_PORT; each actor gets
+RANK, WORLD_SIZE and LOCAL_RANK (its index among the ranks on its node) before it builds its
+engine; nccl on GPU, gloo on CPU. The ranks sit in one placement group (one bundle per rank,
+PACK strategy), so the group is sized and placed independently of samplers and executors.
+A global batch is split evenly across ranks and, on each rank, into `grad_accum` micro-batches.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, Callable
+
+from learner.engine import EngineSettings, PolicyEngine, StepMetrics
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+class LearnerRank:
+    """What each learner actor runs; the objective arrives with each step (picklable)."""
+
+    def __init__(self, settings: EngineSettings, rank: int, world_size: int):
+        self.settings, self.rank, self.world_size = settings, rank, world_size
+        self.engine: PolicyEngine | None = None
+        self.collective = None
+
+    # bootstrap ---------------------------------------------------------------------------
+    def address(self) -> tuple[str, int]:
+        import ray
+
+        return ray.util.get_node_ip_address(), _free_port()
+
+    def node_id(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
+    def start(self, master_addr: str, master_port: int, local_rank: int) -> int:
+        os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port),
+                          RANK=str(self.rank), WORLD_SIZE=str(self.world_size),
+                          LOCAL_RANK=str(local_rank))
+        self.engine = PolicyEngine(self.settings, self.rank, self.world_size, local_rank)
+        return os.getpid()
+
+    # training ----------------------------------------------------------------------------
+    def train_step(self, micro_batches: list[Any], objective: Callable) -> StepMetrics:
+        return self.engine.train_step(micro_batches, objective)
+
+    def step_count(self) -> int:
+        return self.engine.step
+
+    # weights -------------------------------------------------------------------------------
+    def full_state_ref(self) -> list | None:
+        """Gather the full weights (a collective); rank 0 returns [ObjectRef] to them."""
+        import ray
+
+        state = self.engine.full_state_dict()
+        return [ray.put(state)] if state is not None else None
+
+    def full_state(self):
+        return self.engine.full_state_dict()
+
+    def join_collective(self, backend: str, addr: str, port: int, world_size: int) -> bool:
+        from cluster.weights import CollectiveGroup
+
+        self.collective = CollectiveGroup(backend, addr, port, world_size, 0)
+        return True
+
+    def broadcast_weights(self, version: int, bucket_mb: float = 64.0) -> int:
+        """Rank 0 sends the gathered weights over the collective group (every rank gathers)."""
+        state = self.engine.full_state_dict()
+        if self.rank == 0:
+            self.collective.broadcast_state(state, version, bucket_mb)
+        return version
+
+    # checkpoints -----------------------------------------------------------------------------
+    def save_checkpoint(self, folder: str, client_state: dict | None = None) -> None:
+        tokenizer = None
+        if self.rank == 0:
+            try:
+                from transformers import AutoTokenizer
+
+                tokenizer = AutoTokenizer.from_pretrained(self.settings.model_path)
+            except (OSError, ValueError):
+                tokenizer = None
+        self.engine.save_checkpoint(folder, tokenizer=tokenizer, client_state=client_state)
+
+    def load_checkpoint(self, folder: str) -> dict:
+        return self.engine.load_checkpoint(folder)
+
+
+class LearnerGroup:
+    """Creates and drives the W learner actors."""
+
+    def __init__(self, settings: EngineSettings, world_size: int = 1, gpus_per_rank: float = 0,
+                 cpus_per_rank: float = 1, name_prefix: str = "rltf-learner",
+                 placement_strategy: str = "PACK", timeout_s: float = 600):
+        import ray
+        from ray.util.placement_group import placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        if world_size < 1:
+            raise ValueError(f"world_size must be at least 1 (got {world_size})")
+        self.settings, self.world_size = settings, world_size
+        bundle = {"CPU": cpus_per_rank, **({"GPU": gpus_per_rank} if gpus_per_rank else {})}
+        self.pg = placement_group([dict(bundle) for _ in range(world_size)],
+                                  strategy=placement_strategy, name=f"{name_prefix}-pg")
+        ray.get(self.pg.ready(), timeout=timeout_s)
+        cls = ray.remote(LearnerRank)
+        self.actors = []
+        for rank in range(world_size):
+            strategy = PlacementGroupSchedulingStrategy(placement_group=self.pg,
+                                                        placement_group_bundle_index=rank)
+            self.actors.append(cls.options(
+                name=f"{name_prefix}-rank{rank}", num_cpus=cpus_per_rank,
+                num_gpus=gpus_per_rank, scheduling_strategy=strategy, max_restarts=0,
+            ).remote(settings, rank, world_size))
+        addr, port = ray.get(self.actors[0].address.remote())
+        nodes = ray.get([a.node_id.remote() for a in self.actors])
+        if len(set(nodes)) == 1:
+            addr = "127.0.0.1"  # one node: rendezvous over loopback
+        local_ranks = [nodes[:i].count(n) for i, n in enumerate(nodes)]
+        ray.get([a.start.remote(addr, port, lr) for a, lr in zip(self.actors, local_ranks)],
+                timeout=timeout_s)
+
+    def train_step(self, micro_batches_per_rank: list[list[Any]],
+                   objective: Callable) -> list[StepMetrics]:
+        import ray
+
+        if len(micro_batches_per_rank) != self.world_size:
+            raise ValueError(f"need one shard per rank ({self.world_size}), "
+                             f"got {len(micro_batches_per_rank)}")
+        return ray.get([a.train_step.remote(mb, objective)
+                        for a, mb in zip(self.actors, micro_batches_per_rank)])
+
+    def full_state_ref(self):
+        """[ObjectRef] of the full weights, put by rank 0 (all ranks join the gather)."""
+        import ray
+
+        out = ray.get([a.full_state_ref.remote() for a in self.actors])
+        return out[0]
+
+    def save_checkpoint(self, folder: str, client_state: dict | None = None) -> None:
+        import ray
+
+        ray.get([a.save_checkpoint.remote(folder, client_state) for a in self.actors])
+
+    def load_checkpoint(self, folder: str) -> list[dict]:
+        import ray
+
+        return ray.get([a.load_checkpoint.remote(folder) for a in self.actors])
+
+    def shutdown(self) -> None:
+        import ray
+        from ray.util.placement_group import remove_placement_group
+
+        for a in self.actors:
+            try:
+                ray.kill(a)
+            except Exception:
+                pass
+        try:
+            remove_placement_group(self.pg)
+        except Exception:
+            pass
+
+
+def split_evenly(items: list, parts: int) -> list[list]:
+    """Split into `parts` contiguous shards of equal size; the length must divide."""
+    if len(items) % parts:
+        raise ValueError(f"a batch of {len(items)} does not split evenly over {parts} parts")
+    size = len(items) // parts
+    return [items[i * size:(i + 1) * size] for i in range(parts)]

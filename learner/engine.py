@@ -1,0 +1,275 @@
+"""One learner rank: a DeepSpeed engine around any Hugging Face causal LM or encoder–decoder.
+
+    eng = PolicyEngine(settings, rank=0, world_size=1)    # torch.distributed env already set
+    metrics = eng.train_step(micro_batches, loss_fn)      # one optimiser step
+    state = eng.full_state_dict()                         # ZeRO-3 shards gathered first
+    eng.save_checkpoint(dir, step)                        # DeepSpeed state + save_pretrained
+
+The DeepSpeed config is either the user's JSON/YAML file, passed as is (its "auto" values are
+filled from the settings), or a default built from the settings: ZeRO stage, optional CPU
+offload of the optimiser, fp32 on CPU and bf16 on GPU, gradient clipping and accumulation.
+The learning rate warms up linearly and then stays constant or decays (linear or cosine).
+This module knows nothing of Ray or executors; `cluster/` places the ranks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+
+@dataclass
+class EngineSettings:
+    model_path: str  # a folder with a save_pretrained model (and tokenizer)
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 0
+    total_steps: int = 1000
+    schedule: str = "constant"  # constant | linear | cosine (after warm-up)
+    grad_clip: float = 1.0
+    micro_batch_size: int = 4
+    grad_accum: int = 1
+    zero_stage: int = 2
+    offload_optimizer: bool = False
+    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
+    deepspeed_config: str | None = None  # a user JSON/YAML file, used as is
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def load_ds_file(path: str) -> dict:
+    text = Path(path).read_text(encoding="utf-8")
+    if path.endswith((".yaml", ".yml")):
+        import yaml
+
+        return yaml.safe_load(text) or {}
+    return json.loads(text)
+
+
+def _fill_auto(node: Any, values: dict[str, Any], path: str = "") -> Any:
+    if isinstance(node, dict):
+        return {k: _fill_auto(v, values, f"{path}.{k}" if path else k) for k, v in node.items()}
+    if node == "auto":
+        key = path.split(".")[-1]
+        if key not in values:
+            raise ValueError(f"DeepSpeed config: no value for 'auto' at {path}")
+        return values[key]
+    return node
+
+
+def build_ds_config(s: EngineSettings, world_size: int, on_gpu: bool) -> dict:
+    """The DeepSpeed config: the user's file with "auto" filled in, or a default."""
+    precision = s.precision if s.precision != "auto" else ("bf16" if on_gpu else "fp32")
+    if not on_gpu and precision != "fp32":
+        raise ValueError(f"precision {precision} needs a GPU; use precision=fp32 on CPU")
+    auto = {
+        "train_micro_batch_size_per_gpu": s.micro_batch_size,
+        "gradient_accumulation_steps": s.grad_accum,
+        "train_batch_size": s.micro_batch_size * s.grad_accum * world_size,
+        "gradient_clipping": s.grad_clip, "lr": s.lr, "weight_decay": s.weight_decay,
+        "betas": list(s.betas), "stage": s.zero_stage,
+    }
+    if s.deepspeed_config:
+        cfg = _fill_auto(load_ds_file(s.deepspeed_config), auto)
+        cfg.setdefault("train_micro_batch_size_per_gpu", s.micro_batch_size)
+        cfg.setdefault("gradient_accumulation_steps", s.grad_accum)
+        return cfg
+    zero: dict[str, Any] = {"stage": s.zero_stage}
+    if s.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": on_gpu}
+    if s.zero_stage == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+    return {
+        "train_micro_batch_size_per_gpu": s.micro_batch_size,
+        "gradient_accumulation_steps": s.grad_accum,
+        "gradient_clipping": s.grad_clip,
+        "optimizer": {"type": "AdamW", "params": {"lr": s.lr, "betas": list(s.betas),
+                                                 "weight_decay": s.weight_decay}},
+        "zero_optimization": zero,
+        "bf16": {"enabled": precision == "bf16"},
+        "fp16": {"enabled": precision == "fp16"},
+        "steps_per_print": 10 ** 9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def lr_lambda(s: EngineSettings) -> Callable[[int], float]:
+    """Multiplier of the base LR at optimiser step t: linear warm-up, then the schedule."""
+    def fn(t: int) -> float:
+        if s.warmup_steps and t < s.warmup_steps:
+            return (t + 1) / s.warmup_steps
+        if s.schedule == "constant":
+            return 1.0
+        span = max(1, s.total_steps - s.warmup_steps)
+        frac = min(1.0, (t - s.warmup_steps) / span)
+        if s.schedule == "linear":
+            return max(0.0, 1.0 - frac)
+        if s.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * frac))
+        raise ValueError(f"unknown schedule {s.schedule!r}: use constant, linear or cosine")
+    return fn
+
+
+def load_model(path: str, dtype: torch.dtype | None = None):
+    """Any HF causal LM or encoder–decoder (chosen from its config)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    if not Path(path).exists():
+        raise FileNotFoundError(f"model folder {path} does not exist")
+    config = AutoConfig.from_pretrained(path)
+    cls = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) \
+        else AutoModelForCausalLM
+    kwargs = {"dtype": dtype} if dtype is not None else {}
+    return cls.from_pretrained(path, **kwargs)
+
+
+@dataclass
+class StepMetrics:
+    step: int
+    loss: float
+    grad_norm: float
+    lr: float
+    samples: int
+    time_s: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class PolicyEngine:
+    """A DeepSpeed engine on this rank; collective calls must be made on every rank."""
+
+    def __init__(self, settings: EngineSettings, rank: int = 0, world_size: int = 1,
+                 local_rank: int = 0):
+        import deepspeed
+
+        self.s, self.rank, self.world_size = settings, rank, world_size
+        self.on_gpu = torch.cuda.is_available()
+        if self.on_gpu:
+            torch.cuda.set_device(local_rank)
+        deepspeed.init_distributed(dist_backend="nccl" if self.on_gpu else "gloo",
+                                   auto_mpi_discovery=False)
+        self._seed_all(settings.seed + rank)
+        self.ds_config = build_ds_config(settings, world_size, self.on_gpu)
+        model = load_model(settings.model_path)
+        if hasattr(model.config, "use_cache"):
+            model.config.use_cache = False
+        self.is_encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
+        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=model, model_parameters=[p for p in model.parameters() if p.requires_grad],
+            config=self.ds_config,
+            lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(settings)))
+        self.step = 0
+
+    @property
+    def model(self):
+        return self.engine.module
+
+    @property
+    def device(self) -> torch.device:
+        return self.engine.device
+
+    @staticmethod
+    def _seed_all(seed: int) -> None:
+        random.seed(seed)
+        torch.manual_seed(seed)
+        try:
+            import numpy as np
+
+            np.random.seed(seed % (2 ** 32))
+        except ImportError:
+            pass
+
+    def train_step(self, micro_batches: list[Any],
+                   loss_fn: Callable[[Any, Any], tuple[torch.Tensor, dict[str, float]]]
+                   ) -> StepMetrics:
+        """One optimiser step over `grad_accum` micro-batches of this rank's shard.
+
+        `loss_fn(model, micro_batch) -> (loss, metrics)`; DeepSpeed divides each loss by the
+        number of accumulation steps, so `loss_fn` returns the micro-batch mean."""
+        if len(micro_batches) != self.s.grad_accum:
+            raise ValueError(f"expected {self.s.grad_accum} micro-batches (grad_accum), "
+                             f"got {len(micro_batches)}")
+        t0 = time.perf_counter()
+        self.engine.train()
+        total, sums, samples = 0.0, {}, 0
+        for mb in micro_batches:
+            loss, metrics = loss_fn(self.engine, mb)
+            self.engine.backward(loss)
+            self.engine.step()
+            total += float(loss.detach())
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            samples += int(mb.shape[0]) if torch.is_tensor(mb) else int(getattr(mb, "num_samples", 0))
+        self.step += 1
+        norm = self.engine.get_global_grad_norm()
+        n = len(micro_batches)
+        return StepMetrics(step=self.step, loss=total / n,
+                           grad_norm=float(norm) if norm is not None else float("nan"),
+                           lr=float(self.scheduler.get_last_lr()[0]), samples=samples,
+                           time_s=time.perf_counter() - t0,
+                           extra={k: v / n for k, v in sums.items()})
+
+    # -- weights -----------------------------------------------------------------------------
+    def full_state_dict(self) -> dict[str, torch.Tensor] | None:
+        """Full weights on rank 0 (None elsewhere); gathers ZeRO-3 shards (collective)."""
+        model = self.model
+        if self.ds_config.get("zero_optimization", {}).get("stage", 0) == 3:
+            import deepspeed
+
+            # Every rank takes part in the gather; rank 0 keeps a CPU copy. The names are the
+            # module's own state_dict keys, tied weights included, as samplers expect.
+            with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
+                if self.rank == 0:
+                    return {k: v.detach().to("cpu", copy=True)
+                            for k, v in model.state_dict().items()}
+            return None
+        if self.rank != 0:
+            return None
+        return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def save_checkpoint(self, folder: str | os.PathLike, tokenizer=None,
+                        client_state: dict | None = None) -> None:
+        """DeepSpeed state (optimiser, scheduler, step, RNG) and an HF policy in `hf/`."""
+        folder = Path(folder)
+        state = dict(client_state or {})
+        state.update(learner_step=self.step)
+        self.engine.save_checkpoint(str(folder / "deepspeed"), tag=f"step{self.step}",
+                                    client_state=state)
+        torch.save(self._rng_state(), folder / "deepspeed" / f"rng_rank{self.rank}.pt")
+        full = self.full_state_dict()
+        if self.rank == 0:
+            self.model.save_pretrained(str(folder / "hf"), state_dict=full,
+                                       safe_serialization=True)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(str(folder / "hf"))
+
+    def load_checkpoint(self, folder: str | os.PathLike) -> dict:
+        _, state = self.engine.load_checkpoint(str(Path(folder) / "deepspeed"))
+        if state is None:
+            raise FileNotFoundError(f"no DeepSpeed checkpoint under {folder}/deepspeed")
+        self.step = int(state["learner_step"])
+        rng = Path(folder) / "deepspeed" / f"rng_rank{self.rank}.pt"
+        if rng.exists():
+            self._set_rng_state(torch.load(rng, weights_only=False))
+        return state
+
+    def _rng_state(self) -> dict:
+        out = {"python": random.getstate(), "torch": torch.get_rng_state()}
+        if self.on_gpu:
+            out["cuda"] = torch.cuda.get_rng_state()
+        return out
+
+    def _set_rng_state(self, st: dict) -> None:
+        random.setstate(st["python"])
+        torch.set_rng_state(st["torch"])
+        if self.on_gpu and "cuda" in st:
+            torch.cuda.set_rng_state(st["cuda"])

@@ -15,6 +15,7 @@ expected outputs never reach this process, so no child can read them from memory
 from __future__ import annotations
 
 import codeop
+import ctypes
 import fcntl
 import os
 import pickle
@@ -34,6 +35,22 @@ _DUMP_LINE = re.compile(r'File "<program>", line (\d+)')
 _WARM_MODULES = harness.PRELUDE_MODULES + ("json", "copy", "string", "dataclasses", "enum",
                                           "array", "hashlib", "textwrap", "unicodedata")
 _GRACE_S = 0.15
+_libc = ctypes.PyDLL(None, use_errno=True)  # PyDLL: the GIL stays held across the call
+_libc.fork.restype = ctypes.c_int
+
+
+def _fast_fork() -> int:
+    """fork(2) without Python's at-fork hooks (about half the cost of os.fork() here).
+
+    Safe because the fork-server is single-threaded and forks only between requests, when it
+    holds no locks; the child starts from a consistent interpreter and never returns to the
+    server loop. Programs that fork themselves use os.fork(), with all its hooks."""
+    pid = _libc.fork()
+    if pid < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"fork: {os.strerror(err)}")
+    return pid
+
 
 
 def _read_exact(fd: int, n: int) -> bytes:
@@ -132,7 +149,7 @@ class Server:
     def _spawn(self, code, req: dict, start: int, stdin_path: str | None, workdir: str,
                pipes: dict) -> int:
         """Fork the child in its own session; return its PID."""
-        pid = os.fork()
+        pid = _fast_fork()
         if pid == 0:
             try:
                 os.setsid()

@@ -10,6 +10,7 @@ how to fix it. Nothing is silently rewritten.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -90,13 +91,195 @@ class ExecutorConfig(Section):
     )
 
 
+class ModelConfig(Section):
+    """The policy: any Hugging Face causal LM or encoder-decoder in a local folder, or the
+    embedded tiny model built and warm-started here."""
+
+    path: str = Field(
+        default="tiny",
+        description="A folder with a save_pretrained model and tokenizer (e.g. a CodeT5 or a "
+        "coder LM checkpoint), a hub name where the machine has a network, or `tiny`: the "
+        "embedded model, built and warm-started on the built-in suite and cached.",
+    )
+    cache_dir: str = Field(
+        default=".cache/rltf",
+        description="Where the tiny model, its tokenizer and warm start are cached.",
+    )
+    warm_start_steps: int = Field(
+        default=600, ge=0,
+        description="Supervised steps of the tiny model's warm start (path=tiny only).",
+    )
+
+
+class DataConfig(Section):
+    """Training and held-out problems."""
+
+    source: Literal["synth", "jsonl"] = Field(
+        default="synth",
+        description="synth: the built-in seeded suite; jsonl: problems files (train_file, "
+        "heldout_file) in the DESIGN.md format, e.g. from `rltf data apps`.",
+    )
+    synth_n: int = Field(default=400, ge=10, description="Tasks in the built-in suite.")
+    train_file: str | None = Field(default=None, description="Training problems (jsonl).")
+    heldout_file: str | None = Field(default=None, description="Held-out problems (jsonl).")
+    max_heldout: int | None = Field(
+        default=None, ge=1, description="Evaluate on at most this many held-out problems.")
+
+
+class SamplerConfig(Section):
+    """Sampler actors that generate programs."""
+
+    actors: int = Field(default=1, ge=1, description="Sampler actors.")
+    gpus_per_actor: float = Field(default=0.0, ge=0, description="GPUs each sampler reserves.")
+    cpus_per_actor: float = Field(default=1.0, gt=0, description="CPUs each sampler reserves.")
+    samples_per_prompt: int = Field(
+        default=4, ge=1, description="Samples drawn for each problem (the paper: 20).")
+    include_greedy: bool = Field(
+        default=True, description="Also decode one greedy sample per problem (the baseline "
+        "of the paper's relative returns).")
+    temperature: float = Field(default=0.8, gt=0, description="Sampling temperature.")
+    top_p: float = Field(default=0.95, gt=0, le=1, description="Nucleus sampling mass.")
+    max_new_tokens: int = Field(default=160, ge=1, description="Longest generation.")
+    prompts_per_batch: int = Field(
+        default=8, ge=1, description="Problems a sampler generates for in one call.")
+
+
+class RewardConfig(Section):
+    """Rewards from unit-test feedback (the paper's constants are the defaults)."""
+
+    pass_reward: float = Field(default=1.0, description="Reward of a program passing all tests.")
+    fail_reward: float = Field(default=-0.3, description="Reward of a wrong answer.")
+    runtime_error_reward: float = Field(
+        default=-0.6, description="Reward of a runtime error, timeout, memory or output limit.")
+    syntax_error_reward: float = Field(default=-1.0, description="Reward of a syntax error.")
+    adaptive: bool = Field(
+        default=True, description="Adaptive feedback: a failed program earns -0.3 + 1.3 x "
+        "passed/total instead of -0.3.")
+    fine_grained: bool = Field(
+        default=True, description="Fine-grained feedback: penalise the tokens of the error "
+        "line (or the whole program for truncation, timeouts and recursion).")
+    fine_grained_penalty: float = Field(
+        default=0.3, ge=0, description="Penalty on the tokens fine-grained feedback blames.")
+    baseline: Literal["greedy", "leave_one_out", "none"] = Field(
+        default="greedy", description="Baseline subtracted from rewards: the greedy sample's "
+        "reward (the paper), the mean of the other samples of the problem, or none.")
+
+
+class LearnerConfig(Section):
+    """The DeepSpeed learner group and its objective."""
+
+    ranks: int = Field(default=1, ge=1, description="Learner ranks (one GPU each on a cluster).")
+    gpus_per_rank: float = Field(default=0.0, ge=0, description="GPUs each rank reserves.")
+    cpus_per_rank: float = Field(default=1.0, gt=0, description="CPUs each rank reserves.")
+    lr: float = Field(default=2e-5, gt=0, description="Peak learning rate (the paper: 2e-6).")
+    warmup_steps: int = Field(default=5, ge=0, description="Linear warm-up steps.")
+    schedule: Literal["constant", "linear", "cosine"] = Field(
+        default="constant", description="Learning-rate schedule after warm-up.")
+    weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay.")
+    grad_clip: float = Field(default=1.0, gt=0, description="Gradient-norm clipping.")
+    batch_size: int = Field(
+        default=16, ge=1, description="Experiences per learner step, over all ranks.")
+    micro_batch_size: int = Field(
+        default=4, ge=1, description="Experiences per forward pass on one rank.")
+    zero_stage: int = Field(default=2, ge=0, le=3, description="DeepSpeed ZeRO stage.")
+    offload_optimizer: bool = Field(default=False, description="ZeRO optimizer CPU offload.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        default="auto", description="auto: bf16 on GPU, fp32 on CPU.")
+    deepspeed_config: str | None = Field(
+        default=None, description="A DeepSpeed JSON/YAML file used as is ('auto' values "
+        "filled from these settings); overrides zero_stage, offload and precision.")
+    sl_weight: float = Field(
+        default=0.1, ge=0, description="Weight of the supervised term on reference solutions.")
+    sl_mode: Literal["mix", "alternate"] = Field(
+        default="mix", description="mix: loss = rl + sl_weight x sl every step; alternate: "
+        "supervised steps between RL steps, as the paper does.")
+    importance_ratio_max: float | None = Field(
+        default=2.0, gt=0, description="Truncation of the per-token importance ratio for "
+        "samples from older weights; null turns the correction off.")
+    kl_coef: float = Field(
+        default=0.0, ge=0, description="KL penalty to the frozen starting policy (0: off).")
+    checkpoint_every: int = Field(
+        default=50, ge=1, description="Learner steps between checkpoints (C).")
+
+
+class BufferConfig(Section):
+    """The online replay buffer."""
+
+    capacity: int = Field(default=6400, ge=1, description="Experiences kept (the newest).")
+    max_staleness: int = Field(
+        default=4, ge=0, description="Experiences older than this many policy versions are "
+        "dropped, never trained on.")
+    mode: Literal["uniform", "fifo"] = Field(
+        default="fifo", description="uniform: draw with replacement; fifo: each experience "
+        "once, oldest first.")
+    min_fill: int = Field(
+        default=16, ge=1, description="Experiences needed before the first learner step.")
+
+
+class WeightsConfig(Section):
+    """How new weights reach the samplers."""
+
+    transport: Literal["object_store", "collective"] = Field(
+        default="object_store", description="object_store: one ray.put every sampler "
+        "fetches; collective: a torch.distributed broadcast from learner rank 0 (nccl on "
+        "GPU, gloo on CPU).")
+    sync_every: int = Field(default=1, ge=1, description="Learner steps between broadcasts (K).")
+    bucket_mb: float = Field(default=64.0, gt=0, description="Collective broadcast bucket size.")
+
+
+class TrainConfig(Section):
+    """The online training loop."""
+
+    max_steps: int = Field(default=40, ge=1, description="Learner steps to run.")
+    max_minutes: float | None = Field(
+        default=None, gt=0, description="Stop (with a checkpoint) after this many minutes.")
+    eval_every: int = Field(
+        default=20, ge=1, description="Learner steps between held-out evaluations (E).")
+    eval_samples: int = Field(
+        default=1, ge=1, description="Samples per held-out problem for pass@1 (greedy when 1).")
+    eval_temperature: float = Field(default=0.2, gt=0, description="Sampling temperature "
+                                    "for held-out evaluation when eval_samples > 1.")
+    max_queue: int = Field(
+        default=64, ge=1, description="Samples waiting for executors before samplers pause "
+        "(backpressure).")
+    restarts: int = Field(
+        default=2, ge=0, description="Restarts from the last checkpoint after a learner rank "
+        "dies.")
+
+
+class ClusterConfig(Section):
+    """Where the job runs."""
+
+    address: str | None = Field(
+        default=None, description="Ray address to join (e.g. auto inside `ray job submit`); "
+        "null starts a local instance.")
+    num_cpus: int | None = Field(
+        default=None, ge=1, description="CPUs of a local Ray instance (null: all).")
+    num_gpus: int | None = Field(
+        default=None, ge=0, description="GPUs the cluster has, checked at load (null: not "
+        "checked).")
+
+
 class RLTFConfig(Section):
     """The whole configuration of a run."""
 
     preset: str = Field(default="custom", description="Name of the preset, used in run folders.")
     seed: int = Field(default=0, description="Seed for every random choice of the run.")
+    algo: Literal["rltf", "actor_critic"] = Field(
+        default="rltf", description="rltf: policy gradient with the reward baseline; "
+        "actor_critic: a jointly trained critic gives per-token advantages.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The policy model.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Problems.")
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig,
                                      description="Unit-test executor.")
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig, description="Samplers.")
+    reward: RewardConfig = Field(default_factory=RewardConfig, description="Rewards.")
+    learner: LearnerConfig = Field(default_factory=LearnerConfig, description="Learner.")
+    buffer: BufferConfig = Field(default_factory=BufferConfig, description="Replay buffer.")
+    weights: WeightsConfig = Field(default_factory=WeightsConfig,
+                                   description="Weight broadcast.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Training loop.")
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="Ray cluster.")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "RLTFConfig":
@@ -106,6 +289,40 @@ class RLTFConfig(Section):
                 f"({self.executor.program_budget_s} < {self.executor.time_limit_s}); raise "
                 "program_budget_s or lower time_limit_s"
             )
+        lr = self.learner
+        per_rank, rem = divmod(lr.batch_size, lr.ranks)
+        if rem or per_rank % lr.micro_batch_size:
+            raise ValueError(
+                f"learner.batch_size ({lr.batch_size}) must split into learner.ranks "
+                f"({lr.ranks}) shards that are whole multiples of learner.micro_batch_size "
+                f"({lr.micro_batch_size}); e.g. set learner.batch_size="
+                f"{lr.ranks * lr.micro_batch_size * max(1, per_rank // lr.micro_batch_size)}")
+        if self.buffer.capacity < lr.batch_size:
+            raise ValueError(f"buffer.capacity ({self.buffer.capacity}) is smaller than one "
+                             f"learner batch ({lr.batch_size}); raise buffer.capacity")
+        gpus = (self.sampler.actors * self.sampler.gpus_per_actor
+                + lr.ranks * lr.gpus_per_rank)
+        if self.cluster.num_gpus is not None and gpus > self.cluster.num_gpus:
+            raise ValueError(
+                f"samplers and learner ask for {gpus:g} GPUs but cluster.num_gpus is "
+                f"{self.cluster.num_gpus}; lower sampler.actors, learner.ranks or their "
+                "gpus_per_actor / gpus_per_rank")
+        if self.weights.transport == "collective" and lr.gpus_per_rank and \
+                not self.sampler.gpus_per_actor:
+            raise ValueError("weights.transport=collective with GPU learners needs GPU "
+                             "samplers (nccl); set sampler.gpus_per_actor or use object_store")
+        path = self.model.path
+        looks_local = path.startswith((".", "/", "~")) or (
+            os.sep in path and Path(path.split(os.sep)[0]).exists())
+        if path != "tiny" and looks_local and not Path(path).expanduser().exists():
+            raise ValueError(f"model.path {path} does not exist; point it at a folder with "
+                             "a save_pretrained model, or use model.path=tiny")
+        if self.data.source == "jsonl":
+            for name in ("train_file", "heldout_file"):
+                f = getattr(self.data, name)
+                if not f or not Path(f).exists():
+                    raise ValueError(f"data.source=jsonl needs data.{name} pointing at an "
+                                     f"existing problems file (got {f!r})")
         return self
 
 

@@ -64,3 +64,17 @@ def test_every_field_is_described():
                 walk(ann)
 
     walk(RLTFConfig)
+
+
+def test_impossible_settings_name_the_fix(tmp_path):
+    with pytest.raises(ConfigError, match="learner.batch_size"):
+        build_config({}, ["learner.ranks=2", "learner.batch_size=6", "learner.micro_batch_size=4"])
+    with pytest.raises(ConfigError, match="cluster.num_gpus"):
+        build_config({}, ["cluster.num_gpus=1", "learner.ranks=2", "learner.gpus_per_rank=1",
+                          "learner.batch_size=16"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        build_config({}, [f"model.path={tmp_path}/no-such-model"])
+    with pytest.raises(ConfigError, match="train_file"):
+        build_config({}, ["data.source=jsonl"])
+    # A hub name is not checked against the disk (it is fetched where there is a network).
+    assert build_config({}, ["model.path=Salesforce/codet5-large"]).model.path

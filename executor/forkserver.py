@@ -34,7 +34,7 @@ _HDR = struct.Struct(">I")
 _DUMP_LINE = re.compile(r'File "<program>", line (\d+)')
 _WARM_MODULES = harness.PRELUDE_MODULES + ("json", "copy", "string", "dataclasses", "enum",
                                           "array", "hashlib", "textwrap", "unicodedata")
-_GRACE_S = 0.15
+_GRACE_S = 1.0  # longest wait for a faulthandler dump or for pipes to drain
 _libc = ctypes.PyDLL(None, use_errno=True)  # PyDLL: the GIL stays held across the call
 _libc.fork.restype = ctypes.c_int
 

@@ -4,18 +4,22 @@
         for index, result in pool.imap(pairs): ...           # as they finish
     with ExecutorPool(cfg.executor, use_ray=True) as pool:   # actors rltf-executor-<i>
         results = pool.run(pairs)                            # in submission order
+        pool.submit(key, problem, solution); pool.poll(0.1)  # non-blocking use (the driver)
+        pool.resize(4)                                       # grow or shrink while running
 
-Work is pulled lazily from the input and at most `max_in_flight` programs wait per worker
-(backpressure). With Ray, an actor that dies (killed, out of memory) is replaced and every
-program it held is submitted again; each submitted program gets exactly one result.
+`imap` pulls work lazily and keeps at most `max_in_flight` programs per worker (backpressure);
+with `submit`/`poll` the caller bounds its own backlog with `backlog()`. With Ray, an actor that
+dies (killed, out of memory) is replaced and every program it held is submitted again; each
+submitted program gets exactly one result.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections import deque
-from typing import Iterable, Iterator
+from typing import Any, Hashable, Iterable, Iterator
 
 from executor.records import Problem, Result, Solution
 from executor.worker import Worker
@@ -40,6 +44,29 @@ class ExecutorActor:
                 "restarts": self.worker.restarts}
 
 
+class _RaySlots:
+    """Ray actors with per-actor in-flight accounting, replacement and retirement."""
+
+    def __init__(self, pool: "ExecutorPool", n: int):
+        self.pool = pool
+        self.actors: list = []
+        self.gens: list[int] = []
+        self.load: list[int] = []
+        self.retired: dict[int, Any] = {}  # slot -> actor draining before it is killed
+        self.inflight: dict = {}  # ref -> (key, pair, slot, generation)
+        for _ in range(n):
+            self.add()
+
+    def add(self) -> None:
+        slot = len(self.actors)
+        self.actors.append(self.pool._new_actor(slot))
+        self.gens.append(0)
+        self.load.append(0)
+
+    def active(self) -> list[int]:
+        return [s for s, a in enumerate(self.actors) if a is not None and s not in self.retired]
+
+
 class ExecutorPool:
     def __init__(self, cfg=None, use_ray: bool = False, name_prefix: str = "rltf-executor"):
         from cluster.config import ExecutorConfig
@@ -49,23 +76,29 @@ class ExecutorPool:
         self.name_prefix = name_prefix
         self.replaced = 0
         self._closed = False
+        self._queue: deque[tuple[Hashable, Pair]] = deque()
+        self._submitted = 0
         if use_ray:
-            self._actors: list = []
-            self._gens: list[int] = []
-            for i in range(self.cfg.workers):
-                self._actors.append(self._new_actor(i))
-                self._gens.append(0)
             import ray
 
-            self._infos = ray.get([a.info.remote() for a in self._actors])
+            self._slots = _RaySlots(self, self.cfg.workers)
+            self._infos = ray.get([a.info.remote() for a in self._slots.actors])
         else:
             self._workers = [Worker(self.cfg) for _ in range(self.cfg.workers)]
             self._infos = [{"isolation": w.isolation, "tier": w.tier} for w in self._workers]
+            self._todo: queue.Queue = queue.Queue()
+            self._done: queue.Queue = queue.Queue()
+            self._busy = 0
+            self._lock = threading.Lock()
+            self._threads = [threading.Thread(target=self._serve, args=(w,), daemon=True)
+                             for w in self._workers]
+            for t in self._threads:
+                t.start()
 
     # -- info --------------------------------------------------------------------------
     @property
     def size(self) -> int:
-        return len(self._actors) if self.use_ray else len(self._workers)
+        return len(self._slots.active()) if self.use_ray else len(self._workers)
 
     @property
     def isolation(self) -> str:
@@ -75,12 +108,27 @@ class ExecutorPool:
     def tier(self) -> str:
         return self._infos[0]["tier"] if self._infos else "none"
 
+    def backlog(self) -> int:
+        """Programs submitted and not yet returned by poll()."""
+        if self.use_ray:
+            return len(self._queue) + len(self._slots.inflight)
+        return self._submitted
+
+    def queue_depth(self) -> int:
+        """Programs waiting for a free worker."""
+        if self.use_ray:
+            return len(self._queue)
+        return self._todo.qsize()
+
+    def busy_workers(self) -> int:
+        if self.use_ray:
+            return sum(1 for s in self._slots.active() if self._slots.load[s] > 0)
+        return self._busy
+
     # -- Ray -------------------------------------------------------------------------------
     def _new_actor(self, slot: int, generation: int = 0):
         """An actor named `<prefix>-<slot>` (the name of a dead predecessor may still be held
         for a moment by Ray; then the replacement is named `<prefix>-<slot>.<generation>`)."""
-        import time
-
         import ray
 
         cls = ray.remote(ExecutorActor)
@@ -100,111 +148,167 @@ class ExecutorPool:
     def _replace(self, slot: int) -> None:
         import ray
 
+        s = self._slots
         try:
-            ray.kill(self._actors[slot])
+            ray.kill(s.actors[slot])
         except Exception:
             pass
-        self._gens[slot] += 1
-        self._actors[slot] = self._new_actor(slot, self._gens[slot])
+        s.gens[slot] += 1
+        s.load[slot] = 0
+        s.actors[slot] = self._new_actor(slot, s.gens[slot])
         self.replaced += 1
 
-    def _imap_ray(self, items: Iterator[tuple[int, Pair]]) -> Iterator[tuple[int, Result]]:
+    def _dispatch_ray(self) -> None:
+        s = self._slots
+        for slot in s.active():
+            while s.load[slot] < self.cfg.max_in_flight and self._queue:
+                key, pair = self._queue.popleft()
+                ref = s.actors[slot].run.remote(*pair)
+                s.inflight[ref] = (key, pair, slot, s.gens[slot])
+                s.load[slot] += 1
+
+    def _poll_ray(self, timeout_s: float) -> list[tuple[Hashable, Result]]:
         import ray
         from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
-        retry: deque[tuple[int, Pair]] = deque()
-        inflight: dict = {}  # ref -> (index, pair, slot, generation)
-        load = [0] * len(self._actors)
-        exhausted = False
-        while True:
-            for slot in range(len(self._actors)):
-                while load[slot] < self.cfg.max_in_flight:
-                    if retry:
-                        idx, pair = retry.popleft()
-                    elif not exhausted:
-                        nxt = next(items, None)
-                        if nxt is None:
-                            exhausted = True
-                            break
-                        idx, pair = nxt
-                    else:
-                        break
-                    ref = self._actors[slot].run.remote(*pair)
-                    inflight[ref] = (idx, pair, slot, self._gens[slot])
-                    load[slot] += 1
-            if not inflight:
-                if exhausted and not retry:
-                    return
+        s = self._slots
+        self._dispatch_ray()
+        if not s.inflight:
+            if timeout_s > 0:
+                time.sleep(min(timeout_s, 0.05))
+            return []
+        ready, _ = ray.wait(list(s.inflight), num_returns=len(s.inflight),
+                            timeout=timeout_s, fetch_local=False)
+        out = []
+        for ref in ready:
+            item = s.inflight.pop(ref, None)
+            if item is None:  # already resubmitted with the rest of a dead actor's work
                 continue
-            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=5.0)
-            for ref in ready:
-                idx, pair, slot, gen = inflight.pop(ref)
-                if gen == self._gens[slot]:
-                    load[slot] -= 1
+            key, pair, slot, gen = item
+            current = gen == s.gens[slot]
+            if current:
+                s.load[slot] -= 1
+            try:
+                out.append((key, ray.get(ref)))
+            except (ActorDiedError, ActorUnavailableError, RayActorError):
+                if current and slot not in s.retired:
+                    # Everything this actor held is lost with it: submit it all again.
+                    for other, (k2, p2, s2, g2) in list(s.inflight.items()):
+                        if s2 == slot and g2 == gen:
+                            del s.inflight[other]
+                            self._queue.appendleft((k2, p2))
+                    self._replace(slot)
+                self._queue.appendleft((key, pair))
+        self._reap_retired()
+        self._dispatch_ray()
+        return out
+
+    def _reap_retired(self) -> None:
+        import ray
+
+        s = self._slots
+        for slot, actor in list(s.retired.items()):
+            if s.load[slot] <= 0:
                 try:
-                    result = ray.get(ref)
-                except (ActorDiedError, ActorUnavailableError, RayActorError):
-                    if gen == self._gens[slot]:
-                        # Everything this actor held is lost with it: resubmit it all.
-                        for other, (i2, p2, s2, g2) in list(inflight.items()):
-                            if s2 == slot and g2 == gen:
-                                del inflight[other]
-                                retry.append((i2, p2))
-                        load[slot] = 0
-                        self._replace(slot)
-                    retry.append((idx, pair))
-                    continue
-                yield idx, result
+                    ray.kill(actor)
+                except Exception:
+                    pass
+                del s.retired[slot]
+                s.actors[slot] = None
+        while s.actors and s.actors[-1] is None:
+            s.actors.pop()
+            s.gens.pop()
+            s.load.pop()
+
+    def resize(self, n: int) -> int:
+        """Grow or shrink the pool (Ray only). Shrinking retires the newest actors: they take no
+        new work and are stopped once their programs are judged. Returns the new size."""
+        if not self.use_ray:
+            raise RuntimeError("resize() needs use_ray=True")
+        if n < 1:
+            raise ValueError(f"the executor pool needs at least 1 actor (got {n})")
+        s = self._slots
+        for slot in sorted(s.retired, reverse=True):  # bring back draining actors first
+            if len(s.active()) >= n:
+                break
+            s.actors[slot] = s.retired.pop(slot)
+        while len(s.active()) < n:
+            s.add()
+        for slot in sorted(s.active(), reverse=True)[: max(0, len(s.active()) - n)]:
+            s.retired[slot] = s.actors[slot]
+        self._reap_retired()
+        return self.size
 
     # -- threads -----------------------------------------------------------------------------
-    def _imap_local(self, items: Iterator[tuple[int, Pair]]) -> Iterator[tuple[int, Result]]:
-        todo: queue.Queue = queue.Queue(maxsize=len(self._workers) * self.cfg.max_in_flight)
-        done: queue.Queue = queue.Queue()
-        stop = object()
-
-        def feed() -> None:
+    def _serve(self, worker: Worker) -> None:
+        while True:
+            item = self._todo.get()
+            if item is None:
+                return
+            key, (problem, solution) = item
+            with self._lock:
+                self._busy += 1
             try:
-                for item in items:
-                    todo.put(item)
-            except BaseException as exc:  # surface errors of the input iterator
-                done.put(("error", exc))
+                self._done.put((key, worker.run(problem, solution), None))
+            except BaseException as exc:  # surfaced by poll()
+                self._done.put((key, None, exc))
             finally:
-                for _ in self._workers:
-                    todo.put(stop)
+                with self._lock:
+                    self._busy -= 1
 
-        def serve(worker: Worker) -> None:
-            while True:
-                item = todo.get()
-                if item is stop:
-                    done.put(("stopped", None))
-                    return
-                idx, (problem, solution) = item
-                try:
-                    done.put(("ok", (idx, worker.run(problem, solution))))
-                except BaseException as exc:
-                    done.put(("error", exc))
-
-        threads = [threading.Thread(target=feed, daemon=True)]
-        threads += [threading.Thread(target=serve, args=(w,), daemon=True) for w in self._workers]
-        for t in threads:
-            t.start()
-        stopped = 0
-        while stopped < len(self._workers):
-            kind, payload = done.get()
-            if kind == "ok":
-                yield payload
-            elif kind == "stopped":
-                stopped += 1
-            else:
-                raise payload
+    def _poll_local(self, timeout_s: float) -> list[tuple[Hashable, Result]]:
+        out = []
+        try:
+            item = self._done.get(timeout=timeout_s) if timeout_s > 0 else self._done.get_nowait()
+        except queue.Empty:
+            return out
+        while True:
+            key, res, exc = item
+            self._submitted -= 1
+            if exc is not None:
+                raise exc
+            out.append((key, res))
+            try:
+                item = self._done.get_nowait()
+            except queue.Empty:
+                return out
 
     # -- public ----------------------------------------------------------------------------
+    def submit(self, key: Hashable, problem: Problem, solution: Solution) -> None:
+        """Queue one program; its result comes back from poll() under `key`."""
+        if self._closed:
+            raise RuntimeError("the executor pool is closed")
+        if self.use_ray:
+            self._queue.append((key, (problem, solution)))
+            self._dispatch_ray()
+        else:
+            self._submitted += 1
+            self._todo.put((key, (problem, solution)))
+
+    def poll(self, timeout_s: float = 0.0) -> list[tuple[Hashable, Result]]:
+        """Results that are ready, waiting up to `timeout_s` for the first one."""
+        return self._poll_ray(timeout_s) if self.use_ray else self._poll_local(timeout_s)
+
     def imap(self, pairs: Iterable[Pair]) -> Iterator[tuple[int, Result]]:
         """(index, Result) for every (problem, solution), in the order they finish."""
         if self._closed:
             raise RuntimeError("the executor pool is closed")
         items = iter(enumerate(pairs))
-        return self._imap_ray(items) if self.use_ray else self._imap_local(items)
+        exhausted = False
+        outstanding = 0
+        while True:
+            while not exhausted and self.backlog() < self.size * self.cfg.max_in_flight:
+                nxt = next(items, None)
+                if nxt is None:
+                    exhausted = True
+                    break
+                self.submit(nxt[0], *nxt[1])
+                outstanding += 1
+            if exhausted and outstanding == 0:
+                return
+            for key, res in self.poll(1.0):
+                outstanding -= 1
+                yield key, res
 
     def run(self, pairs: Iterable[Pair]) -> list[Result]:
         """Results in the order of `pairs`."""
@@ -220,12 +324,18 @@ class ExecutorPool:
         if self.use_ray:
             import ray
 
-            for actor in self._actors:
+            for actor in list(self._slots.actors) + list(self._slots.retired.values()):
+                if actor is None:
+                    continue
                 try:
                     ray.kill(actor)
                 except Exception:
                     pass
         else:
+            for _ in self._workers:
+                self._todo.put(None)
+            for t in self._threads:
+                t.join(timeout=30)
             for w in self._workers:
                 w.close()
 
@@ -234,4 +344,3 @@ class ExecutorPool:
 
     def __exit__(self, *exc) -> None:
         self.close()
-

@@ -58,9 +58,38 @@ def test_killed_actor_loses_nothing(ray_local):
             assert idx not in seen, "a program got two results"
             seen[idx] = res
             if len(seen) in (40, 120) and kills < 2:
-                ray.kill(pool._actors[kills % 2], no_restart=True)
+                ray.kill(pool._slots.actors[kills % 2], no_restart=True)
                 kills += 1
         assert pool.replaced == 2
     assert sorted(seen) == list(range(len(pairs)))
     got = {pairs[i][1].sample_id: (r.outcome, r.tests) for i, r in seen.items()}
     assert got == clean
+
+
+def test_resize_while_running(ray_local):
+    pairs = _pairs(n_copies=2)
+    cfg = ExecutorConfig(workers=1, max_in_flight=4)
+    seen = {}
+    with ExecutorPool(cfg, use_ray=True) as pool:
+        for idx, res in pool.imap(pairs):
+            seen[idx] = res
+            if len(seen) == 20:
+                assert pool.resize(2) == 2
+            if len(seen) == 60:
+                assert pool.resize(1) == 1
+        assert pool.size == 1
+    assert sorted(seen) == list(range(len(pairs)))
+
+
+def test_submit_and_poll(ray_local):
+    pairs = _pairs()[:10]
+    with ExecutorPool(ExecutorConfig(workers=2), use_ray=True) as pool:
+        for i, (p, s) in enumerate(pairs):
+            pool.submit(("k", i), p, s)
+        assert pool.backlog() == 10
+        got = {}
+        while len(got) < 10:
+            for key, res in pool.poll(1.0):
+                got[key] = res
+        assert pool.backlog() == 0
+    assert sorted(got) == [("k", i) for i in range(10)]

@@ -1,0 +1,117 @@
+"""Collating experiences into padded tensors for the learner.
+
+Decoder-only: input = prompt tokens + completion tokens, right-padded; labels are -100 on the
+prompt and the padding, the completion token ids elsewhere; token rewards and behaviour
+log-probs sit at the same positions as their labels.
+
+Encoder-decoder: the encoder reads the prompt; the labels are the completion (the model shifts
+them into decoder inputs itself); rewards and log-probs align with the labels.
+
+Supervised examples (prompt + reference solution) use the same layout with zero rewards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from learner.loss import IGNORE
+
+
+@dataclass
+class PolicyBatch:
+    input_ids: torch.Tensor  # [B, T] decoder-only: prompt+completion; enc-dec: prompt
+    attention_mask: torch.Tensor  # [B, T]
+    labels: torch.Tensor  # [B, T] (enc-dec: [B, L]) -100 where nothing counts
+    token_rewards: torch.Tensor  # like labels, 0 where nothing counts
+    behaviour_logprobs: torch.Tensor  # like labels
+    encoder_decoder: bool = False
+    returns: torch.Tensor | None = None  # per-token returns for a critic, like labels
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    def to(self, device) -> "PolicyBatch":
+        f = (lambda t: t.to(device) if t is not None else None)
+        return PolicyBatch(f(self.input_ids), f(self.attention_mask), f(self.labels),
+                           f(self.token_rewards), f(self.behaviour_logprobs),
+                           self.encoder_decoder, f(self.returns))
+
+
+@dataclass
+class TrainBatch:
+    """One micro-batch: RL experiences and, optionally, supervised examples."""
+
+    rl: PolicyBatch | None
+    sl: PolicyBatch | None = None
+
+    @property
+    def num_samples(self) -> int:
+        return (self.rl.num_samples if self.rl else 0)
+
+
+def collate(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]],
+            rewards: Sequence[Sequence[float]] | None = None,
+            logprobs: Sequence[Sequence[float]] | None = None, pad_id: int = 0,
+            encoder_decoder: bool = False, max_len: int | None = None,
+            returns: Sequence[Sequence[float]] | None = None) -> PolicyBatch:
+    """Pad a list of (prompt, completion) token sequences with aligned per-token values.
+
+    With `max_len`, a decoder-only sequence is truncated from the left of the prompt (the
+    completion, which carries the rewards, is kept whole)."""
+    n = len(prompts)
+    if len(completions) != n:
+        raise ValueError("prompts and completions differ in number")
+    rewards = rewards or [[0.0] * len(c) for c in completions]
+    logprobs = logprobs or [[0.0] * len(c) for c in completions]
+    for i, c in enumerate(completions):
+        if len(rewards[i]) != len(c) or len(logprobs[i]) != len(c):
+            raise ValueError(f"sample {i}: per-token values do not align with its completion")
+
+    if encoder_decoder:
+        t_enc = max(1, max(len(p) for p in prompts))
+        t_dec = max(1, max(len(c) for c in completions))
+        ids = torch.full((n, t_enc), pad_id, dtype=torch.long)
+        att = torch.zeros((n, t_enc), dtype=torch.long)
+        labels = torch.full((n, t_dec), IGNORE, dtype=torch.long)
+        rew = torch.zeros((n, t_dec))
+        beh = torch.zeros((n, t_dec))
+        ret = torch.zeros((n, t_dec)) if returns is not None else None
+        for i, (p, c) in enumerate(zip(prompts, completions)):
+            ids[i, :len(p)] = torch.tensor(p, dtype=torch.long)
+            att[i, :len(p)] = 1
+            if c:
+                labels[i, :len(c)] = torch.tensor(c, dtype=torch.long)
+                rew[i, :len(c)] = torch.tensor(rewards[i])
+                beh[i, :len(c)] = torch.tensor(logprobs[i])
+                if ret is not None:
+                    ret[i, :len(c)] = torch.tensor(returns[i])
+        return PolicyBatch(ids, att, labels, rew, beh, True, ret)
+    rows = []
+    for p, c in zip(prompts, completions):
+        p = list(p)
+        if max_len is not None and len(p) + len(c) > max_len:
+            p = p[max(0, len(p) + len(c) - max_len):]
+        rows.append((p, list(c)))
+    t = max(1, max(len(p) + len(c) for p, c in rows))
+    ids = torch.full((n, t), pad_id, dtype=torch.long)
+    att = torch.zeros((n, t), dtype=torch.long)
+    labels = torch.full((n, t), IGNORE, dtype=torch.long)
+    rew = torch.zeros((n, t))
+    beh = torch.zeros((n, t))
+    ret = torch.zeros((n, t)) if returns is not None else None
+    for i, (p, c) in enumerate(rows):
+        seq = p + c
+        ids[i, :len(seq)] = torch.tensor(seq, dtype=torch.long)
+        att[i, :len(seq)] = 1
+        if c:
+            lo, hi = len(p), len(seq)
+            labels[i, lo:hi] = torch.tensor(c, dtype=torch.long)
+            rew[i, lo:hi] = torch.tensor(rewards[i])
+            beh[i, lo:hi] = torch.tensor(logprobs[i])
+            if ret is not None:
+                ret[i, lo:hi] = torch.tensor(returns[i])
+    return PolicyBatch(ids, att, labels, rew, beh, False, ret)

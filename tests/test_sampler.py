@@ -1,0 +1,127 @@
+"""The sampler on tiny local models: offsets, log-probs, weights, stops, versions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from actors.sampler import Sampler, SamplerSettings, _token_texts, cut_at_stop
+from executor.records import Problem
+from tiny_models import make_gpt2, make_t5
+
+torch.set_num_threads(1)
+
+PROBLEMS = [
+    Problem(task_id="p0", prompt="Return the sum.", format="call", fn_name="add",
+            tests=[{"input": [1, 2], "output": 3}]),
+    Problem(task_id="p1", prompt="Read n and print twice n. A longer statement to pad.",
+            format="stdio", tests=[{"input": "1\n", "output": "2\n"}]),
+    Problem(task_id="p2", prompt="def square(x):\n", format="assert", entry_point="square",
+            starter_code="def square(x):\n", tests=["assert square(2) == 4"]),
+]
+
+
+@pytest.fixture(scope="module")
+def gpt2(tmp_path_factory):
+    return make_gpt2(tmp_path_factory.mktemp("gpt2"))
+
+
+@pytest.fixture(scope="module")
+def t5(tmp_path_factory):
+    return make_t5(tmp_path_factory.mktemp("t5"))
+
+
+def test_token_texts_reproduce_text_with_multibyte_characters(gpt2):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(gpt2)
+    text = "caf\u00e9 \u2192 \u2713\nx = '\u00fc'\n\u4e2d\u6587\n"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    texts = _token_texts(tok, ids)
+    assert "".join(texts) == text
+    assert len(texts) == len(ids)
+    # a character split over byte tokens: its first tokens add nothing, the last carries it
+    assert any(t == "" for t in texts)
+
+
+def test_cut_at_stop_keeps_whole_tokens():
+    texts = ["    return", " x", "\n", "def", " g"]
+    # "\ndef" starts inside token 2 ("\n"): tokens 2.. are dropped
+    assert cut_at_stop(texts, ["\ndef"]) == (2, True)
+    assert cut_at_stop(texts, ["\nclass"]) == (5, False)
+
+
+def _forward_logprobs(model, prompt_ids, ids, encoder_decoder=False):
+    if not ids:
+        return []
+    with torch.no_grad():
+        if encoder_decoder:
+            out = model(input_ids=torch.tensor([prompt_ids]),
+                        labels=torch.tensor([ids]))
+            lp = torch.log_softmax(out.logits[0].float(), -1)
+            return [lp[t, ids[t]].item() for t in range(len(ids))]
+        seq = torch.tensor([prompt_ids + ids])
+        lp = torch.log_softmax(model(input_ids=seq).logits[0].float(), -1)
+        n = len(prompt_ids)
+        return [lp[n + t - 1, ids[t]].item() for t in range(len(ids))]
+
+
+def test_samples_offsets_logprobs_versions_and_greedy(gpt2):
+    sampler = Sampler(gpt2, seed=3, policy_version=7)
+    samples = sampler.generate(PROBLEMS, SamplerSettings(n=3, include_greedy=True,
+                                                         max_new_tokens=24, batch_size=6))
+    assert len(samples) == 3 * 4
+    assert sum(s.is_greedy for s in samples) == 3
+    assert len({s.sample_id for s in samples}) == len(samples)
+    for s in samples:
+        assert s.policy_version == 7
+        assert s.program == s.program_prefix + s.completion
+        assert "".join(s.completion[a:b] for a, b in s.token_offsets) == s.completion
+        assert len(s.token_ids) == len(s.logprobs) == len(s.token_offsets)
+        ref = _forward_logprobs(sampler.model, s.prompt_token_ids, s.token_ids)
+        assert s.logprobs == pytest.approx(ref, abs=1e-4), s.sample_id
+    p2 = [s for s in samples if s.task_id == "p2"]
+    assert all(s.program_prefix == "def square(x):\n" for s in p2)
+
+
+def test_seeded_generation_is_deterministic(gpt2):
+    a = Sampler(gpt2, seed=5).generate(PROBLEMS[:2], SamplerSettings(n=2, max_new_tokens=16))
+    b = Sampler(gpt2, seed=5).generate(PROBLEMS[:2], SamplerSettings(n=2, max_new_tokens=16))
+    assert [s.token_ids for s in a] == [s.token_ids for s in b]
+
+
+def test_stop_strings_and_finish_reasons(gpt2):
+    sampler = Sampler(gpt2, seed=1)
+    samples = sampler.generate(PROBLEMS, SamplerSettings(n=4, include_greedy=False,
+                                                         max_new_tokens=40, stop=("e",)))
+    for s in samples:
+        assert "e" not in s.completion
+        assert s.finish_reason in ("stop", "eos", "length")
+    assert any(s.finish_reason == "stop" for s in samples)
+
+
+def test_load_weights_gives_bitwise_identical_logits(gpt2, tmp_path):
+    src = Sampler(make_gpt2(tmp_path / "other", seed=11))
+    dst = Sampler(gpt2)
+    x = torch.tensor([[1, 5, 9, 3]])
+    with torch.no_grad():
+        assert not torch.equal(src.model(input_ids=x).logits, dst.model(input_ids=x).logits)
+    dst.load_weights(src.get_weights(), version=4)
+    with torch.no_grad():
+        assert torch.equal(src.model(input_ids=x).logits, dst.model(input_ids=x).logits)
+    assert dst.policy_version == 4
+    bad = src.get_weights()
+    bad.pop(next(iter(bad)))
+    with pytest.raises(ValueError, match="missing"):
+        dst.load_weights(bad, version=5)
+
+
+def test_encoder_decoder_sampler(t5):
+    sampler = Sampler(t5, seed=2)
+    assert sampler.encoder_decoder
+    samples = sampler.generate(PROBLEMS[:2], SamplerSettings(n=2, max_new_tokens=12))
+    assert len(samples) == 2 * 3
+    for s in samples:
+        assert "".join(s.completion[a:b] for a, b in s.token_offsets) == s.completion
+        ref = _forward_logprobs(sampler.model, s.prompt_token_ids, s.token_ids, True)
+        assert s.logprobs == pytest.approx(ref, abs=1e-4)

@@ -1,0 +1,53 @@
+"""Tiny models and tokenizers built locally for tests (nothing is downloaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CORPUS = [
+    "def add(a, b):\n    return a + b\n",
+    "def square(x):\n    return x * x\n",
+    "n = int(input())\nprint(n * 2)\n",
+    "def f(xs):\n    total = 0\n    for x in xs:\n        total += x\n    return total\n",
+    "# Write a function named add.\n# Return the sum of the list.\n",
+    "caf\u00e9 \u00fcber na\u00efve \u2192 \u2713\n",
+]
+
+
+def make_tokenizer(path: Path):
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(CORPUS * 20, vocab_size=320, min_frequency=1,
+                            special_tokens=["<|endoftext|>", "<|pad|>"], show_progress=False)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>",
+                                  pad_token="<|pad|>", bos_token="<|endoftext|>")
+    tok.save_pretrained(str(path))
+    return tok
+
+
+def make_gpt2(path: Path, seed: int = 0, n_layer: int = 2, n_embd: int = 32) -> str:
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tok = make_tokenizer(path)
+    torch.manual_seed(seed)
+    cfg = GPT2Config(n_layer=n_layer, n_embd=n_embd, n_head=2, vocab_size=len(tok),
+                     n_positions=256, bos_token_id=tok.eos_token_id,
+                     eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    GPT2LMHeadModel(cfg).save_pretrained(str(path))
+    return str(path)
+
+
+def make_t5(path: Path, seed: int = 0) -> str:
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tok = make_tokenizer(path)
+    torch.manual_seed(seed)
+    cfg = T5Config(vocab_size=len(tok), d_model=32, d_ff=64, d_kv=16, num_layers=2,
+                   num_heads=2, decoder_start_token_id=tok.pad_token_id,
+                   pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    T5ForConditionalGeneration(cfg).save_pretrained(str(path))
+    return str(path)

@@ -1,254 +1,411 @@
 """The sampler: writes programs for problems with any Hugging Face causal LM or encoder-decoder.
 
-    sampler = Sampler("runs/tiny/model")                      # a save_pretrained folder
+    sampler = Sampler("runs/tiny/model", device="cuda", seed=0)   # a save_pretrained folder
     samples = sampler.generate(problems, SamplerSettings(n=4, include_greedy=True))
-    sampler.load_weights(state_dict, version=3)                # in place; tags later samples
+    sampler.load_weights(state_dict, version=3)     # in place; later samples carry version 3
 
-Each Sample carries what the rest of the system needs: the program to judge
-(program_prefix + completion), the generated token ids, each token's character span in the
-completion, the behaviour log-probabilities and the policy version that made it.
+Prompts follow `problems.prompts.build_prompt`: the model continues `prompt`, and the program
+the executor judges is `program_prefix + completion`. Generation runs `model.generate` (KV cache,
+batched, LEFT padding for decoder-only models) with one logits processor that does the sampling
+itself, so greedy and sampled rows share a batch and the sampler's own seeded generator decides.
 
-* Log-probabilities are log-softmax of the model's raw logits (no temperature or top-p), i.e.
-  log pi(token) of the policy itself, which is what the learner's importance ratio compares
-  with; they equal a forward pass of the same model on the same tokens.
-* Offsets come from incremental decoding of the generated ids: token i spans the characters it
-  adds to the decoded text. A token that ends inside a multi-byte character adds nothing
-  (an empty span); the token that completes the character carries it.
-* Stop strings end a generation; the kept tokens are those that end before the first stop
-  string begins (a token in which a stop string starts is dropped with everything after it),
-  so the completion is exactly the concatenation of the kept tokens' texts. EOS always stops
-  and is not part of the completion.
-This is a plain class; `cluster/` wraps it as a Ray actor.
+Decisions, each checked by tests/test_sampler.py:
+
+* Log-probs: `logprobs[i]` is log-softmax of the model's RAW logits at token i (no temperature,
+  no top-p), i.e. log pi(token) of the policy, which is what the learner's importance ratio
+  compares with; it equals a forward pass of the same model on the same tokens. The checkpoint's
+  own generation defaults (repetition penalty, top-k, ...) are dropped so that nothing changes
+  the logits before they are recorded; temperature and top-p shape only the choice of token.
+* Text and offsets: token i's text is what it adds to the decoded text when the generated ids
+  are decoded left to right (byte-level BPE: bytes through an incremental UTF-8 decoder). A
+  token that ends inside a multi-byte character adds "" (an empty span); the token that
+  completes the character carries all of it. Bytes left over at the end (a generation cut in
+  the middle of a character) decode to U+FFFD on the last token, as `tokenizer.decode` does.
+  So completion == "".join(token texts) == tokenizer.decode(token_ids) (byte-level), and
+  `token_offsets[i] = (start, end)` is token i's span in `completion`.
+* Stop rule: EOS always ends a generation and is not kept. A stop string ends it at the first
+  place one begins (searched in the generated text only). If it begins at a token boundary the
+  completion ends there. If it begins inside a token, that token is kept, so no program text
+  before the stop is lost (e.g. a token ")\\n" under the stop "\\ndef "), unless the token holds
+  a whole stop string, in which case it is dropped. The completion therefore never contains a
+  stop string and is exactly the text of the kept tokens.
+* Stops by prompt kind: `stop` applies where the model continues given code (a non-empty
+  `program_prefix`, e.g. a HumanEval signature); `stop_whole_program` (empty by default) where
+  the model writes the whole program, so "\\nprint(" or "\\n# " never cut a program in two.
+
+A plain class: `cluster/topology.py` wraps it as a Ray actor.
 """
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass, field
-from pathlib import Path
+import codecs
+import os
+from dataclasses import dataclass
+from itertools import accumulate
 from typing import Sequence
 
 import torch
 
 from problems.prompts import build_prompt
 
-# Where a model continues a given function (a HumanEval-style prefix), these end its body.
-# A model that writes the whole program stops at EOS only, so nothing it needs is cut.
+# Ends the body of a function the model continues (HumanEval-style prefix): the model has
+# started something at column 0 that is not part of the function.
 FUNCTION_STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert ")
 
 
 @dataclass
 class SamplerSettings:
+    """How to sample. Validated when built."""
+
     n: int = 4  # sampled completions per problem
-    include_greedy: bool = True  # plus one greedy completion per problem
-    temperature: float = 0.8
-    top_p: float = 0.95
-    max_new_tokens: int = 160
-    stop: tuple[str, ...] | None = None  # None: FUNCTION_STOPS after a prefix, else none
-    batch_size: int = 32  # sequences per generate() call
-    max_prompt_tokens: int | None = None  # default: the model's context minus max_new_tokens
+    include_greedy: bool = True  # plus one greedy completion per problem (is_greedy=True)
+    temperature: float = 0.8  # divides the logits before sampling (greedy rows ignore it)
+    top_p: float = 0.95  # nucleus: sample from the smallest set of tokens with this mass
+    max_new_tokens: int = 160  # longest completion, in tokens
+    stop: tuple[str, ...] = FUNCTION_STOPS  # stop strings after a non-empty program_prefix
+    stop_whole_program: tuple[str, ...] = ()  # stop strings when the model writes it all
+    batch_size: int = 32  # sequences (not problems) per model.generate call
+    max_prompt_tokens: int | None = None  # longer prompts keep their END; default: context - new
+
+    def __post_init__(self):
+        self.stop, self.stop_whole_program = tuple(self.stop), tuple(self.stop_whole_program)
+        if self.n < 0 or self.n + self.include_greedy < 1:
+            raise ValueError(f"n={self.n}, include_greedy={self.include_greedy}: ask for at "
+                             "least one completion (n >= 1, or n = 0 with include_greedy)")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature={self.temperature} must be > 0; for greedy decoding "
+                             "use n=0, include_greedy=True")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p={self.top_p} must be in (0, 1]; 1 turns nucleus off")
+        if self.max_new_tokens < 1 or self.batch_size < 1:
+            raise ValueError("max_new_tokens and batch_size must be >= 1")
+        if any(not s for s in self.stop + self.stop_whole_program):
+            raise ValueError("stop strings must be non-empty")
 
 
 @dataclass
 class Sample:
+    """One completion. Plain Python values only: it crosses Ray actor boundaries."""
+
     task_id: str
-    sample_id: str
+    sample_id: str  # "{task_id}/v{version}/{sampler}-{call}-{k}"; the part before the last "-"
+    #                 names the (sampler, call, task) group the samples were drawn in together
     is_greedy: bool
-    prompt: str
-    program_prefix: str
-    completion: str
-    program: str
-    prompt_token_ids: list[int]
-    token_ids: list[int]
-    token_offsets: list[tuple[int, int]]
-    logprobs: list[float]
+    prompt: str  # the text the model continued
+    program_prefix: str  # the tail of `prompt` that is part of the program
+    completion: str  # the generated text kept == concatenation of the kept tokens' texts
+    program: str  # program_prefix + completion: what the executor judges
+    prompt_token_ids: list[int]  # the ids fed to the model (encoder input for encoder-decoders)
+    token_ids: list[int]  # generated ids kept (no EOS)
+    token_offsets: list[tuple[int, int]]  # each kept token's [start, end) in `completion`
+    logprobs: list[float]  # log pi(token) under the raw policy logits, one per kept token
     policy_version: int
-    finish_reason: str  # eos | stop | length
-    metadata: dict = field(default_factory=dict)
+    finish_reason: str  # "eos" | "stop" | "length"
+    prompt_truncated: bool = False  # the prompt was longer than max_prompt_tokens
 
 
-def _token_texts(tokenizer, ids: Sequence[int]) -> list[str]:
-    """The text each token adds when decoding `ids` left to right."""
-    out: list[str] = []
-    prefix_off = read_off = 0
-    for i in range(len(ids)):
-        prefix_text = tokenizer.decode(ids[prefix_off:read_off], skip_special_tokens=False,
-                                       clean_up_tokenization_spaces=False)
-        new_text = tokenizer.decode(ids[prefix_off:i + 1], skip_special_tokens=False,
-                                    clean_up_tokenization_spaces=False)
-        if len(new_text) > len(prefix_text) and not new_text.endswith("\ufffd"):
-            out.append(new_text[len(prefix_text):])
-            prefix_off, read_off = read_off, i + 1
+# -- token ids -> text ---------------------------------------------------------------------
+
+def _byte_level_table(tokenizer) -> list[bytes] | None:
+    """id -> bytes for a byte-level BPE tokenizer (GPT-2, CodeGen, CodeT5, StarCoder...)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or type(backend.decoder).__name__ != "ByteLevel":
+        return None
+    bs = [*range(33, 127), *range(161, 173), *range(174, 256)]  # GPT-2's bytes_to_unicode
+    cs = bs + [256 + i for i in range(256 - len(bs))]
+    bs = bs + [b for b in range(256) if b not in bs]
+    byte_of = {chr(c): b for b, c in zip(bs, cs)}
+    vocab = backend.get_vocab(with_added_tokens=True)
+    added = set(getattr(tokenizer, "added_tokens_decoder", {}))
+    table = [b""] * (max(vocab.values()) + 1)
+    for token, i in vocab.items():
+        if i not in added and all(ch in byte_of for ch in token):
+            table[i] = bytes(byte_of[ch] for ch in token)
         else:
-            out.append("")
-    # Whatever stays pending at the end (an incomplete character) goes to the last token.
-    if ids and prefix_off < len(ids):
-        tail = tokenizer.decode(ids[prefix_off:], skip_special_tokens=False,
-                                clean_up_tokenization_spaces=False)
-        head = tokenizer.decode(ids[prefix_off:read_off], skip_special_tokens=False,
-                                clean_up_tokenization_spaces=False)
-        if len(tail) > len(head) and not out[-1]:
-            out[-1] = tail[len(head):]
-    return out
+            table[i] = tokenizer.decode([i], skip_special_tokens=False).encode("utf-8")
+    return table
 
 
-def cut_at_stop(texts: list[str], stops: Sequence[str]) -> tuple[int, bool]:
-    """How many tokens to keep so that no stop string is in the kept text."""
+class _Stream:
+    """Incremental text of generated ids: push(id) returns the text that id adds."""
+
+    def __init__(self, tokenizer, table, context: Sequence[int]):
+        self.tok, self.table = tokenizer, table
+        if table is not None:
+            self.utf8 = codecs.getincrementaldecoder("utf-8")("replace")
+        else:  # any other tokenizer: decode a short window (context avoids a stripped space)
+            self.ids, self.prefix, self.read = list(context), 0, len(context)
+
+    def _dec(self, a: int, b: int) -> str:
+        return self.tok.decode(self.ids[a:b], skip_special_tokens=False,
+                               clean_up_tokenization_spaces=False)
+
+    def push(self, i: int) -> str:
+        if self.table is not None:
+            return self.utf8.decode(self.table[i] if 0 <= i < len(self.table) else b"")
+        self.ids.append(i)
+        head, new = self._dec(self.prefix, self.read), self._dec(self.prefix, len(self.ids))
+        if len(new) > len(head) and not new.endswith("\ufffd"):
+            self.prefix, self.read = self.read, len(self.ids)
+            return new[len(head):]
+        return ""
+
+    def flush(self) -> str:
+        if self.table is not None:
+            return self.utf8.decode(b"", final=True)
+        if self.read == len(self.ids):
+            return ""
+        return self._dec(self.prefix, len(self.ids))[len(self._dec(self.prefix, self.read)):]
+
+
+def token_texts(tokenizer, table, ids: Sequence[int], context: Sequence[int] = ()) -> list[str]:
+    """Each id's text, left to right; what is still pending at the end goes to the last."""
+    stream = _Stream(tokenizer, table, context)
+    texts = [stream.push(i) for i in ids]
+    tail = stream.flush()
+    if tail and texts:
+        texts[-1] += tail
+    return texts
+
+
+def cut_at_stop(texts: Sequence[str], stops: Sequence[str]) -> tuple[int, bool]:
+    """(how many tokens to keep, whether a stop string was found), by the module's stop rule."""
     full = "".join(texts)
-    hits = [full.find(s) for s in stops if s and s in full]
+    hits = [h for h in (full.find(s) for s in stops) if h >= 0]
     if not hits:
         return len(texts), False
-    cut = min(hits)
-    pos = 0
-    for i, t in enumerate(texts):
-        if pos + len(t) > cut:
-            return i, True
-        pos += len(t)
-    return len(texts), True
+    c = min(hits)
+    ends = list(accumulate(len(t) for t in texts))
+    t = next(i for i, e in enumerate(ends) if e > c)  # the token in which the stop begins
+    start = ends[t] - len(texts[t])
+    whole = any(s in full[c:ends[t]] for s in stops)
+    x = start if start == c or whole else ends[t]  # the completion ends at character x
+    keep = 0  # tokens up to the last one with text ending by x (never half a character)
+    for i, e in enumerate(ends):
+        if e > x:
+            break
+        if texts[i]:
+            keep = i + 1
+    return keep, True
 
+
+# -- the two hooks into model.generate -------------------------------------------------------
+
+def _policy_processor(greedy: torch.Tensor, temperature: float, top_p: float,
+                      generator: torch.Generator, logps: list):
+    """A logits processor that records log pi(chosen) from the raw logits, picks the token
+    (argmax for greedy rows, temperature + top-p sampling otherwise) and returns scores whose
+    argmax is that token; generate() runs in greedy mode and so takes it."""
+    from transformers import LogitsProcessor
+
+    all_greedy = bool(greedy.all())
+
+    class _Policy(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            logits = scores.float()  # [B, V] raw: no processor runs before this one
+            tok = logits.argmax(-1)
+            if not all_greedy:
+                x = logits / temperature
+                if top_p < 1.0:
+                    xs, idx = x.sort(-1, descending=True)
+                    p = xs.softmax(-1)
+                    drop = (p.cumsum(-1) - p) >= top_p  # mass before it already >= top_p
+                    x = x.scatter(-1, idx, xs.masked_fill(drop, float("-inf")))
+                drawn = torch.multinomial(x.softmax(-1), 1, generator=generator).squeeze(-1)
+                tok = torch.where(greedy, tok, drawn)
+            picked = logits.gather(-1, tok[:, None]).squeeze(-1)
+            logps.append(picked - torch.logsumexp(logits, -1))  # [B]
+            return torch.full_like(logits, float("-inf")).scatter_(-1, tok[:, None], 0.0)
+
+    return _Policy()
+
+
+def _stop_criteria(stops: list[tuple[str, ...]], tokenizer, table, contexts, eos: set[int]):
+    """Ends a row once one of its stop strings appears in its generated text."""
+    from transformers import StoppingCriteria
+
+    longest = max(len(s) for row in stops for s in row)
+    streams = [_Stream(tokenizer, table, ctx) for ctx in contexts]
+    tails = [""] * len(stops)
+    done = [not row for row in stops]
+
+    class _Stops(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            for r, i in enumerate(input_ids[:, -1].tolist()):
+                if done[r]:
+                    continue
+                if i in eos:
+                    done[r] = True
+                    continue
+                w = tails[r] + streams[r].push(i)
+                done[r] = any(s in w for s in stops[r])
+                tails[r] = w[len(w) - longest + 1:] if longest > 1 else ""
+            return torch.tensor([d and bool(row) for d, row in zip(done, stops)],
+                                device=input_ids.device)
+
+    return _Stops()
+
+
+# -- the sampler ---------------------------------------------------------------------------
 
 class Sampler:
-    def __init__(self, model_path: str, device: str = "cpu", dtype: torch.dtype | None = None,
-                 policy_version: int = 0, seed: int = 0):
-        from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM,
-                                  AutoTokenizer)
+    """Generation with one model; `load_weights` swaps its weights in place."""
 
-        if not Path(model_path).exists():
-            raise FileNotFoundError(f"model folder {model_path} does not exist")
+    def __init__(self, model_path: str, *, device: str = "cpu",
+                 dtype: torch.dtype | str = torch.float32, policy_version: int = 0,
+                 seed: int = 0, add_special_tokens: bool | None = None):
+        """`add_special_tokens`: passed to the tokenizer for prompts; None means True for
+        encoder-decoders (CodeT5's encoder input ends with </s>) and False for decoder-only
+        models (as learner/sft.py tokenizes prompts)."""
+        from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM,
+                                  AutoTokenizer, GenerationConfig)
+
+        if not os.path.isdir(model_path):
+            raise FileNotFoundError(f"model folder {model_path} does not exist (a folder "
+                                    "written by save_pretrained is expected)")
         config = AutoConfig.from_pretrained(model_path)
         self.encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
         cls = AutoModelForSeq2SeqLM if self.encoder_decoder else AutoModelForCausalLM
-        kwargs = {"dtype": dtype} if dtype is not None else {}
-        self.model = cls.from_pretrained(model_path, **kwargs).to(device).eval()
+        dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        self.model = cls.from_pretrained(model_path, dtype=dtype).to(device).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.tokenizer.padding_side = "left" if not self.encoder_decoder else "right"
         self.device = torch.device(device)
-        self._version = policy_version
-        self.seed = seed
-        self._calls = itertools.count()
-        self.context = int(getattr(config, "n_positions", None)
-                           or getattr(config, "max_position_embeddings", None) or 2048)
+        self.model_path = model_path
+        self.seed = int(seed)
+        self._version = int(policy_version)
+        self._calls = 0
+        self._name = os.urandom(3).hex()  # sample ids never repeat, even after a restart
+        self.add_special_tokens = (self.encoder_decoder if add_special_tokens is None
+                                   else add_special_tokens)
 
-    # -- weights -------------------------------------------------------------------------
+        gc = self.model.generation_config
+        eos = gc.eos_token_id if gc.eos_token_id is not None else self.tokenizer.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+        pad = self.tokenizer.pad_token_id
+        pad = pad if pad is not None else (gc.pad_token_id if gc.pad_token_id is not None
+                                           else min(self.eos_ids, default=0))
+        self.pad_id = int(pad)
+        # The sampler owns the sampling distribution: drop the checkpoint's generation defaults.
+        self.model.generation_config = GenerationConfig(
+            eos_token_id=sorted(self.eos_ids) or None, pad_token_id=self.pad_id,
+            bos_token_id=gc.bos_token_id, decoder_start_token_id=(
+                gc.decoder_start_token_id if gc.decoder_start_token_id is not None
+                else getattr(config, "decoder_start_token_id", None)))
+        self._table = _byte_level_table(self.tokenizer)
+        limit = (getattr(config, "n_positions", None)
+                 or getattr(config, "max_position_embeddings", None))
+        self.context = int(limit) if limit else None  # None: no position limit (e.g. T5)
+
+    # -- weights ---------------------------------------------------------------------------
     @property
     def policy_version(self) -> int:
         return self._version
 
     def get_weights(self) -> dict[str, torch.Tensor]:
+        """A state dict of CPU copies."""
         return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
     def load_weights(self, state: dict[str, torch.Tensor], version: int) -> None:
-        """Copy `state` into the model's tensors in place; later samples carry `version`."""
+        """Copy `state` into the model's parameters and buffers in place; later samples carry
+        `version`. Everything is checked before anything is copied. A tied weight may come
+        under any one of its names."""
         own = self.model.state_dict()
-        missing = sorted(set(own) - set(state))
-        extra = sorted(set(state) - set(own))
-        if missing or extra:
-            raise ValueError(f"state dict does not match the model: missing {missing[:5]}, "
-                             f"unexpected {extra[:5]}")
-        for k, t in own.items():
-            if tuple(state[k].shape) != tuple(t.shape):
-                raise ValueError(f"{k}: shape {tuple(state[k].shape)} != {tuple(t.shape)}")
+        given = {own[k].data_ptr() for k in own if k in state}
+        missing = [k for k in own if k not in state and own[k].data_ptr() not in given]
+        unexpected = [k for k in state if k not in own]
+        wrong = [f"{k}: {tuple(getattr(v, 'shape', ()))} != {tuple(own[k].shape)}"
+                 for k, v in state.items() if k in own
+                 and (not torch.is_tensor(v) or v.shape != own[k].shape)]
+        if missing or unexpected or wrong:
+            raise ValueError(
+                f"state dict does not match the sampler's model ({self.model_path}): "
+                f"{len(missing)} missing {missing[:5]}, {len(unexpected)} unexpected "
+                f"{unexpected[:5]}, {len(wrong)} with a wrong shape {wrong[:5]}; send the "
+                "state dict of a model built from the same config")
         with torch.no_grad():
-            for k, t in own.items():
-                t.copy_(state[k].to(t.device, t.dtype))
+            for k, v in state.items():
+                own[k].copy_(v)
         self._version = int(version)
 
     # -- generation ------------------------------------------------------------------------
     def generate(self, problems: Sequence, settings: SamplerSettings | None = None
                  ) -> list[Sample]:
-        """n sampled (+ one greedy) completions for each problem, as Samples."""
+        """For each problem in order: the greedy sample (if asked) then n sampled ones."""
         s = settings or SamplerSettings()
-        call = next(self._calls)
+        call, self._calls = self._calls, self._calls + 1
         parts = [build_prompt(p) for p in problems]
-        max_prompt = s.max_prompt_tokens or max(16, self.context - s.max_new_tokens)
-        out: list[Sample] = []
-        counters: dict[int, int] = {}
-        for greedy in (True, False):
-            if (greedy and not s.include_greedy) or (not greedy and s.n < 1):
-                continue
-            per_call = max(1, s.batch_size if greedy else s.batch_size // max(1, s.n))
-            uniq = list(range(len(problems)))
-            for start in range(0, len(uniq), per_call):
-                chunk = uniq[start:start + per_call]
-                reps = 1 if greedy else s.n
-                torch.manual_seed(self.seed * 1_000_003 + call * 1009 + start + greedy)
-                stops = [self._stops(parts[i], s) for i in chunk]
-                common = stops[0] if all(x == stops[0] for x in stops) else ()
-                gens = self._generate_batch([parts[i].text for i in chunk], reps, greedy, s,
-                                            max_prompt, common)
-                for j, (prompt_ids, ids, lps, reason) in enumerate(gens):
-                    i = chunk[j // reps]
-                    k = counters[i] = counters.get(i, -1) + 1
-                    out.append(self._make_sample(problems[i], parts[i], prompt_ids, ids, lps,
-                                                 reason, greedy, f"{call}-{k}",
-                                                 stops[j // reps]))
-        return out
+        texts = [p.text for p in parts]
+        encoded = self.tokenizer(texts, add_special_tokens=self.add_special_tokens
+                                 )["input_ids"] if texts else []
+        room = None if (self.context is None or self.encoder_decoder) else (
+            self.context - s.max_new_tokens)
+        limit = s.max_prompt_tokens or room
+        if limit is not None and limit < 1:
+            raise ValueError(f"no room for a prompt: context {self.context} - max_new_tokens "
+                             f"{s.max_new_tokens}; lower max_new_tokens")
+        prompts = [ids[-limit:] if limit else ids for ids in encoded]
+        # Rows of similar prompt length share a batch (less padding); output keeps input order.
+        order = sorted(range(len(problems)), key=lambda i: len(prompts[i]))
+        rows = [(i, g) for i in order for g in [True] * s.include_greedy + [False] * s.n]
+        made: dict[int, list] = {i: [] for i in range(len(problems))}
+        for b in range(0, len(rows), s.batch_size):
+            chunk = rows[b:b + s.batch_size]
+            seed = (self.seed * 1_000_003 + call * 10_007 + b) % (2 ** 63)
+            stops = [s.stop if parts[i].program_prefix else s.stop_whole_program
+                     for i, _ in chunk]
+            outs = self._generate_rows([prompts[i] for i, _ in chunk], [g for _, g in chunk],
+                                       stops, s, seed)
+            for (i, g), out in zip(chunk, outs):
+                made[i].append((g, out))
+        samples, counts = [], {}
+        for i, p in enumerate(problems):
+            for g, (ids, texts, lps, reason) in made[i]:
+                k = counts[p.task_id] = counts.get(p.task_id, -1) + 1
+                offsets = list(zip(accumulate((len(t) for t in texts), initial=0),
+                                   accumulate(len(t) for t in texts)))
+                completion = "".join(texts)
+                samples.append(Sample(
+                    task_id=p.task_id,
+                    sample_id=f"{p.task_id}/v{self._version}/{self._name}-{call}-{k}",
+                    is_greedy=g, prompt=parts[i].text, program_prefix=parts[i].program_prefix,
+                    completion=completion, program=parts[i].program(completion),
+                    prompt_token_ids=list(prompts[i]), token_ids=ids, token_offsets=offsets,
+                    logprobs=lps, policy_version=self._version, finish_reason=reason,
+                    prompt_truncated=len(prompts[i]) < len(encoded[i])))
+        return samples
 
-    @staticmethod
-    def _stops(parts, s: SamplerSettings) -> tuple[str, ...]:
-        if s.stop is not None:
-            return tuple(s.stop)
-        return FUNCTION_STOPS if parts.program_prefix else ()
+    def _generate_rows(self, prompts: list[list[int]], greedy: list[bool],
+                       stops: list[tuple[str, ...]], s: SamplerSettings, seed: int):
+        """One model.generate call; per row (kept ids, token texts, logprobs, reason)."""
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
-    def _generate_batch(self, prompts: list[str], reps: int, greedy: bool, s: SamplerSettings,
-                        max_prompt: int, stops: tuple[str, ...]):
-        tok = self.tokenizer
-        enc = tok(prompts, return_tensors="pt", padding=True, truncation=True,
-                  max_length=max_prompt, add_special_tokens=self.encoder_decoder)
-        enc = {k: v.to(self.device) for k, v in enc.items()}
-        kwargs = dict(max_new_tokens=s.max_new_tokens, return_dict_in_generate=True,
-                      output_logits=True, pad_token_id=tok.pad_token_id,
-                      eos_token_id=tok.eos_token_id)
-        if greedy:
-            kwargs.update(do_sample=False, num_beams=1)
-        else:
-            kwargs.update(do_sample=True, temperature=s.temperature, top_p=s.top_p, top_k=0,
-                          num_return_sequences=reps)
-        if stops:
-            kwargs.update(stop_strings=list(stops), tokenizer=tok)
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for r, p in enumerate(prompts):  # decoder-only: LEFT padding; encoder input: right
+            span = slice(0, len(p)) if self.encoder_decoder else slice(width - len(p), width)
+            ids[r, span], mask[r, span] = torch.tensor(p, dtype=torch.long), 1
+        contexts = [[] if self.encoder_decoder else p[-1:] for p in prompts]
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(seed)
+        logps: list[torch.Tensor] = []
+        policy = _policy_processor(torch.tensor(greedy, device=self.device), s.temperature,
+                                   s.top_p, generator, logps)
+        criteria = ([_stop_criteria(stops, self.tokenizer, self._table, contexts, self.eos_ids)]
+                    if any(stops) else [])
         with torch.no_grad():
-            out = self.model.generate(**enc, **kwargs)
-        seqs = out.sequences
-        start = 1 if self.encoder_decoder else enc["input_ids"].shape[1]
-        gen = seqs[:, start:]
-        steps = len(out.logits)
-        chosen = torch.zeros(gen.shape[0], steps)
-        for t in range(steps):
-            lp = torch.log_softmax(out.logits[t].float(), dim=-1)
-            chosen[:, t] = lp.gather(-1, gen[:, t:t + 1]).squeeze(-1)
-        results = []
-        eos = tok.eos_token_id
-        for row in range(gen.shape[0]):
-            p = row // reps
-            mask = enc["attention_mask"][p].bool()
-            prompt_ids = enc["input_ids"][p][mask].tolist()
-            ids = gen[row].tolist()
-            reason = "length"
-            n = len(ids)
-            if eos is not None and eos in ids:
-                n = ids.index(eos)
-                reason = "eos"
-            elif tok.pad_token_id is not None and tok.pad_token_id != eos and \
-                    tok.pad_token_id in ids:
-                n = ids.index(tok.pad_token_id)
-            results.append((prompt_ids, ids[:n], chosen[row, :n].tolist(), reason))
-        return results
-
-    def _make_sample(self, problem, parts, prompt_ids, ids, lps, reason, greedy, tag, stops):
-        texts = _token_texts(self.tokenizer, ids)
-        keep, stopped = cut_at_stop(texts, stops)
-        if stopped:
-            reason = "stop"
-        ids, lps, texts = ids[:keep], lps[:keep], texts[:keep]
-        offsets, pos = [], 0
-        for t in texts:
-            offsets.append((pos, pos + len(t)))
-            pos += len(t)
-        completion = "".join(texts)
-        return Sample(task_id=problem.task_id, sample_id=f"{problem.task_id}/v{self._version}/{tag}",
-                      is_greedy=greedy, prompt=parts.text, program_prefix=parts.program_prefix,
-                      completion=completion, program=parts.program(completion),
-                      prompt_token_ids=prompt_ids, token_ids=ids, token_offsets=offsets,
-                      logprobs=lps, policy_version=self._version, finish_reason=reason)
+            seqs = self.model.generate(
+                input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                max_new_tokens=s.max_new_tokens, do_sample=False,
+                logits_processor=LogitsProcessorList([policy]),
+                stopping_criteria=StoppingCriteriaList(criteria))
+        gen = seqs[:, 1 if self.encoder_decoder else width:].tolist()
+        lps = torch.stack(logps, 1).tolist() if logps else [[] for _ in prompts]
+        out = []
+        for r, row in enumerate(gen):
+            n = next((t for t, i in enumerate(row) if i in self.eos_ids), len(row))
+            reason = "eos" if n < len(row) else "length"
+            texts = token_texts(self.tokenizer, self._table, row[:n], contexts[r])
+            keep, stopped = cut_at_stop(texts, stops[r]) if stops[r] else (n, False)
+            out.append((row[:keep], texts[:keep], lps[r][:keep], "stop" if stopped else reason))
+        return out

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from actors.sampler import Sampler, SamplerSettings, _token_texts, cut_at_stop
+from actors.sampler import (Sampler, SamplerSettings, _byte_level_table, cut_at_stop,
+                            token_texts)
 from executor.records import Problem
-from tiny_models import make_gpt2, make_t5
+from tiny_models import (make_gpt2, make_memorizing_gpt2, make_sentencepiece_tokenizer,
+                         make_t5)
 
 torch.set_num_threads(1)
 
@@ -37,18 +39,68 @@ def test_token_texts_reproduce_text_with_multibyte_characters(gpt2):
     tok = AutoTokenizer.from_pretrained(gpt2)
     text = "caf\u00e9 \u2192 \u2713\nx = '\u00fc'\n\u4e2d\u6587\n"
     ids = tok(text, add_special_tokens=False)["input_ids"]
-    texts = _token_texts(tok, ids)
-    assert "".join(texts) == text
+    table = _byte_level_table(tok)
+    assert table is not None
+    texts = token_texts(tok, table, ids)
+    assert "".join(texts) == text == tok.decode(ids)
     assert len(texts) == len(ids)
     # a character split over byte tokens: its first tokens add nothing, the last carries it
     assert any(t == "" for t in texts)
 
 
-def test_cut_at_stop_keeps_whole_tokens():
+def test_token_texts_without_a_byte_level_decoder(tmp_path):
+    # SentencePiece-style tokenizers decode through a window of ids; a leading space that
+    # the decoder would strip at the start of a text is kept thanks to the prompt context.
+    tok = make_sentencepiece_tokenizer(tmp_path / "sp")
+    assert _byte_level_table(tok) is None
+    prompt = tok("def f(x):", add_special_tokens=False)["input_ids"]
+    ids = tok(" return x + 1", add_special_tokens=False)["input_ids"]
+    texts = token_texts(tok, None, ids, context=prompt[-1:])
+    assert len(texts) == len(ids)
+    assert "".join(texts) == tok.decode(prompt + ids)[len(tok.decode(prompt)):]
+
+
+def test_cut_at_stop_rule():
     texts = ["    return", " x", "\n", "def", " g"]
-    # "\ndef" starts inside token 2 ("\n"): tokens 2.. are dropped
+    # "\ndef" begins exactly where token 2 begins: the completion ends before token 2
     assert cut_at_stop(texts, ["\ndef"]) == (2, True)
     assert cut_at_stop(texts, ["\nclass"]) == (5, False)
+    # the stop begins inside ")\n": that token is kept, so ")" is not lost
+    assert cut_at_stop(["f(x", ")\n", "def"], ["\ndef"]) == (2, True)
+    # a token that holds a whole stop string is dropped with everything after it
+    assert cut_at_stop(["a", "b\ndef c", "d"], ["\ndef"]) == (1, True)
+    # the earliest of several stops wins
+    assert cut_at_stop(["x", "\n#", "\ndef"], ["\ndef", "\n#"]) == (1, True)
+    # empty texts (parts of a multi-byte character) before the cut are not kept alone
+    assert cut_at_stop(["a", "", "\ndef"], ["\ndef"]) == (1, True)
+
+
+def test_stop_string_ends_generation_after_a_prefix(tmp_path):
+    prompt = "def double(x):\n"
+    body = "    return x * 2\n\ndef other():\n    pass\n"
+    path = make_memorizing_gpt2(tmp_path / "mem", prompt, body)
+    problem = Problem(task_id="d", prompt=prompt, format="assert", entry_point="double",
+                      starter_code=prompt, tests=["assert double(2) == 4"])
+    sampler = Sampler(path)
+    [s] = sampler.generate([problem], SamplerSettings(n=0, include_greedy=True,
+                                                      max_new_tokens=40))
+    assert s.finish_reason == "stop"
+    assert s.completion.startswith("    return x * 2")
+    assert "def other" not in s.completion
+    assert s.program == prompt + s.completion
+    # with no stop strings the model writes the whole memorised text and then EOS
+    [t] = sampler.generate([problem], SamplerSettings(n=0, include_greedy=True,
+                                                      max_new_tokens=40, stop=()))
+    assert t.completion == body and t.finish_reason == "eos"
+
+
+def test_settings_are_validated():
+    with pytest.raises(ValueError, match="temperature"):
+        SamplerSettings(temperature=0)
+    with pytest.raises(ValueError, match="top_p"):
+        SamplerSettings(top_p=1.5)
+    with pytest.raises(ValueError, match="at least one"):
+        SamplerSettings(n=0, include_greedy=False)
 
 
 def _forward_logprobs(model, prompt_ids, ids, encoder_decoder=False):
@@ -93,7 +145,8 @@ def test_seeded_generation_is_deterministic(gpt2):
 def test_stop_strings_and_finish_reasons(gpt2):
     sampler = Sampler(gpt2, seed=1)
     samples = sampler.generate(PROBLEMS, SamplerSettings(n=4, include_greedy=False,
-                                                         max_new_tokens=40, stop=("e",)))
+                                                         max_new_tokens=40, stop=("e",),
+                                                         stop_whole_program=("e",)))
     for s in samples:
         assert "e" not in s.completion
         assert s.finish_reason in ("stop", "eos", "length")
@@ -111,9 +164,15 @@ def test_load_weights_gives_bitwise_identical_logits(gpt2, tmp_path):
         assert torch.equal(src.model(input_ids=x).logits, dst.model(input_ids=x).logits)
     assert dst.policy_version == 4
     bad = src.get_weights()
-    bad.pop(next(iter(bad)))
-    with pytest.raises(ValueError, match="missing"):
+    bad.pop("transformer.h.0.ln_1.weight")
+    with pytest.raises(ValueError, match="1 missing"):
         dst.load_weights(bad, version=5)
+    assert dst.policy_version == 4  # nothing was applied
+    # a tied weight may come under one of its names only (lm_head.weight is wte's)
+    tied = src.get_weights()
+    tied.pop("lm_head.weight", None)
+    dst.load_weights(tied, version=6)
+    assert dst.policy_version == 6
 
 
 def test_encoder_decoder_sampler(t5):

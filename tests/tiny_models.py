@@ -51,3 +51,44 @@ def make_t5(path: Path, seed: int = 0) -> str:
                    pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
     T5ForConditionalGeneration(cfg).save_pretrained(str(path))
     return str(path)
+
+
+def make_sentencepiece_tokenizer(path: Path):
+    """A tokenizer whose decoder is not byte-level (Metaspace, as in SentencePiece models)."""
+    from tokenizers import SentencePieceBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    sp = SentencePieceBPETokenizer()
+    sp.train_from_iterator(CORPUS * 20, vocab_size=200, min_frequency=1,
+                           special_tokens=["<unk>", "</s>"], show_progress=False)
+    tok = PreTrainedTokenizerFast(tokenizer_object=sp._tokenizer, eos_token="</s>",
+                                  unk_token="<unk>")
+    tok.save_pretrained(str(path))
+    return tok
+
+
+def make_memorizing_gpt2(path: Path, prompt: str, completion: str, steps: int = 300) -> str:
+    """A tiny GPT-2 trained until it writes `completion` (then EOS) after `prompt` greedily."""
+    import torch
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    make_gpt2(path, n_layer=2, n_embd=64)
+    tok = AutoTokenizer.from_pretrained(str(path))
+    model = GPT2LMHeadModel.from_pretrained(str(path))
+    # prompt and completion tokenized apart, as the sampler sees them (BPE would merge
+    # the prompt's final "\n" with the completion's indentation)
+    ids = (tok(prompt, add_special_tokens=False)["input_ids"]
+           + tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
+    x = torch.tensor([ids])
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        loss = model(input_ids=x, labels=x).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if loss.item() < 2e-3:
+            break
+    model.eval().save_pretrained(str(path))
+    return str(path)

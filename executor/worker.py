@@ -167,25 +167,42 @@ class Worker:
                           passed=0, total=len(problem.tests),
                           tests=["not_run"] * len(problem.tests), error_type="TestCodeError",
                           error_message=str(err), isolation=self.tier)
-        req = self._request(problem, solution.completion, plan)
-        wait_s = req["budget_s"] + 30.0
         t0 = time.monotonic()
+        try:
+            resp = self._observe(problem, solution.completion, plan)
+        except ForkServerDied:
+            return Result(task_id=problem.task_id, sample_id=solution.sample_id,
+                          outcome="runtime_error", passed=0, total=len(problem.tests),
+                          tests=["crash"] * len(problem.tests), error_type="SandboxCrash",
+                          error_message="the sandbox died twice on this program",
+                          duration_s=time.monotonic() - t0, isolation=self.tier)
+        return judge_program(problem, resp, plan, tol=self.cfg.float_tolerance,
+                             sample_id=solution.sample_id)
+
+    def observe(self, problem: Problem, program: str) -> dict:
+        """The fork-server's raw observations of `program` on `problem`'s tests, unjudged.
+
+        The request is the one `run` sends (for `call` problems only the inputs, never the
+        expected outputs). Each entry of the answer's `tests` has a `status`; a `call` test
+        that returned carries its value encoded as `"v"` (`executor.serialize.decode`).
+        Raises ForkServerDied when the sandbox dies twice on the program."""
+        with self._lock:
+            plan = self._plan(problem) if problem.format == "assert" else None
+            return self._observe(problem, program, plan)
+
+    def _observe(self, problem: Problem, program: str, plan: AssertPlan | None) -> dict:
+        req = self._request(problem, program, plan)
+        wait_s = req["budget_s"] + 30.0
         for attempt in range(2):
             try:
                 if self._server is None or not self._server.alive():
                     self._restart()
-                resp = self._server.request(req, wait_s)
-                break
+                return self._server.request(req, wait_s)
             except ForkServerDied:
                 self._restart()
                 if attempt == 1:
-                    return Result(task_id=problem.task_id, sample_id=solution.sample_id,
-                                  outcome="runtime_error", passed=0, total=len(problem.tests),
-                                  tests=["crash"] * len(problem.tests), error_type="SandboxCrash",
-                                  error_message="the sandbox died twice on this program",
-                                  duration_s=time.monotonic() - t0, isolation=self.tier)
-        return judge_program(problem, resp, plan, tol=self.cfg.float_tolerance,
-                             sample_id=solution.sample_id)
+                    raise
+        raise AssertionError("unreachable")
 
     def _restart(self) -> None:
         if self._server is not None:

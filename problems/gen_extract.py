@@ -1,0 +1,375 @@
+"""Static half of `rltf gen-tests`: find typed top-level functions and make them standalone.
+
+    found, items = scan_module(text, "json.decoder", path="json/decoder.py")
+    # items: Candidate (typed parameters, standalone solution, prompt, dedup key) or Rejected
+
+For each top-level `def` of a module: its parameters' types come from annotations (or, where
+allowed, from simple default values); its standalone program is the function together with
+the module-level imports, helpers, classes and constants it needs, found by following the
+names it reads from module scope (transitively, with Python's scoping rules); its prompt is
+the `def` line and docstring, HumanEval style, after the imports its annotations need; its
+dedup key is its AST with names, docstring, annotations and constants normalised.
+
+Rejected functions carry a reason: async function, decorated, no parameters, no annotations,
+partly annotated, unsupported annotation, returns None, depends on module state (a name not
+bound at module level, `global`, `globals()`, module dunders such as `__file__`), imports
+outside the standard library (beyond `extra_imports`).
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import copy
+import hashlib
+import sys
+from dataclasses import dataclass
+
+from problems.gen_inputs import Spec, Unsupported, parse_annotation, spec_of_default
+from problems.gen_scopes import bindings, imports_in, module_refs
+
+_BUILTINS = frozenset(dir(builtins)) - {"__doc__", "__spec__", "__loader__", "__package__",
+                                        "__build_class__", "__import__"}
+_MODULE_DUNDERS = {"__file__", "__spec__", "__loader__", "__package__", "__path__",
+                   "__cached__", "__doc__", "__all__", "__builtins__", "__dict__"}
+_PURE_DECORATORS = {"functools.lru_cache", "functools.cache"}
+STDLIB = frozenset(sys.stdlib_module_names) | {"__future__"}
+
+
+@dataclass
+class Param:
+    name: str
+    kind: str  # "pos" (positional or keyword) | "kwonly" | "vararg" (items of *args)
+    spec: Spec
+    has_default: bool
+
+
+@dataclass
+class Candidate:
+    task_id: str
+    module: str
+    name: str
+    path: str
+    lineno: int
+    params: list[Param]
+    typed: str  # "annotated": every parameter and the return; "inferred": some from defaults
+    solution: str
+    prompt: str
+    key: str
+    has_docstring: bool
+
+
+@dataclass
+class Rejected:
+    task_id: str
+    path: str
+    lineno: int
+    reason: str
+    detail: str = ""
+
+
+# -- the module ----------------------------------------------------------------------------
+class ModuleIndex:
+    def __init__(self, tree: ast.Module, text: str, module: str, is_package: bool):
+        self.tree, self.text, self.module = tree, text, module
+        self.lines = text.splitlines()
+        self.package = module if is_package else module.rpartition(".")[0]
+        self.future = any(isinstance(s, ast.ImportFrom) and s.module == "__future__"
+                          and any(a.name == "annotations" for a in s.names) for s in tree.body)
+        self.binders: dict[str, list[int]] = {}
+        for i, stmt in enumerate(tree.body):
+            for name in bindings(stmt):
+                self.binders.setdefault(name, []).append(i)
+
+    def absolute(self, node: ast.ImportFrom) -> str:
+        if not node.level:
+            return node.module or ""
+        parts = self.package.split(".") if self.package else []
+        base = parts[: len(parts) - (node.level - 1)] if node.level > 1 else parts
+        return ".".join(base + ([node.module] if node.module else []))
+
+    def origin(self, name: str) -> str | None:
+        """Where a module-level name comes from: 'typing.List', 'builtins.int', or None."""
+        idx = self.binders.get(name)
+        if not idx:
+            return f"builtins.{name}" if name in _BUILTINS else None
+        if len(idx) != 1:
+            return None
+        stmt = self.tree.body[idx[0]]  # an import, or e.g. `if TYPE_CHECKING:` holding one
+        for imp in [stmt] if isinstance(stmt, (ast.Import, ast.ImportFrom)) else imports_in(stmt):
+            for a in imp.names:
+                if (a.asname or a.name.split(".")[0]) == name:
+                    if isinstance(imp, ast.Import):
+                        return a.name if a.asname else name
+                    return f"{self.absolute(imp)}.{a.name}"
+        return None
+
+    def alias(self, name: str) -> ast.expr | None:
+        """The value of a module-level alias bound once by `Name = value`, else None."""
+        idx = self.binders.get(name)
+        if not idx or len(idx) != 1:
+            return None
+        stmt = self.tree.body[idx[0]]
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and \
+                isinstance(stmt.targets[0], ast.Name):
+            return stmt.value
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            return stmt.value
+        return None
+
+    def source_of(self, stmt: ast.stmt) -> str:
+        start = min([stmt.lineno] + [d.lineno for d in getattr(stmt, "decorator_list", [])])
+        return "\n".join(self.lines[start - 1: stmt.end_lineno])
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(reason)
+        self.reason, self.detail = reason, detail
+
+
+def _import_allowed(name: str, extra: frozenset[str]) -> bool:
+    top = name.split(".")[0]
+    return top in STDLIB or top in extra
+
+
+def _closure(ix: ModuleIndex, first: int, extra: frozenset[str]
+             ) -> tuple[set[int], dict[int, list[ast.alias]]]:
+    """Top-level statements and import aliases that statement `first` needs, transitively."""
+    stmts: set[int] = set()
+    aliases: dict[int, list[ast.alias]] = {}
+    todo: list[str] = []
+    seen: set[str] = set()
+    queue = [first]
+    while todo or queue:
+        while queue:
+            i = queue.pop()
+            if i in stmts:
+                continue
+            stmts.add(i)
+            stmt = ix.tree.body[i]
+            for imp in imports_in(stmt):
+                mod = ix.absolute(imp) if isinstance(imp, ast.ImportFrom) else None
+                for name in ([mod] if mod is not None else [a.name for a in imp.names]):
+                    if not _import_allowed(name, extra):
+                        raise _Reject("imports outside the standard library", name)
+            refs, declared = module_refs(stmt, ix.future)
+            if declared:
+                raise _Reject("depends on module state", f"global {', '.join(sorted(declared))}")
+            todo.extend(sorted(refs, reverse=True))  # popped in sorted order
+        if not todo:
+            break
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in _MODULE_DUNDERS or name == "globals":
+            raise _Reject("depends on module state", f"uses {name}")
+        idx = ix.binders.get(name)
+        if not idx:
+            if name in _BUILTINS:
+                continue
+            raise _Reject("depends on module state", f"name {name!r} is not bound at module level")
+        for i in idx:
+            stmt = ix.tree.body[i]
+            if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                for a in stmt.names:
+                    if (a.asname or a.name.split(".")[0]) == name:
+                        mod = ix.absolute(stmt) if isinstance(stmt, ast.ImportFrom) else a.name
+                        if not _import_allowed(mod, extra):
+                            raise _Reject("imports outside the standard library", mod)
+                        if a.name == "*":
+                            raise _Reject("depends on module state", "star import")
+                        if a not in aliases.setdefault(i, []):
+                            aliases[i].append(a)
+            else:
+                queue.append(i)
+    return stmts, aliases
+
+
+def _render(ix: ModuleIndex, stmts: set[int], aliases: dict[int, list[ast.alias]]) -> str:
+    blocks: list[tuple[bool, str]] = []
+    if ix.future:
+        blocks.append((True, "from __future__ import annotations"))
+    for i in sorted(set(stmts) | set(aliases)):
+        if i in aliases:
+            stmt = ix.tree.body[i]
+            names = [a for a in stmt.names if a in aliases[i]]  # in the order written
+            if isinstance(stmt, ast.Import):
+                new: ast.stmt = ast.Import(names=names)
+            else:
+                new = ast.ImportFrom(module=ix.absolute(stmt), names=names, level=0)
+            blocks.append((True, ast.unparse(new)))
+        if i in stmts:
+            blocks.append((False, ix.source_of(ix.tree.body[i])))
+    out = ""
+    for k, (is_import, src) in enumerate(blocks):
+        if k:
+            out += "\n" if is_import and blocks[k - 1][0] else "\n\n\n"
+        out += src
+    return out + "\n"
+
+
+# -- one function ----------------------------------------------------------------------------
+def _params(fn: ast.FunctionDef, ix: ModuleIndex, infer: bool) -> tuple[list[Param], str]:
+    a = fn.args
+    positional = [*a.posonlyargs, *a.args]
+    pos_defaults = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
+    rows = [(x, "pos", d) for x, d in zip(positional, pos_defaults)]
+    rows += [(x, "kwonly", d) for x, d in zip(a.kwonlyargs, a.kw_defaults)]
+    if not rows and not (a.vararg and a.vararg.annotation is not None):
+        raise _Reject("no parameters")
+    annotated = [x.annotation is not None for x, _, _ in rows]
+    if not any(annotated) and fn.returns is None:
+        if not (infer and all(d is not None for _, _, d in rows)):
+            raise _Reject("no annotations")
+    params, inferred = [], fn.returns is None
+    for x, kind, default in rows:
+        if x.annotation is not None:
+            try:
+                spec = parse_annotation(x.annotation, ix.origin, ix.alias)
+            except Unsupported as err:
+                raise _Reject("unsupported annotation", f"{x.arg}: {err}") from None
+        else:
+            value = default.value if isinstance(default, ast.Constant) else None
+            spec = spec_of_default(value) if infer and default is not None else None
+            if spec is None:
+                raise _Reject("partly annotated", f"parameter {x.arg}")
+            inferred = True
+        params.append(Param(x.arg, kind, spec, default is not None))
+    if a.vararg is not None and a.vararg.annotation is not None:
+        try:
+            spec = parse_annotation(a.vararg.annotation, ix.origin, ix.alias)
+        except Unsupported as err:
+            raise _Reject("unsupported annotation", f"*{a.vararg.arg}: {err}") from None
+        params.append(Param(a.vararg.arg, "vararg", spec, True))
+    if inferred and not infer:
+        raise _Reject("partly annotated", "return annotation")
+    return params, "inferred" if inferred else "annotated"
+
+
+def _check_decorators(fn: ast.FunctionDef, ix: ModuleIndex) -> None:
+    for d in fn.decorator_list:
+        target = d.func if isinstance(d, ast.Call) else d
+        name = None
+        if isinstance(target, ast.Name):
+            name = ix.origin(target.id)
+        elif isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
+            base = ix.origin(target.value.id)
+            name = f"{base}.{target.attr}" if base else None
+        if name not in _PURE_DECORATORS:
+            raise _Reject("decorated", ast.unparse(d))
+
+
+def _prompt(fn: ast.FunctionDef, ix: ModuleIndex) -> tuple[str, bool]:
+    first = fn.body[0]
+    lines = ix.lines[fn.lineno - 1: first.lineno - 1]  # the def line(s) as written
+    while lines and lines[-1].strip().startswith("#") or lines and not lines[-1].strip():
+        lines.pop()
+    if not lines or not lines[-1].split("#")[0].rstrip().endswith(":"):
+        head = copy.copy(fn)  # a one-line def, or a comment after the colon: rebuild it
+        head.decorator_list, head.body = [], [ast.Pass()]
+        lines = ast.unparse(head).splitlines()[:-1]
+    doc = ast.get_docstring(fn, clean=False)
+    if doc is not None:
+        lines.append("    " + ast.get_source_segment(ix.text, fn.body[0]))
+    names: set[str] = set()
+    args = fn.args
+    for x in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
+        if x is not None and x.annotation is not None:
+            names |= {n.id for n in ast.walk(x.annotation) if isinstance(n, ast.Name)}
+    if fn.returns is not None:
+        names |= {n.id for n in ast.walk(fn.returns) if isinstance(n, ast.Name)}
+    aliases: dict[int, list[ast.alias]] = {}
+    for name in sorted(names):
+        for i in ix.binders.get(name, []):
+            stmt = ix.tree.body[i]
+            if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                for a in stmt.names:
+                    if (a.asname or a.name.split(".")[0]) == name:
+                        aliases.setdefault(i, []).append(a)
+    header = _render(ix, set(), aliases) if (aliases or ix.future) else ""
+    sep = "\n\n" if header else ""
+    return header + sep + "\n".join(lines) + "\n", doc is not None
+
+
+class _Normalise(ast.NodeTransformer):
+    def __init__(self, fn: ast.FunctionDef):
+        a = fn.args
+        args = [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]
+        self.names = {x.arg: f"_a{i}" for i, x in enumerate(args) if x is not None}
+
+    def _local(self, name: str) -> str:
+        return self.names.setdefault(name, f"_v{len(self.names)}")
+
+    def visit_Name(self, node: ast.Name):
+        if isinstance(node.ctx, (ast.Store, ast.Del)) or node.id in self.names:
+            node.id = self._local(node.id)
+        return node
+
+    def visit_arg(self, node: ast.arg):
+        node.arg, node.annotation = self._local(node.arg), None
+        return node
+
+    def visit_Constant(self, node: ast.Constant):
+        node.value = type(node.value).__name__
+        return node
+
+
+def dedup_key(fn: ast.FunctionDef) -> str:
+    """A hash of the function's AST with its name, argument and local names, docstring,
+    annotations and constants normalised."""
+    node = copy.deepcopy(fn)
+    if ast.get_docstring(node, clean=False) is not None:
+        node.body = node.body[1:] or [ast.Pass()]
+    node.name, node.returns = "_f", None
+    node = _Normalise(fn).visit(node)
+    return hashlib.sha1(ast.dump(node, annotate_fields=False).encode()).hexdigest()
+
+
+def _candidate(fn: ast.stmt, ix: ModuleIndex, index: int, task_id: str, path: str,
+               infer: bool, extra: frozenset[str]) -> Candidate:
+    if isinstance(fn, ast.AsyncFunctionDef):
+        raise _Reject("async function")
+    _check_decorators(fn, ix)
+    params, typed = _params(fn, ix, infer)
+    if fn.returns is not None and isinstance(fn.returns, ast.Constant) and fn.returns.value is None:
+        raise _Reject("returns None")
+    stmts, aliases = _closure(ix, index, extra)
+    solution = _render(ix, stmts, aliases)
+    prompt, has_doc = _prompt(fn, ix)
+    for what, src in (("solution", solution), ("prompt", prompt + "    pass\n")):
+        try:
+            compile(src, f"<{what}>", "exec", dont_inherit=True)
+        except SyntaxError as err:
+            raise _Reject("depends on module state", f"{what} does not compile: {err.msg}")
+    return Candidate(task_id=task_id, module=ix.module, name=fn.name, path=path,
+                     lineno=fn.lineno, params=params, typed=typed, solution=solution,
+                     prompt=prompt, key=dedup_key(fn), has_docstring=has_doc)
+
+
+def scan_module(text: str, module: str, path: str = "", is_package: bool = False,
+                infer_defaults: bool = True, extra_imports: frozenset[str] = frozenset()
+                ) -> tuple[int, list[Candidate | Rejected]]:
+    """(number of top-level functions, one Candidate or Rejected for each). Only the last
+    definition of a name counts; earlier ones are rejected as redefined."""
+    tree = ast.parse(text)
+    ix = ModuleIndex(tree, text, module, is_package)
+    fns = [(i, s) for i, s in enumerate(tree.body)
+           if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    last = {s.name: i for i, s in fns}
+    out: list[Candidate | Rejected] = []
+    for i, fn in fns:
+        task_id = f"{module}.{fn.name}" if module else fn.name
+        if last[fn.name] != i or len(ix.binders.get(fn.name, [])) > 1:
+            out.append(Rejected(task_id, path, fn.lineno, "redefined",
+                                "the name is bound more than once"))
+            continue
+        try:
+            out.append(_candidate(fn, ix, i, task_id, path, infer_defaults, extra_imports))
+        except _Reject as rej:
+            out.append(Rejected(task_id, path, fn.lineno, rej.reason, rej.detail))
+        except RecursionError:
+            out.append(Rejected(task_id, path, fn.lineno, "depends on module state",
+                                "too deeply nested to analyse"))
+    return len(fns), out

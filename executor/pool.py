@@ -78,6 +78,9 @@ class ExecutorPool:
         self._closed = False
         self._queue: deque[tuple[Hashable, Pair]] = deque()
         self._submitted = 0
+        # Results of submit()ted programs that arrived while imap() was waiting for its own;
+        # the next poll() returns them, so mixing the two never loses a result.
+        self._stash: list[tuple[Hashable, Result]] = []
         if use_ray:
             import ray
 
@@ -111,8 +114,8 @@ class ExecutorPool:
     def backlog(self) -> int:
         """Programs submitted and not yet returned by poll()."""
         if self.use_ray:
-            return len(self._queue) + len(self._slots.inflight)
-        return self._submitted
+            return len(self._queue) + len(self._slots.inflight) + len(self._stash)
+        return self._submitted + len(self._stash)
 
     def queue_depth(self) -> int:
         """Programs waiting for a free worker."""
@@ -287,17 +290,28 @@ class ExecutorPool:
 
     def poll(self, timeout_s: float = 0.0) -> list[tuple[Hashable, Result]]:
         """Results that are ready, waiting up to `timeout_s` for the first one."""
+        if self._stash:
+            out, self._stash = self._stash, []
+            return out + self._poll_any(0.0)
+        return self._poll_any(timeout_s)
+
+    def _poll_any(self, timeout_s: float) -> list[tuple[Hashable, Result]]:
         return self._poll_ray(timeout_s) if self.use_ray else self._poll_local(timeout_s)
 
     def imap(self, pairs: Iterable[Pair]) -> Iterator[tuple[int, Result]]:
-        """(index, Result) for every (problem, solution), in the order they finish."""
+        """(index, Result) for every (problem, solution), in the order they finish.
+
+        Safe to use while other programs are submitted with submit(): their results are kept
+        for the next poll()."""
         if self._closed:
             raise RuntimeError("the executor pool is closed")
-        items = iter(enumerate(pairs))
+        tag = object()  # marks this call's keys
+        items = (((tag, i), pair) for i, pair in enumerate(pairs))
         exhausted = False
         outstanding = 0
         while True:
-            while not exhausted and self.backlog() < self.size * self.cfg.max_in_flight:
+            while (not exhausted and self.backlog() - len(self._stash)
+                   < self.size * self.cfg.max_in_flight):
                 nxt = next(items, None)
                 if nxt is None:
                     exhausted = True
@@ -306,9 +320,12 @@ class ExecutorPool:
                 outstanding += 1
             if exhausted and outstanding == 0:
                 return
-            for key, res in self.poll(1.0):
-                outstanding -= 1
-                yield key, res
+            for key, res in self._poll_any(1.0):
+                if isinstance(key, tuple) and len(key) == 2 and key[0] is tag:
+                    outstanding -= 1
+                    yield key[1], res
+                else:
+                    self._stash.append((key, res))
 
     def run(self, pairs: Iterable[Pair]) -> list[Result]:
         """Results in the order of `pairs`."""

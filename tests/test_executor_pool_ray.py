@@ -93,3 +93,24 @@ def test_submit_and_poll(ray_local):
                 got[key] = res
         assert pool.backlog() == 0
     assert sorted(got) == [("k", i) for i in range(10)]
+
+
+@pytest.mark.parametrize("use_ray", [False, True])
+def test_run_while_programs_are_submitted_loses_nothing(ray_local, use_ray):
+    # The training driver submits programs and polls for them while a held-out evaluation
+    # runs pool.run() on the same pool: each call must get exactly its own results.
+    pairs = _pairs()[:24]
+    with ExecutorPool(ExecutorConfig(workers=2, max_in_flight=2), use_ray=use_ray) as pool:
+        for i, (p, s) in enumerate(pairs[:12]):
+            pool.submit(("train", i), p, s)
+        evaluated = pool.run(pairs[12:])
+        assert [r.sample_id for r in evaluated] == [s.sample_id for _, s in pairs[12:]]
+        assert pool.backlog() <= 12
+        got = {}
+        while len(got) < 12:
+            for key, res in pool.poll(1.0):
+                assert key not in got
+                got[key] = res
+        assert pool.backlog() == 0
+    assert sorted(got) == [("train", i) for i in range(12)]
+    assert all(got[("train", i)].sample_id == pairs[i][1].sample_id for i in range(12))

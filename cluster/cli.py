@@ -4,6 +4,10 @@
     rltf data humaneval --out F [--solutions-out S]                      HumanEval as JSONL
     rltf data synth|apps|mbpp ...                                        other task sources
     rltf sft ...                                                         warm start (SFT)
+    rltf eval --model DIR --problems F --n N --k 1,10                    pass@k
+    rltf train [--config FILE] [section.key=value ...]                   online RLTF
+    rltf scale executors N [--address ADDR]                             resize a running job
+    rltf gen-tests --source DIR --out F                                  tests from source
 
 Each subcommand's `--help` lists its options. Config settings can be overridden on the command
 line as `section.key=value` wherever a subcommand takes `--config`.
@@ -24,6 +28,9 @@ _DATA_SOURCES = {
 }
 _DELEGATED = {
     "sft": ("learner.sft", "main"),
+    "eval": ("evaluation.run", "main"),
+    "gen-tests": ("problems.gen_tests", "main"),
+    "scale": ("cluster.controller", "main"),
 }
 
 
@@ -49,19 +56,27 @@ def main(argv: list[str] | None = None) -> int:
     p_data = sub.add_parser("data", help="convert a task source to problems JSONL")
     p_data.add_argument("source", choices=sorted(_DATA_SOURCES))
     sub.add_parser("sft", help="supervised warm start on reference solutions", add_help=False)
+    sub.add_parser("eval", help="pass@k of a model on problems", add_help=False)
+    from cluster import train_cmd
+
+    p_train = sub.add_parser("train", help="online RL from unit-test feedback",
+                             description=train_cmd.__doc__.splitlines()[0])
+    train_cmd.add_arguments(p_train)
+    sub.add_parser("gen-tests", help="unit-test problems from Python source", add_help=False)
+    sub.add_parser("scale", help="resize a running job's executor pool", add_help=False)
 
     if argv and argv[0] == "data" and len(argv) > 1 and argv[1] in _DATA_SOURCES:
         return _delegate(_DATA_SOURCES[argv[1]], argv[2:])
     if argv and argv[0] in _DELEGATED:
         return _delegate(_DELEGATED[argv[0]], argv[1:])
     args = ap.parse_args(argv)
-    if args.cmd == "exec":
+    if args.cmd in ("exec", "train"):
         from cluster.config import ConfigError
 
         try:
-            return exec_cmd.run(args)
+            return exec_cmd.run(args) if args.cmd == "exec" else train_cmd.run(args)
         except ConfigError as err:
-            print(f"rltf exec: {err}", file=sys.stderr)
+            print(f"rltf {args.cmd}: {err}", file=sys.stderr)
             return 2
     ap.print_help()
     return 2

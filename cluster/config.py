@@ -89,6 +89,20 @@ class ExecutorConfig(Section):
         default=1e-6, ge=0,
         description="Relative and absolute tolerance when comparing numbers in outputs.",
     )
+    autoscale: bool = Field(
+        default=False,
+        description="During training, grow the pool when programs wait for an executor and "
+        "shrink it when executors sit idle, between min_workers and max_workers.",
+    )
+    min_workers: int = Field(default=1, ge=1, description="Smallest pool when autoscaling.")
+    max_workers: int = Field(default=8, ge=1, description="Largest pool when autoscaling.")
+    target_queue_per_worker: float = Field(
+        default=2.0, gt=0,
+        description="Autoscaling grows the pool when more programs than this per executor "
+        "wait for one.",
+    )
+    autoscale_cooldown_s: float = Field(
+        default=20.0, ge=0, description="Seconds between two autoscaling changes.")
 
 
 class ModelConfig(Section):
@@ -289,6 +303,12 @@ class RLTFConfig(Section):
                 f"({self.executor.program_budget_s} < {self.executor.time_limit_s}); raise "
                 "program_budget_s or lower time_limit_s"
             )
+        ex = self.executor
+        if ex.autoscale and not ex.min_workers <= ex.workers <= ex.max_workers:
+            raise ValueError(
+                f"executor.autoscale needs executor.min_workers ({ex.min_workers}) <= "
+                f"executor.workers ({ex.workers}) <= executor.max_workers ({ex.max_workers}); "
+                "change one of them")
         lr = self.learner
         per_rank, rem = divmod(lr.batch_size, lr.ranks)
         if rem or per_rank % lr.micro_batch_size:

@@ -28,26 +28,24 @@ from dataclasses import dataclass
 
 from executor.records import Problem, write_jsonl
 
-# (key, phrase, condition on x)
-FILTERS = [
-    ("all", "all the numbers", None),
-    ("even", "the even numbers", "x % 2 == 0"),
-    ("odd", "the odd numbers", "x % 2 != 0"),
-    ("pos", "the positive numbers", "x > 0"),
-    ("neg", "the negative numbers", "x < 0"),
-    ("gt2", "the numbers greater than 2", "x > 2"),
-    ("lt3", "the numbers less than 3", "x < 3"),
-    ("nz", "the numbers that are not zero", "x != 0"),
-]
-# (key, phrase template with {0} = the filter phrase, expression)
-MAPS = [
-    ("id", "{0}", "x"),
-    ("sq", "the squares of {0}", "x * x"),
-    ("dbl", "twice each of {0}", "2 * x"),
-    ("neg", "the negatives of {0}", "-x"),
-    ("inc", "each of {0} plus one", "x + 1"),
-    ("abs", "the absolute values of {0}", "abs(x)"),
-]
+# (key, kind, phrase, condition on x); the kind groups parameter variants for the split
+FILTERS = [("all", "all", "all the numbers", None),
+           ("even", "even", "the even numbers", "x % 2 == 0"),
+           ("odd", "odd", "the odd numbers", "x % 2 != 0"),
+           ("pos", "sign", "the positive numbers", "x > 0"),
+           ("neg", "sign", "the negative numbers", "x < 0"),
+           ("nz", "sign", "the numbers that are not zero", "x != 0")]
+FILTERS += [(f"gt{k}", "gt", f"the numbers greater than {k}", f"x > {k}") for k in (1, 2, 3, 4)]
+FILTERS += [(f"lt{k}", "lt", f"the numbers less than {k}", f"x < {k}") for k in (0, 1, 2, 3)]
+FILTERS += [(f"div{k}", "div", f"the numbers divisible by {k}", f"x % {k} == 0")
+            for k in (3, 4, 5)]
+# (key, kind, phrase template with {0} = the filter phrase, expression)
+MAPS = [("id", "id", "{0}", "x"),
+        ("sq", "sq", "the squares of {0}", "x * x"),
+        ("neg", "neg", "the negatives of {0}", "-x"),
+        ("abs", "abs", "the absolute values of {0}", "abs(x)")]
+MAPS += [(f"add{k}", "add", "each of {0} plus " + str(k), f"x + {k}") for k in (1, 2, 3)]
+MAPS += [(f"mul{k}", "mul", f"{k} times each of {{0}}", f"{k} * x") for k in (2, 3, 4)]
 # (key, phrase template with {0} = the mapped phrase, call-format return lines)
 REDUCES = [
     ("sum", "the sum of {0}", ["return sum(values)"]),
@@ -92,8 +90,8 @@ class Spec:
 
 
 def _list_solution(f, m, r, stdio: bool) -> str:
-    cond = FILTERS[f][2]
-    expr = MAPS[m][2]
+    cond = FILTERS[f][3]
+    expr = MAPS[m][3]
     comp = f"[{expr} for x in xs if {cond}]" if cond else f"[{expr} for x in xs]"
     body = [f"values = {comp}"] + REDUCES[r][2]
     if not stdio:
@@ -112,8 +110,8 @@ def _list_solution(f, m, r, stdio: bool) -> str:
 
 
 def _list_reference(f, m, r, xs):
-    cond = FILTERS[f][2]
-    vals = [eval(MAPS[m][2], {}, {"x": x}) for x in xs
+    cond = FILTERS[f][3]
+    vals = [eval(MAPS[m][3], {}, {"x": x}) for x in xs
             if cond is None or eval(cond, {}, {"x": x})]
     key = REDUCES[r][0]
     if key == "sum":
@@ -154,7 +152,7 @@ def _words_reference(w, c, s: str) -> str:
 
 
 def _phrase_list(f, m, r) -> str:
-    return REDUCES[r][1].format(MAPS[m][1].format(FILTERS[f][1]))
+    return REDUCES[r][1].format(MAPS[m][2].format(FILTERS[f][2]))
 
 
 def all_specs() -> list[Spec]:
@@ -175,6 +173,7 @@ def build_problem(spec: Spec, rng: random.Random, split: str, index: int) -> Pro
     if spec.fmt in ("call", "stdio"):
         f, m, r = ids
         meta["primitives"] = [FILTERS[f][0], MAPS[m][0], REDUCES[r][0]]
+        meta["kinds"] = [FILTERS[f][1], MAPS[m][1]]
         inputs = _list_inputs(rng, 4)
         what = _phrase_list(f, m, r)
         if spec.fmt == "call":
@@ -213,10 +212,16 @@ def split_specs(specs: list[Spec], seed: int, heldout_frac: float = 0.15
     task combines primitives never seen together in training. Each primitive itself still
     occurs in training with other partners."""
     rng = random.Random(seed)
+    def kind_pair(spec: Spec) -> tuple[str, str]:
+        a, b = int(spec.parts[0]), int(spec.parts[1])
+        if spec.fmt == "assert":
+            return (str(a), str(b))
+        return (FILTERS[a][1], MAPS[b][1])
+
     pairs_by_fmt: dict[str, list[tuple[str, str]]] = {}
     for spec in specs:
         pairs_by_fmt.setdefault(spec.fmt, [])
-        pair = tuple(spec.parts[:2])
+        pair = kind_pair(spec)
         if pair not in pairs_by_fmt[spec.fmt]:
             pairs_by_fmt[spec.fmt].append(pair)
     held_pairs: set[tuple[str, tuple[str, str]]] = set()
@@ -233,21 +238,30 @@ def split_specs(specs: list[Spec], seed: int, heldout_frac: float = 0.15
             if any(q[0] == pair[0] for q in rest) and any(q[1] == pair[1] for q in rest):
                 chosen.append(pair)
         held_pairs.update((fmt, p) for p in chosen)
-    train = [s for s in specs if (s.fmt, tuple(s.parts[:2])) not in held_pairs]
-    held = [s for s in specs if (s.fmt, tuple(s.parts[:2])) in held_pairs]
+    train = [s for s in specs if (s.fmt, kind_pair(s)) not in held_pairs]
+    held = [s for s in specs if (s.fmt, kind_pair(s)) in held_pairs]
     return train, held
 
 
+FORMAT_SHARES = {"call": 0.45, "stdio": 0.4, "assert": 0.15}
+
+
 def generate_suite(n: int = 400, seed: int = 0, heldout_frac: float = 0.15) -> list[Problem]:
-    """`n` tasks (train and held-out by composition), deterministic for a seed."""
+    """`n` tasks (train and held-out by composition, every format in proportion),
+    deterministic for a seed."""
     specs = all_specs()
     train, held = split_specs(specs, seed, heldout_frac)
     rng = random.Random(seed + 1)
-    n_hold = max(1, round(n * heldout_frac))
-    n_train = max(1, n - n_hold)
-    rng.shuffle(train)
-    rng.shuffle(held)
-    chosen = [(s, "train") for s in train[:n_train]] + [(s, "heldout") for s in held[:n_hold]]
+    chosen: list[tuple[Spec, str]] = []
+    for fmt, share in FORMAT_SHARES.items():
+        want = max(2, round(n * share))
+        tr = [s for s in train if s.fmt == fmt]
+        he = [s for s in held if s.fmt == fmt]
+        rng.shuffle(tr)
+        rng.shuffle(he)
+        n_hold = min(len(he), max(1, round(want * heldout_frac)))
+        n_train = min(len(tr), want - n_hold)
+        chosen += [(s, "train") for s in tr[:n_train]] + [(s, "heldout") for s in he[:n_hold]]
     return [build_problem(s, random.Random(f"{seed}:{s.key}"), split, i)
             for i, (s, split) in enumerate(chosen)]
 

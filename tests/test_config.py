@@ -78,3 +78,12 @@ def test_impossible_settings_name_the_fix(tmp_path):
         build_config({}, ["data.source=jsonl"])
     # A hub name is not checked against the disk (it is fetched where there is a network).
     assert build_config({}, ["model.path=Salesforce/codet5-large"]).model.path
+
+
+def test_autoscale_bounds_must_hold_the_starting_size():
+    with pytest.raises(ConfigError, match="min_workers"):
+        load_config(None, ["executor.autoscale=true", "executor.workers=4",
+                           "executor.max_workers=2"])
+    cfg = load_config(None, ["executor.autoscale=true", "executor.workers=2",
+                             "executor.min_workers=1", "executor.max_workers=4"])
+    assert cfg.executor.max_workers == 4

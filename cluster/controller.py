@@ -1,0 +1,138 @@
+"""Control of a running job from outside: the named actor `rltf-driver`, and the executor
+pool's autoscaling policy.
+
+    rltf scale executors 8 --address 127.0.0.1:6379   # asks the driver of the running job
+
+The training driver creates the actor at start (in the Ray namespace `rltf`), reports its
+status to it every second and applies the requests it holds: `rltf scale` leaves a request
+and waits until the driver's status shows the new pool size. The policy is a pure function
+so that it is tested without Ray: the pool grows when programs wait for a free executor and
+shrinks when executors sit idle, between a minimum and a maximum, at most once per cooldown.
+With a Ray autoscaler, the new executor actors' CPU requests bring up new CPU nodes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+CONTROLLER_NAME = "rltf-driver"
+NAMESPACE = "rltf"
+
+
+class Controller:
+    """The driver's mailbox and status board (a small named Ray actor, no CPU reserved)."""
+
+    def __init__(self) -> None:
+        self._request: tuple[int, int] | None = None  # (request id, executors wanted)
+        self._seq = 0
+        self._status: dict = {}
+
+    def scale_executors(self, n: int) -> int:
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"the executor pool needs at least 1 actor (asked for {n!r})")
+        self._seq += 1
+        self._request = (self._seq, n)
+        return self._seq
+
+    def take_request(self) -> tuple[int, int] | None:
+        req, self._request = self._request, None
+        return req
+
+    def report(self, status: dict) -> None:
+        self._status = dict(status)
+
+    def status(self) -> dict:
+        return dict(self._status)
+
+
+@dataclass(frozen=True)
+class AutoscalePolicy:
+    min_workers: int
+    max_workers: int
+    target_queue_per_worker: float = 2.0  # programs waiting per executor before growing
+    cooldown_s: float = 20.0  # at least this long between two changes
+
+
+def autoscale(policy: AutoscalePolicy, size: int, queue_depth: int, busy: int,
+              since_change_s: float) -> int:
+    """The pool size the policy wants now.
+
+    Grow when more than `target_queue_per_worker` programs per executor wait for one: to the
+    size at which the waiting programs would be at target (at most the maximum). Shrink by one
+    when nothing waits and at least two executors are idle (at least the minimum). Otherwise,
+    or within the cooldown after a change, keep the size."""
+    lo, hi = policy.min_workers, policy.max_workers
+    if size < lo:
+        return lo
+    if size > hi:
+        return hi
+    if since_change_s < policy.cooldown_s:
+        return size
+    if queue_depth > policy.target_queue_per_worker * size and size < hi:
+        return min(hi, max(size + 1, math.ceil(queue_depth / policy.target_queue_per_worker)))
+    if queue_depth == 0 and size - busy >= 2 and size > lo:
+        return size - 1
+    return size
+
+
+def get_or_create_controller():
+    """The job's controller actor, in the job's namespace (`rltf` for `rltf train`)."""
+    import ray
+
+    return ray.remote(Controller).options(name=CONTROLLER_NAME, get_if_exists=True,
+                                          num_cpus=0).remote()
+
+
+def scale_executors(n: int, address: str | None, timeout_s: float = 120.0,
+                    namespace: str = NAMESPACE, log=print) -> int:
+    """`rltf scale executors N`: asks the running job's driver and waits until it is done."""
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        ray.init(address=address or "auto", namespace=namespace, log_to_driver=False)
+        started = True
+    try:
+        try:
+            ctl = ray.get_actor(CONTROLLER_NAME, namespace=namespace)
+        except ValueError:
+            raise RuntimeError(f"no running rltf job on this cluster (no actor named "
+                               f"{CONTROLLER_NAME!r} in namespace {namespace!r})") from None
+        req = ray.get(ctl.scale_executors.remote(int(n)))
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            st = ray.get(ctl.status.remote())
+            if st.get("applied_request", 0) >= req and st.get("executor_pool_size") == n:
+                log(f"executor pool resized to {n} actors (step {st.get('step')})")
+                return 0
+            time.sleep(0.5)
+        log(f"asked for {n} executors, but the driver has not applied it within {timeout_s:.0f}s "
+            f"(status: {ray.get(ctl.status.remote())})")
+        return 1
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="rltf scale", description="Resize a running job's "
+                                 "executor pool (through its named controller actor).")
+    ap.add_argument("what", choices=["executors"])
+    ap.add_argument("n", type=int, help="executor actors wanted (>= 1)")
+    ap.add_argument("--address", default=None,
+                    help="Ray cluster address, e.g. 127.0.0.1:6379 (default: auto)")
+    ap.add_argument("--namespace", default=NAMESPACE,
+                    help="Ray namespace of the job (rltf train uses 'rltf')")
+    ap.add_argument("--timeout", type=float, default=120.0)
+    args = ap.parse_args(argv)
+    if args.n < 1:
+        ap.error("n must be at least 1")
+    try:
+        return scale_executors(args.n, args.address, args.timeout, args.namespace)
+    except RuntimeError as err:
+        print(f"rltf scale: {err}")
+        return 2

@@ -1,0 +1,495 @@
+"""The online training driver: samplers -> executor pool -> replay buffer -> learner -> weights.
+
+Everything runs at once. Samplers keep generating from the training problems while the
+executor pool judges and the learner trains; the driver's loop is a few named, timed phases:
+
+    generate  hand idle samplers a batch of problems (unless the executor backlog is full)
+    judge     send finished samples to the executor pool; turn complete groups of results
+              into token rewards (reward/) and experiences in the replay buffer
+    learn     when a batch is ready and the learner is free, start a learner step
+    sync      every K steps publish version N+1 of the weights (samplers pick it up)
+    evaluate  held-out pass@1 every E steps and at the end
+    checkpoint every C steps, on SIGTERM/Ctrl-C, and at the end
+
+Backpressure: a sampler gets new work only while the executor backlog is under
+`train.max_queue`; the buffer is bounded by its capacity and staleness bound.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from actors.replay_buffer import Experience
+from executor.records import Problem, Result, Solution
+from reward import RewardConfig, SampleFeedback, group_rewards
+
+
+@dataclass
+class Group:
+    """The samples of one prompt from one sampler call: the baseline is taken over them."""
+
+    problem: Problem
+    samples: list = field(default_factory=list)
+    results: dict = field(default_factory=dict)
+
+
+class PhaseTimer:
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = collections.defaultdict(float)
+
+    def __call__(self, name: str):
+        timer = self
+
+        class _Ctx:
+            def __enter__(self):
+                self.t0 = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.totals[name] += time.perf_counter() - self.t0
+
+        return _Ctx()
+
+
+def reward_config(cfg) -> RewardConfig:
+    r = cfg.reward
+    return RewardConfig(pass_reward=r.pass_reward, fail_reward=r.fail_reward,
+                        runtime_error_reward=r.runtime_error_reward,
+                        syntax_error_reward=r.syntax_error_reward, adaptive=r.adaptive,
+                        fine_grained=r.fine_grained, fine_grained_penalty=r.fine_grained_penalty,
+                        baseline=r.baseline)
+
+
+def experiences_from_group(group: Group, rcfg: RewardConfig) -> tuple[list[Experience], list]:
+    samples = group.samples
+    results = [group.results[s.sample_id] for s in samples]
+    if rcfg.baseline == "greedy" and not any(s.is_greedy for s in samples):
+        rcfg = RewardConfig(**{**rcfg.__dict__, "baseline": "leave_one_out"})
+    feedback = [SampleFeedback(r, s.program, len(s.program_prefix), s.token_offsets,
+                               s.is_greedy) for s, r in zip(samples, results)]
+    rewards = group_rewards(feedback, rcfg)
+    exps = []
+    for s, r, rw in zip(samples, results, rewards):
+        if not s.token_ids:
+            continue
+        exps.append(Experience(
+            task_id=s.task_id, sample_id=s.sample_id, prompt_ids=list(s.prompt_token_ids),
+            completion_ids=list(s.token_ids), token_rewards=rw.token_rewards,
+            behaviour_logprobs=list(s.logprobs), outcome=r.outcome, reward=rw.reward,
+            policy_version=s.policy_version, passed=r.passed, total=r.total,
+            is_greedy=s.is_greedy))
+    return exps, results
+
+
+class Stop(Exception):
+    pass
+
+
+class Trainer:
+    def __init__(self, cfg, run_dir: Path, model_path: str, problems: dict[str, list[Problem]],
+                 log, resume_from: Path | None = None):
+        self.cfg, self.run_dir, self.model_path = cfg, Path(run_dir), model_path
+        self.train_problems = problems["train"]
+        self.heldout = problems["heldout"]
+        self.log = log
+        self.resume_from = resume_from
+        self.rng = random.Random(cfg.seed)
+        self.cursor = 0
+        self.order = list(range(len(self.train_problems)))
+        self.rng.shuffle(self.order)
+        self.step = 0
+        self.version = 0
+        self.stop_reason: str | None = None
+        self.timer = PhaseTimer()
+        self.outcomes: collections.Counter = collections.Counter()
+        self.window: collections.Counter = collections.Counter()
+        self.rewards_window: list[float] = []
+        self.samples_generated = 0
+        self.programs_judged = 0
+        self.learner_busy_s = 0.0
+        self.pass_at_1: dict[int, float] = {}
+        self.last_checkpoint_step = -1
+        self.applied_request = 0  # the last `rltf scale` request applied
+        self.last_resize = 0.0
+        self.sampler_restarts = 0
+
+    # -- signals -----------------------------------------------------------------------------
+    def install_signals(self) -> None:
+        def handler(signum, frame):
+            if self.stop_reason and self.stop_reason.startswith("signal"):
+                raise KeyboardInterrupt  # a second signal: stop now, without a checkpoint
+            self.stop_reason = f"signal {signal.Signals(signum).name}"
+            self.log.print(f"{self.stop_reason}: finishing the current step, saving a "
+                           "checkpoint and exiting (send it again to stop at once)")
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def next_problems(self, k: int) -> list[Problem]:
+        out = []
+        for _ in range(k):
+            if self.cursor >= len(self.order):
+                self.rng.shuffle(self.order)
+                self.cursor = 0
+            out.append(self.train_problems[self.order[self.cursor]])
+            self.cursor += 1
+        return out
+
+    def sampler_settings(self):
+        from actors.sampler import SamplerSettings
+
+        s = self.cfg.sampler
+        return SamplerSettings(n=s.samples_per_prompt, include_greedy=s.include_greedy,
+                               temperature=s.temperature, top_p=s.top_p,
+                               max_new_tokens=s.max_new_tokens,
+                               batch_size=max(s.samples_per_prompt * s.prompts_per_batch, 8))
+
+    def eval_settings(self):
+        from actors.sampler import SamplerSettings
+
+        t = self.cfg.train
+        greedy = t.eval_samples == 1
+        return SamplerSettings(n=0 if greedy else t.eval_samples, include_greedy=greedy,
+                               temperature=t.eval_temperature, top_p=self.cfg.sampler.top_p,
+                               max_new_tokens=self.cfg.sampler.max_new_tokens, batch_size=64)
+
+    def state(self) -> dict:
+        return {"step": self.step, "version": self.version, "cursor": self.cursor,
+                "order": self.order, "rng": self.rng.getstate(),
+                "pass_at_1": self.pass_at_1, "outcomes": dict(self.outcomes),
+                "samples_generated": self.samples_generated,
+                "programs_judged": self.programs_judged,
+                "learner_busy_s": self.learner_busy_s}
+
+    def load_state(self, st: dict) -> None:
+        self.step, self.version, self.cursor = st["step"], st["version"], st["cursor"]
+        self.order = st["order"]
+        rng = st["rng"]
+        self.rng.setstate((rng[0], tuple(rng[1]), rng[2]))
+        self.pass_at_1 = {int(k): v for k, v in st["pass_at_1"].items()}
+        self.outcomes = collections.Counter(st["outcomes"])
+        self.samples_generated = st["samples_generated"]
+        self.programs_judged = st["programs_judged"]
+        self.learner_busy_s = st["learner_busy_s"]
+
+    # -- the run -------------------------------------------------------------------------------
+    def evaluate(self, topo) -> float:
+        """Held-out pass@1 with the samplers' current weights (the `rltf eval` code path)."""
+        import ray
+
+        from evaluation.run import evaluate
+
+        settings = self.eval_settings()
+        samplers = topo.samplers
+
+        def generate(problems, n, temperature):
+            chunks = [list(problems[i::len(samplers)]) for i in range(len(samplers))]
+            refs = [s.generate.remote(c, settings) for s, c in zip(samplers, chunks) if c]
+            out = []
+            for samples in ray.get(refs):
+                out += [(x.task_id, x.program) for x in samples]
+            return out
+
+        problems = self.heldout[: self.cfg.data.max_heldout or len(self.heldout)]
+        with self.timer("evaluate"):
+            report, extra = evaluate(problems, generate, topo.pool, n=self.cfg.train.eval_samples,
+                                     ks=[1], temperature=settings.temperature)
+        value = report.overall["pass@1"]
+        self.pass_at_1[self.step] = value
+        self.log.step(self.step, {"eval/pass@1": value,
+                                  **{f"eval/{k}": v for k, v in extra["outcomes"].items()}})
+        self.log.print(f"[step {self.step}] held-out pass@1 = {value * 100:.1f}% "
+                       f"({report.problems} problems, {extra['wall_s']:.1f}s)")
+        return value
+
+    def publish(self, topo) -> float:
+        """Version N+1 of the weights to every sampler; returns seconds spent."""
+        import ray
+
+        t0 = time.perf_counter()
+        self.version = self.step
+        if self.cfg.weights.transport == "object_store":
+            refs = topo.learner.full_state_ref()
+            ray.get(topo.store.publish.remote(self.version, refs))
+        else:
+            bucket = self.cfg.weights.bucket_mb
+            sends = [a.broadcast_weights.remote(self.version, bucket) for a in topo.learner.actors]
+            recvs = [s.receive_broadcast.remote(bucket) for s in topo.samplers]
+            ray.get(sends + recvs)
+        ray.get(topo.buffer.set_policy_version.remote(self.version))
+        return time.perf_counter() - t0
+
+    def learner_batches(self, exps: list[Experience], tokenizer, enc_dec: bool) -> list[list]:
+        from learner.batch import TrainBatch, collate
+        from learner.sft import sft_pairs
+
+        lc = self.cfg.learner
+        per_rank = lc.batch_size // lc.ranks
+        pad = tokenizer.pad_token_id
+        shards = []
+        for r in range(lc.ranks):
+            mine = exps[r * per_rank:(r + 1) * per_rank]
+            micro = []
+            for i in range(0, per_rank, lc.micro_batch_size):
+                part = mine[i:i + lc.micro_batch_size]
+                rl = collate([e.prompt_ids for e in part], [e.completion_ids for e in part],
+                             [e.token_rewards for e in part],
+                             [e.behaviour_logprobs for e in part], pad_id=pad,
+                             encoder_decoder=enc_dec)
+                sl = None
+                if lc.sl_weight > 0:
+                    refs = [p for p in self.rng.sample(self.train_problems,
+                                                       min(len(self.train_problems),
+                                                           len(part))) if p.solutions]
+                    pairs = sft_pairs(refs, tokenizer)[:len(part)]
+                    if pairs:
+                        sl = collate([a for a, _ in pairs], [b for _, b in pairs], pad_id=pad,
+                                     encoder_decoder=enc_dec)
+                micro.append(TrainBatch(rl=rl, sl=sl))
+            shards.append(micro)
+        return shards
+
+    def run(self, topo, tokenizer, enc_dec: bool) -> dict:
+        import ray
+        from ray.exceptions import RayActorError
+
+        from cluster.metrics import metrics
+        from learner.objectives import RLTFObjective
+
+        cfg, lc = self.cfg, self.cfg.learner
+        rcfg = reward_config(cfg)
+        objective = RLTFObjective(sl_weight=lc.sl_weight, sl_mode=lc.sl_mode,
+                                  ratio_max=lc.importance_ratio_max, kl_coef=lc.kl_coef,
+                                  reference_path=self.model_path)
+        settings = self.sampler_settings()
+        t_start = time.time()
+        if 0 not in self.pass_at_1:
+            self.evaluate(topo)
+        gen: dict = {}  # ref -> sampler index
+        groups: dict[str, Group] = {}
+        sample_group: dict[str, str] = {}
+        learner_refs: list | None = None
+        learner_t0 = 0.0
+        m = metrics()
+        last_log = last_control = time.time()
+        deadline = (t_start + cfg.train.max_minutes * 60) if cfg.train.max_minutes else None
+        while self.step < cfg.train.max_steps:
+            if self.stop_reason:
+                break
+            if time.time() - last_control >= 1.0:
+                last_control = time.time()
+                with self.timer("control"):
+                    self.control(topo)
+            if deadline and time.time() > deadline:
+                self.stop_reason = "time limit"
+                break
+            with self.timer("generate"):
+                busy = set(gen.values())
+                for i, sampler in enumerate(topo.samplers):
+                    if i in busy or topo.pool.backlog() >= cfg.train.max_queue:
+                        continue
+                    probs = self.next_problems(cfg.sampler.prompts_per_batch)
+                    gen[sampler.generate.remote(probs, settings)] = i
+            waits = list(gen) + (learner_refs or [])
+            ready, _ = ray.wait(waits, num_returns=1, timeout=0.05) if waits else ([], [])
+            with self.timer("judge"):
+                for ref in [r for r in ready if r in gen]:
+                    idx = gen.pop(ref)
+                    try:
+                        samples = ray.get(ref)
+                    except RayActorError:
+                        self.replace_sampler(topo, idx)
+                        continue
+                    self.samples_generated += len(samples)
+                    m.inc("samples_generated", len(samples), sampler=str(idx))
+                    problems = {p.task_id: p for p in self.train_problems}
+                    for s in samples:
+                        gkey = s.sample_id.rsplit("-", 1)[0] + "|" + s.task_id
+                        g = groups.setdefault(gkey, Group(problems[s.task_id]))
+                        g.samples.append(s)
+                        sample_group[s.sample_id] = gkey
+                        topo.pool.submit(s.sample_id, g.problem,
+                                         Solution(task_id=s.task_id, completion=s.program,
+                                                  sample_id=s.sample_id))
+                done_exps = []
+                for sid, result in topo.pool.poll(0.0):
+                    self.programs_judged += 1
+                    self.outcomes[result.outcome] += 1
+                    self.window[result.outcome] += 1
+                    m.inc("programs_executed", outcome=result.outcome)
+                    m.observe("test_latency_s", result.duration_s)
+                    gkey = sample_group.pop(sid)
+                    g = groups[gkey]
+                    g.results[sid] = result
+                    if len(g.results) == len(g.samples):
+                        exps, _ = experiences_from_group(g, rcfg)
+                        done_exps += exps
+                        self.rewards_window += [e.reward for e in exps]
+                        del groups[gkey]
+                if done_exps:
+                    ray.get(topo.buffer.add.remote(done_exps))
+                m.set("executor_queue_depth", topo.pool.queue_depth())
+                m.set("executor_busy_workers", topo.pool.busy_workers())
+                m.set("executor_pool_size", topo.pool.size)
+            with self.timer("learn"):
+                if learner_refs is not None and all(r in ready for r in learner_refs[:1]):
+                    metrics_list = ray.get(learner_refs)
+                    learner_refs = None
+                    self.step += 1
+                    step_s = time.perf_counter() - learner_t0
+                    self.learner_busy_s += step_s
+                    self.after_step(topo, metrics_list, step_s, t_start)
+                    continue
+                if learner_refs is None:
+                    size = ray.get(topo.buffer.__len__.remote())
+                    if size >= max(lc.batch_size, cfg.buffer.min_fill):
+                        batch = ray.get(topo.buffer.sample.remote(lc.batch_size, 0.0))
+                        if len(batch) == lc.batch_size:
+                            shards = self.learner_batches(batch, tokenizer, enc_dec)
+                            learner_t0 = time.perf_counter()
+                            learner_refs = [a.train_step.remote(sh, objective) for a, sh in
+                                            zip(topo.learner.actors, shards)]
+            if time.time() - last_log > 30:
+                last_log = time.time()
+                self.log.print(f"[step {self.step}] generated {self.samples_generated}, "
+                               f"judged {self.programs_judged}, backlog {topo.pool.backlog()}")
+        if learner_refs is not None:  # a running step finishes and counts: the learner took it
+            metrics_list = ray.get(learner_refs)
+            self.step += 1
+            step_s = time.perf_counter() - learner_t0
+            self.learner_busy_s += step_s
+            self.after_step(topo, metrics_list, step_s, t_start, stopping=True)
+        for ref in list(gen):
+            try:
+                ray.get(ref)
+            except RayActorError:
+                pass
+        wall = time.time() - t_start
+        stopped_by_signal = bool(self.stop_reason and self.stop_reason.startswith("signal"))
+        if self.step > 0 and self.step not in self.pass_at_1 and not stopped_by_signal:
+            if self.version != self.step:
+                self.publish(topo)
+            self.evaluate(topo)
+        return {"wall_s": wall}
+
+    def after_step(self, topo, metrics_list, step_s: float, t_start: float,
+                   stopping: bool = False) -> None:
+        import ray
+
+        from cluster.metrics import metrics
+
+        m = metrics()
+        cfg = self.cfg
+        sync_s = None
+        if self.step % cfg.weights.sync_every == 0:
+            with self.timer("sync"):
+                sync_s = self.publish(topo)
+            m.set("weight_sync_time_s", sync_s)
+            m.set("policy_version", self.version)
+        stats = ray.get(topo.buffer.stats.remote())
+        total = sum(self.window.values()) or 1
+        rewards = self.rewards_window or [0.0]
+        wall = time.time() - t_start
+        row = {
+            "loss/total": sum(x.loss for x in metrics_list) / len(metrics_list),
+            "learner/grad_norm": metrics_list[0].grad_norm, "learner/lr": metrics_list[0].lr,
+            "learner/step_s": step_s, "learner/busy_fraction": self.learner_busy_s / max(wall, 1e-9),
+            "reward/mean": sum(rewards) / len(rewards),
+            "buffer/size": stats.size, "buffer/mean_age": stats.mean_age,
+            "buffer/dropped_stale": stats.dropped_stale, "buffer/dropped_full": stats.dropped_full,
+            "throughput/samples_per_s": self.samples_generated / max(wall, 1e-9),
+            "throughput/programs_per_s": self.programs_judged / max(wall, 1e-9),
+            "policy/version": self.version,
+        }
+        for k, v in metrics_list[0].extra.items():
+            row[k if "/" in k else f"learner/{k}"] = v
+        for o in ("pass", "fail", "runtime_error", "syntax_error", "timeout"):
+            row[f"outcome/{o}"] = self.window.get(o, 0) / total
+        if sync_s is not None:
+            row["sync/seconds"] = sync_s
+        self.log.step(self.step, row)
+        m.inc("learner_steps")
+        m.set("learner_step_time_s", step_s)
+        m.set("learner_loss", row["loss/total"])
+        m.set("reward_mean", row["reward/mean"])
+        m.set("pass_rate", row["outcome/pass"])
+        m.set("buffer_size", stats.size)
+        m.set("buffer_mean_age", stats.mean_age)
+        m.set("learner_busy_fraction", row["learner/busy_fraction"])
+        self.log.print(f"[step {self.step}/{cfg.train.max_steps}] loss {row['loss/total']:.4f} "
+                       f"reward {row['reward/mean']:+.3f} pass {row['outcome/pass'] * 100:.0f}% "
+                       f"buffer {stats.size} age {stats.mean_age:.2f} "
+                       f"({step_s:.1f}s/step)")
+        self.window.clear()
+        self.rewards_window = []
+        if (self.step % cfg.train.eval_every == 0 and self.step < cfg.train.max_steps
+                and not stopping):
+            self.evaluate(topo)
+        if self.step % cfg.learner.checkpoint_every == 0:
+            self.checkpoint(topo)
+
+    def control(self, topo) -> None:
+        """Apply a pending `rltf scale` request, else the autoscaling policy; report status."""
+        import ray
+
+        from cluster.controller import AutoscalePolicy, autoscale
+
+        ex, pool = self.cfg.executor, topo.pool
+        now = time.time()
+        want, why = pool.size, ""
+        req = ray.get(topo.controller.take_request.remote()) if topo.controller else None
+        if req is not None:
+            self.applied_request, want = req
+            why = "rltf scale"
+        elif ex.autoscale:
+            policy = AutoscalePolicy(ex.min_workers, ex.max_workers, ex.target_queue_per_worker,
+                                     ex.autoscale_cooldown_s)
+            want = autoscale(policy, pool.size, pool.queue_depth(), pool.busy_workers(),
+                             now - self.last_resize)
+            why = f"autoscaling (queue {pool.queue_depth()}, busy {pool.busy_workers()})"
+        if want != pool.size:
+            old = pool.size
+            pool.resize(want)
+            self.last_resize = now
+            self.log.print(f"[step {self.step}] executor pool {old} -> {pool.size} actors ({why})")
+        if topo.controller is not None:
+            topo.controller.report.remote({
+                "step": self.step, "policy_version": self.version,
+                "executor_pool_size": pool.size, "executor_queue_depth": pool.queue_depth(),
+                "executor_busy_workers": pool.busy_workers(),
+                "applied_request": self.applied_request, "samplers": len(topo.samplers),
+                "programs_judged": self.programs_judged, "time": now})
+
+    def replace_sampler(self, topo, idx: int) -> None:
+        from cluster.topology import new_sampler
+
+        self.sampler_restarts += 1
+        self.log.print(f"sampler {idx} died; starting a replacement (it fetches version "
+                       f"{self.version})")
+        topo.samplers[idx] = new_sampler(self.cfg, self.model_path, idx)
+
+    def checkpoint(self, topo) -> Path:
+        import ray
+
+        with self.timer("checkpoint"):
+            folder = self.run_dir / "checkpoints" / f"step-{self.step:06d}"
+            topo.learner.save_checkpoint(str(folder))
+            buf = ray.get(topo.buffer.state_dict.remote())
+            import torch
+
+            torch.save(buf, folder / "buffer.pt")
+            (folder / "driver_state.json").write_text(json.dumps(self.state()))
+            latest = self.run_dir / "checkpoints" / "latest"
+            tmp = latest.with_suffix(".tmp")  # a crash never leaves a half-written pointer
+            tmp.write_text(folder.name)
+            tmp.replace(latest)
+        self.last_checkpoint_step = self.step
+        self.log.print(f"checkpoint saved: {folder}")
+        return folder

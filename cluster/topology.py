@@ -1,0 +1,168 @@
+"""Builds the actor topology of a training run from the config, each pool sized and placed on
+its own resources:
+
+* samplers: `rltf-sampler-<i>` (a GPU each on a cluster; CPUs here),
+* executor pool: `rltf-executor-<i>` (CPU only, optional custom resource),
+* replay buffer: `rltf-buffer`, weight store: `rltf-weights`,
+* learner group: `rltf-learner-rank<i>` in one placement group.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from actors.replay_buffer import ReplayBuffer
+from cluster.weights import WEIGHT_STORE_NAME, WeightStore
+
+
+class SamplerActor:
+    """What each sampler actor runs: a Sampler that keeps itself on the latest weights."""
+
+    def __init__(self, model_path: str, index: int, seed: int, device: str = "cpu"):
+        import torch
+
+        from actors.sampler import Sampler
+
+        if device == "cpu":
+            torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+        self.sampler = Sampler(model_path, device=device, seed=seed + 7919 * index)
+        self.index = index
+        self.collective = None
+        self.sync_s = 0.0
+
+    def _sync_from_store(self) -> None:
+        import ray
+
+        try:
+            store = ray.get_actor(WEIGHT_STORE_NAME)
+        except ValueError:
+            return
+        version = ray.get(store.latest_version.remote())
+        if version > self.sampler.policy_version:
+            t0 = time.perf_counter()
+            version, refs = ray.get(store.latest.remote())
+            if refs:
+                self.sampler.load_weights(ray.get(refs[0]), version)
+            self.sync_s = time.perf_counter() - t0
+
+    def generate(self, problems: list, settings: Any, sync: bool = True) -> list:
+        if sync and self.collective is None:
+            self._sync_from_store()
+        return self.sampler.generate(problems, settings)
+
+    def version(self) -> int:
+        return self.sampler.policy_version
+
+    def join_collective(self, backend: str, addr: str, port: int, world: int,
+                        rank: int | None = None) -> bool:
+        """Join the broadcast group as `rank` (default: index + 1; the learner is rank 0)."""
+        from cluster.weights import CollectiveGroup
+
+        self.collective = CollectiveGroup(backend, addr, port, world,
+                                          self.index + 1 if rank is None else rank)
+        return True
+
+    def receive_broadcast(self, bucket_mb: float = 64.0) -> int:
+        t0 = time.perf_counter()
+        version, state = self.collective.broadcast_state(None, bucket_mb=bucket_mb)
+        self.sampler.load_weights(state, version)
+        self.sync_s = time.perf_counter() - t0
+        return version
+
+    def weights_digest(self) -> dict:
+        """name -> (sum, first values) to compare weights across processes cheaply."""
+        return {k: v for k, v in self.sampler.get_weights().items()}
+
+    def sync_now(self) -> int:
+        self._sync_from_store()
+        return self.sampler.policy_version
+
+
+@dataclass
+class Topology:
+    samplers: list
+    pool: Any
+    buffer: Any
+    store: Any
+    learner: Any
+    controller: Any = None
+
+    def shutdown(self) -> None:
+        import ray
+
+        for a in self.samplers:
+            try:
+                ray.kill(a)
+            except Exception:
+                pass
+        for closer in (self.pool.close, self.learner.shutdown):
+            try:
+                closer()
+            except Exception:
+                pass
+        for a in (self.buffer, self.store, self.controller):
+            if a is None:
+                continue
+            try:
+                ray.kill(a)
+            except Exception:
+                pass
+
+
+def sampler_options(cfg, index: int) -> dict:
+    s = cfg.sampler
+    return {"name": f"rltf-sampler-{index}", "num_cpus": s.cpus_per_actor,
+            "num_gpus": s.gpus_per_actor, "max_restarts": 0,
+            "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(max(1, int(s.cpus_per_actor)))}}}
+
+
+def new_sampler(cfg, model_path: str, index: int):
+    import ray
+
+    device = "cuda" if cfg.sampler.gpus_per_actor else "cpu"
+    return ray.remote(SamplerActor).options(**sampler_options(cfg, index)).remote(
+        model_path, index, cfg.seed, device)
+
+
+def collective_backend(cfg) -> str:
+    return "nccl" if cfg.learner.gpus_per_rank and cfg.sampler.gpus_per_actor else "gloo"
+
+
+def connect_collective(learner, samplers: list, backend: str = "gloo",
+                       timeout_s: float = 600.0) -> None:
+    """(Re)form the weight-broadcast group: learner rank 0 is rank 0, samplers[i] rank i + 1.
+    The group's size is fixed when it is formed, so call this again after replacing a
+    sampler; the rendezvous port is picked on rank 0's node."""
+    import ray
+
+    addr, port = ray.get(learner.actors[0].address.remote(), timeout=timeout_s)
+    world = len(samplers) + 1
+    joins = [learner.actors[0].join_collective.remote(backend, addr, port, world)]
+    joins += [s.join_collective.remote(backend, addr, port, world, i + 1)
+              for i, s in enumerate(samplers)]
+    ray.get(joins, timeout=timeout_s)
+
+
+def build_topology(cfg, model_path: str, engine_settings) -> Topology:
+    import ray
+
+    from cluster.controller import get_or_create_controller
+    from cluster.learner_group import LearnerGroup
+    from executor.pool import ExecutorPool
+
+    store = ray.remote(WeightStore).options(name=WEIGHT_STORE_NAME, num_cpus=0).remote()
+    buffer = ray.remote(ReplayBuffer).options(name="rltf-buffer", num_cpus=0,
+                                              max_concurrency=4).remote(
+        cfg.buffer.capacity, cfg.buffer.max_staleness, cfg.buffer.mode, cfg.seed)
+    samplers = [new_sampler(cfg, model_path, i) for i in range(cfg.sampler.actors)]
+    pool = ExecutorPool(cfg.executor, use_ray=True)
+    learner = LearnerGroup(engine_settings, world_size=cfg.learner.ranks,
+                           gpus_per_rank=cfg.learner.gpus_per_rank,
+                           cpus_per_rank=cfg.learner.cpus_per_rank)
+    ray.get([s.version.remote() for s in samplers])
+    if cfg.weights.transport == "collective":
+        connect_collective(learner, samplers, collective_backend(cfg))
+    return Topology(samplers, pool, buffer, store, learner)

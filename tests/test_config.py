@@ -87,3 +87,23 @@ def test_autoscale_bounds_must_hold_the_starting_size():
     cfg = load_config(None, ["executor.autoscale=true", "executor.workers=2",
                              "executor.min_workers=1", "executor.max_workers=4"])
     assert cfg.executor.max_workers == 4
+
+
+@pytest.mark.parametrize("preset", ["tiny", "apps_codet5_large", "mbpp_decoder"])
+def test_presets_load(preset, tmp_path):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "configs" / f"{preset}.yaml"
+    data = tmp_path / "p.jsonl"
+    data.write_text("")
+    over = [] if preset == "tiny" else [f"data.train_file={data}", f"data.heldout_file={data}"]
+    cfg = load_config(path, over)
+    assert cfg.preset == preset
+    if preset == "tiny":
+        assert cfg.model.path == "tiny" and cfg.cluster.address is None
+    else:
+        # impossible settings are caught at load, with the fix named
+        with pytest.raises(ConfigError, match="num_gpus"):
+            load_config(path, over + ["cluster.num_gpus=2"])
+        with pytest.raises(ConfigError, match="train_file"):
+            load_config(path, ["data.train_file=missing.jsonl"])

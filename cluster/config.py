@@ -210,6 +210,11 @@ class LearnerConfig(Section):
     importance_ratio_max: float | None = Field(
         default=2.0, gt=0, description="Truncation of the per-token importance ratio for "
         "samples from older weights; null turns the correction off.")
+    clip_eps: float | None = Field(
+        default=0.2, gt=0, lt=1, description="PPO-style clipping of the policy-gradient "
+        "surrogate: a token's gradient stops once its probability ratio to the sampling "
+        "policy leaves [1 - clip_eps, 1 + clip_eps] in the rewarded direction. null: plain "
+        "policy gradient with the truncated importance weight (importance_ratio_max).")
     kl_coef: float = Field(
         default=0.0, ge=0, description="KL penalty to the frozen starting policy (0: off).")
     checkpoint_every: int = Field(

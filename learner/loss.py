@@ -10,6 +10,12 @@ log-probability counts at each position and -100 where nothing counts (prompt, p
   r_t are the token rewards and w_t an optional importance weight
   min(pi(y_t) / mu(y_t), ratio_max) (detached) for samples made by older weights mu, plus an
   optional KL penalty kl_coef * (log pi - log pi_ref) on the same tokens.
+  With `clip_eps` it is PPO's clipped surrogate instead: - min(rho_t r_t, clip(rho_t, 1 - eps,
+  1 + eps) r_t) with rho_t = pi(y_t) / mu(y_t) (not detached). The gradient then stops once a
+  token's probability has moved more than eps from the behaviour policy in the rewarded
+  direction, which keeps negative rewards from driving log-probs to -inf: plain policy
+  gradient with many negatively rewarded samples and a high learning rate collapses a
+  small model within a hundred steps.
 * `supervised_loss`: token-level cross-entropy on reference solutions.
 * `combine`: rl + sl_weight * sl ("mix"), or, as the paper does, alternate the two terms.
 """
@@ -56,20 +62,32 @@ class PGStats:
 def policy_gradient_loss(logp: torch.Tensor, token_rewards: torch.Tensor, mask: torch.Tensor,
                          behaviour_logp: torch.Tensor | None = None,
                          ratio_max: float | None = None,
-                         ref_logp: torch.Tensor | None = None, kl_coef: float = 0.0
-                         ) -> tuple[torch.Tensor, PGStats]:
-    """Mean over counted tokens of -w_t r_t log pi(y_t) (+ kl_coef * KL estimate). [B, T] in."""
+                         ref_logp: torch.Tensor | None = None, kl_coef: float = 0.0,
+                         clip_eps: float | None = None) -> tuple[torch.Tensor, PGStats]:
+    """Mean over counted tokens of -w_t r_t log pi(y_t) (+ kl_coef * KL estimate), or with
+    `clip_eps` (needs behaviour_logp) the clipped surrogate. [B, T] in."""
     mask = mask.to(logp.dtype)
     n = mask.sum().clamp(min=1.0)
     weights = token_rewards.to(logp.dtype)
     ratio_mean, clipped = 1.0, 0.0
-    if behaviour_logp is not None and ratio_max is not None:
+    if clip_eps is not None:
+        if behaviour_logp is None:
+            raise ValueError("clip_eps needs the behaviour log-probs of the samples")
+        ratio = torch.exp((logp - behaviour_logp.to(logp.dtype)) * mask)
+        bounded = ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps)
+        surrogate = torch.minimum(ratio * weights, bounded * weights)
+        active = (bounded * weights < ratio * weights).detach()  # the clipped branch is taken
+        clipped = float((active.float() * mask).sum() / n)
+        ratio_mean = float((ratio.detach() * mask).sum() / n)
+        pg = -(surrogate * mask).sum() / n
+    elif behaviour_logp is not None and ratio_max is not None:
         ratio = torch.exp((logp.detach() - behaviour_logp.to(logp.dtype)) * mask)
         clipped = float(((ratio > ratio_max).float() * mask).sum() / n)
         ratio = ratio.clamp(max=ratio_max)
         ratio_mean = float((ratio * mask).sum() / n)
         weights = weights * ratio
-    pg = -(weights * logp * mask).sum() / n
+    if clip_eps is None:
+        pg = -(weights * logp * mask).sum() / n
     kl = torch.zeros((), dtype=logp.dtype, device=logp.device)
     if ref_logp is not None and kl_coef > 0:
         kl = ((logp - ref_logp.to(logp.dtype)) * mask).sum() / n

@@ -114,3 +114,33 @@ def test_run_while_programs_are_submitted_loses_nothing(ray_local, use_ray):
         assert pool.backlog() == 0
     assert sorted(got) == [("train", i) for i in range(12)]
     assert all(got[("train", i)].sample_id == pairs[i][1].sample_id for i in range(12))
+
+
+def test_chaos_random_executor_kills_over_500_programs(ray_local):
+    # Executor actors are killed at random moments (seeded) while 524 programs are judged:
+    # every program still gets exactly one result, and the same verdict as without kills.
+    import random
+
+    ray = ray_local
+    pairs = _pairs(n_copies=7) + [
+        (p, Solution(task_id=p.task_id, completion=p.solutions[0], sample_id=f"{p.task_id}#x"))
+        for p in load_humaneval()[60:]]
+    assert len(pairs) >= 500
+    cfg = ExecutorConfig(workers=2, max_in_flight=6)
+    with ExecutorPool(cfg) as local:
+        clean = {s.sample_id: (r.outcome, r.tests) for (p, s), r in zip(pairs, local.run(pairs))}
+    rng = random.Random(7)
+    kill_at = set(rng.sample(range(20, len(pairs) - 20), 6))
+    seen: dict = {}
+    with ExecutorPool(cfg, use_ray=True) as pool:
+        for idx, res in pool.imap(pairs):
+            assert idx not in seen, "a program got two results"
+            seen[idx] = res
+            if len(seen) in kill_at:
+                victim = pool._slots.actors[rng.randrange(len(pool._slots.actors))]
+                ray.kill(victim, no_restart=True)
+        assert pool.replaced == len(kill_at)
+        assert pool.size == 2
+    assert sorted(seen) == list(range(len(pairs)))
+    got = {pairs[i][1].sample_id: (r.outcome, r.tests) for i, r in seen.items()}
+    assert got == clean

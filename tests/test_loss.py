@@ -138,3 +138,47 @@ def test_encoder_decoder_objective_runs():
                     encoder_decoder=True)
     loss, metrics = RLTFObjective(sl_weight=0.0)(Engine(), TrainBatch(rl=batch))
     assert torch.isfinite(loss) and metrics["tokens"] == 3
+
+
+def test_clipped_surrogate_stops_the_gradient_outside_the_trust_region():
+    import math
+
+    from learner.loss import policy_gradient_loss
+
+    eps = 0.2
+    # Four tokens, behaviour prob 0.5 each; current probs 0.5, 0.3, 0.75, 0.3; rewards
+    # -1, -1, +1, +1. Ratios rho = 1.0, 0.6, 1.5, 0.6.
+    #  t0: rho 1, r -1: min(-1, -1) = -1 -> term 1, gradient wrt log pi = -r*rho = +1
+    #      (loss grows with log pi: descent pushes the token down)
+    #  t1: rho 0.6 < 0.8, r -1: min(-0.6, -0.8) = -0.8 (clipped, constant) -> term 0.8, grad 0
+    #  t2: rho 1.5 > 1.2, r +1: min(1.5, 1.2) = 1.2 (clipped) -> term -1.2, grad 0
+    #  t3: rho 0.6, r +1: min(0.6, 0.8) = 0.6 -> term -0.6, grad -r*rho = -0.6
+    # loss = (1 + 0.8 - 1.2 - 0.6) / 4 = 0.0; gradients / 4: [0.25, 0, 0, -0.15]
+    logp = torch.tensor([[math.log(0.5), math.log(0.3), math.log(0.75), math.log(0.3)]],
+                        requires_grad=True)
+    mu = torch.full((1, 4), math.log(0.5))
+    r = torch.tensor([[-1.0, -1.0, 1.0, 1.0]])
+    mask = torch.ones(1, 4)
+    loss, st = policy_gradient_loss(logp, r, mask, behaviour_logp=mu, clip_eps=eps)
+    loss.backward()
+    assert float(loss) == pytest.approx(0.0, abs=1e-6)
+    assert logp.grad.tolist()[0] == pytest.approx([0.25, 0.0, 0.0, -0.15], abs=1e-6)
+    assert st.clipped_frac == pytest.approx(0.5)
+    assert st.ratio_mean == pytest.approx((1.0 + 0.6 + 1.5 + 0.6) / 4)
+    with pytest.raises(ValueError, match="behaviour"):
+        policy_gradient_loss(logp, r, mask, clip_eps=eps)
+
+
+def test_clipped_surrogate_equals_policy_gradient_on_policy():
+    # With pi == mu every ratio is 1 and the gradient equals plain REINFORCE's.
+    from learner.loss import policy_gradient_loss
+
+    g = torch.Generator().manual_seed(0)
+    logp = torch.log_softmax(torch.randn(2, 5, generator=g), -1).requires_grad_(True)
+    r = torch.randn(2, 5, generator=g)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.float32)
+    a, _ = policy_gradient_loss(logp, r, mask, behaviour_logp=logp.detach(), clip_eps=0.2)
+    (ga,) = torch.autograd.grad(a, logp)
+    b, _ = policy_gradient_loss(logp, r, mask)
+    (gb,) = torch.autograd.grad(b, logp)
+    assert torch.allclose(ga, gb, atol=1e-6)  # (the loss values differ: -r vs -r log pi)

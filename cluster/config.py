@@ -219,6 +219,13 @@ class LearnerConfig(Section):
         default=0.0, ge=0, description="KL penalty to the frozen starting policy (0: off).")
     checkpoint_every: int = Field(
         default=50, ge=1, description="Learner steps between checkpoints (C).")
+    critic: Literal["value", "outcome"] = Field(
+        default="value", description="With algo=actor_critic: value (a value head on the "
+        "policy's hidden states; advantages = return - value) or outcome (CodeRL: a "
+        "classifier of the four outcomes whose probability of the observed one weights the "
+        "token rewards).")
+    critic_lr: float = Field(default=1e-4, gt=0, description="The critic's learning rate.")
+    critic_hidden: int = Field(default=512, ge=1, description="Width of the critic's MLP.")
 
 
 class BufferConfig(Section):

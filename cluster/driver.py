@@ -58,12 +58,28 @@ class PhaseTimer:
 
 
 def reward_config(cfg) -> RewardConfig:
+    """The reward settings; with a value critic the critic is the baseline, so the token
+    rewards go to the learner without one (r_t = R - penalty * [token blamed])."""
     r = cfg.reward
+    baseline = r.baseline
+    if cfg.algo == "actor_critic" and cfg.learner.critic == "value":
+        baseline = "none"
     return RewardConfig(pass_reward=r.pass_reward, fail_reward=r.fail_reward,
                         runtime_error_reward=r.runtime_error_reward,
                         syntax_error_reward=r.syntax_error_reward, adaptive=r.adaptive,
                         fine_grained=r.fine_grained, fine_grained_penalty=r.fine_grained_penalty,
-                        baseline=r.baseline)
+                        baseline=baseline)
+
+
+def make_objective(cfg, reference_path: str):
+    from learner.objectives import ActorCriticObjective, RLTFObjective
+
+    lc = cfg.learner
+    common = dict(sl_weight=lc.sl_weight, sl_mode=lc.sl_mode, ratio_max=lc.importance_ratio_max,
+                  kl_coef=lc.kl_coef, reference_path=reference_path, clip_eps=lc.clip_eps)
+    if cfg.algo == "actor_critic":
+        return ActorCriticObjective(**common, critic=lc.critic)
+    return RLTFObjective(**common)
 
 
 def experiences_from_group(group: Group, rcfg: RewardConfig) -> tuple[list[Experience], list]:
@@ -118,6 +134,7 @@ class Trainer:
         self.applied_request = 0  # the last `rltf scale` request applied
         self.last_resize = 0.0
         self.sampler_restarts = 0
+        self.restarts = 0
 
     # -- signals -----------------------------------------------------------------------------
     def install_signals(self) -> None:
@@ -168,6 +185,13 @@ class Trainer:
                 "programs_judged": self.programs_judged,
                 "learner_busy_s": self.learner_busy_s}
 
+    def reset_to_start(self) -> None:
+        """After a restart with no checkpoint yet: learner steps begin again from the warm
+        start (the rebuilt topology holds the starting weights and an empty buffer)."""
+        self.step = self.version = 0
+        self.pass_at_1 = {k: v for k, v in self.pass_at_1.items() if k == 0}
+        self.last_checkpoint_step = -1
+
     def load_state(self, st: dict) -> None:
         self.step, self.version, self.cursor = st["step"], st["version"], st["cursor"]
         self.order = st["order"]
@@ -216,8 +240,13 @@ class Trainer:
         t0 = time.perf_counter()
         self.version = self.step
         if self.cfg.weights.transport == "object_store":
-            refs = topo.learner.full_state_ref()
-            ray.get(topo.store.publish.remote(self.version, refs))
+            # Every rank takes part (ZeRO-3 gathers); rank 0 returns the full state. The
+            # returned object is owned by this driver, not by the rank, so it outlives a
+            # learner rank that dies later.
+            refs = [a.full_state.remote() for a in topo.learner.actors]
+            ray.get(refs[1:])
+            ray.wait(refs[:1], fetch_local=False)
+            ray.get(topo.store.publish.remote(self.version, refs[:1]))
         else:
             bucket = self.cfg.weights.bucket_mb
             sends = [a.broadcast_weights.remote(self.version, bucket) for a in topo.learner.actors]
@@ -239,10 +268,12 @@ class Trainer:
             micro = []
             for i in range(0, per_rank, lc.micro_batch_size):
                 part = mine[i:i + lc.micro_batch_size]
+                outcomes = ([e.outcome for e in part] if self.cfg.algo == "actor_critic"
+                            and lc.critic == "outcome" else None)
                 rl = collate([e.prompt_ids for e in part], [e.completion_ids for e in part],
                              [e.token_rewards for e in part],
                              [e.behaviour_logprobs for e in part], pad_id=pad,
-                             encoder_decoder=enc_dec)
+                             encoder_decoder=enc_dec, outcomes=outcomes)
                 sl = None
                 if lc.sl_weight > 0:
                     refs = [p for p in self.rng.sample(self.train_problems,
@@ -261,13 +292,10 @@ class Trainer:
         from ray.exceptions import RayActorError
 
         from cluster.metrics import metrics
-        from learner.objectives import RLTFObjective
 
         cfg, lc = self.cfg, self.cfg.learner
         rcfg = reward_config(cfg)
-        objective = RLTFObjective(sl_weight=lc.sl_weight, sl_mode=lc.sl_mode,
-                                  ratio_max=lc.importance_ratio_max, kl_coef=lc.kl_coef,
-                                  reference_path=self.model_path)
+        objective = make_objective(cfg, self.model_path)
         settings = self.sampler_settings()
         t_start = time.time()
         if 0 not in self.pass_at_1:
@@ -325,7 +353,9 @@ class Trainer:
                     self.window[result.outcome] += 1
                     m.inc("programs_executed", outcome=result.outcome)
                     m.observe("test_latency_s", result.duration_s)
-                    gkey = sample_group.pop(sid)
+                    gkey = sample_group.pop(sid, None)
+                    if gkey is None:  # submitted before a restart: its group is gone
+                        continue
                     g = groups[gkey]
                     g.results[sid] = result
                     if len(g.results) == len(g.samples):
@@ -339,7 +369,11 @@ class Trainer:
                 m.set("executor_busy_workers", topo.pool.busy_workers())
                 m.set("executor_pool_size", topo.pool.size)
             with self.timer("learn"):
-                if learner_refs is not None and all(r in ready for r in learner_refs[:1]):
+                done = ray.wait(learner_refs, num_returns=len(learner_refs), timeout=0)[0] \
+                    if learner_refs is not None else []
+                for ref in done:
+                    ray.get(ref)  # a dead rank raises here (train_cmd restarts the run)
+                if learner_refs is not None and len(done) == len(learner_refs):
                     metrics_list = ray.get(learner_refs)
                     learner_refs = None
                     self.step += 1

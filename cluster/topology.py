@@ -45,7 +45,14 @@ class SamplerActor:
             t0 = time.perf_counter()
             version, refs = ray.get(store.latest.remote())
             if refs:
-                self.sampler.load_weights(ray.get(refs[0]), version)
+                try:
+                    state = ray.get(refs[0])
+                except ray.exceptions.RayError as err:  # lost with a dead learner rank
+                    print(f"rltf-sampler-{self.index}: weights version {version} could not "
+                          f"be fetched ({type(err).__name__}); keeping version "
+                          f"{self.sampler.policy_version}", flush=True)
+                    return
+                self.sampler.load_weights(state, version)
             self.sync_s = time.perf_counter() - t0
 
     def generate(self, problems: list, settings: Any, sync: bool = True) -> list:
@@ -90,7 +97,7 @@ class Topology:
     learner: Any
     controller: Any = None
 
-    def shutdown(self) -> None:
+    def shutdown(self, keep_controller: bool = False) -> None:
         import ray
 
         for a in self.samplers:
@@ -103,7 +110,7 @@ class Topology:
                 closer()
             except Exception:
                 pass
-        for a in (self.buffer, self.store, self.controller):
+        for a in (self.buffer, self.store, None if keep_controller else self.controller):
             if a is None:
                 continue
             try:

@@ -92,7 +92,9 @@ def engine_settings(cfg, model_path: str):
                           micro_batch_size=lc.micro_batch_size,
                           grad_accum=per_rank // lc.micro_batch_size, zero_stage=lc.zero_stage,
                           offload_optimizer=lc.offload_optimizer, precision=lc.precision,
-                          deepspeed_config=lc.deepspeed_config, seed=cfg.seed)
+                          deepspeed_config=lc.deepspeed_config, seed=cfg.seed,
+                          critic=lc.critic if cfg.algo == "actor_critic" else None,
+                          critic_lr=lc.critic_lr, critic_hidden=lc.critic_hidden)
 
 
 def start_ray(cfg):
@@ -109,8 +111,30 @@ def start_ray(cfg):
     return True
 
 
-def run(args: argparse.Namespace) -> int:
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    pointer = run_dir / "checkpoints" / "latest"
+    if not pointer.exists():
+        return None
+    folder = run_dir / "checkpoints" / pointer.read_text().strip()
+    return folder if folder.exists() else None
+
+
+def restore(trainer, topo, folder: Path) -> None:
+    """Learner (weights, optimizer, scheduler, RNG), buffer and driver state from `folder`;
+    then the restored weights go to the samplers as the current version."""
+    import ray
     import torch
+
+    topo.learner.load_checkpoint(str(folder))
+    ray.get(topo.buffer.load_state_dict.remote(
+        torch.load(folder / "buffer.pt", weights_only=False)))
+    trainer.load_state(json.loads((folder / "driver_state.json").read_text()))
+    trainer.last_checkpoint_step = trainer.step
+    trainer.publish(topo)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ray.exceptions import RayActorError
 
     from cluster.config import dump_config, load_config
     from cluster.driver import Trainer
@@ -122,6 +146,11 @@ def run(args: argparse.Namespace) -> int:
     if resume:
         config_path = resume / "config.yaml"
         run_dir = resume
+        if not config_path.exists():
+            from cluster.config import ConfigError
+
+            raise ConfigError(f"--resume {resume}: no config.yaml there; pass the folder of "
+                              "an earlier `rltf train` run")
     else:
         config_path = Path(args.config) if args.config else DEFAULT_CONFIG
         run_dir = None
@@ -144,30 +173,45 @@ def run(args: argparse.Namespace) -> int:
     trainer = Trainer(cfg, run_dir, model_path, problems, log)
     trainer.install_signals()
     topo = None
+    restarts = 0
     try:
-        start_model = model_path
         topo = build_topology(cfg, model_path, engine_settings(cfg, model_path))
         if resume:
-            latest = (run_dir / "checkpoints" / "latest").read_text().strip()
-            folder = run_dir / "checkpoints" / latest
-            topo.learner.load_checkpoint(str(folder))
-            import ray
-
-            ray.get(topo.buffer.load_state_dict.remote(
-                torch.load(folder / "buffer.pt", weights_only=False)))
-            trainer.load_state(json.loads((folder / "driver_state.json").read_text()))
-            trainer.publish(topo)
+            folder = latest_checkpoint(run_dir)
+            if folder is None:
+                raise FileNotFoundError(f"--resume {run_dir}: no checkpoint there to resume "
+                                        "from (checkpoints/latest is missing)")
+            restore(trainer, topo, folder)
             log.print(f"resumed from {folder} at step {trainer.step}")
-        from transformers import AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(start_model)
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        from transformers import AutoConfig
-
-        enc_dec = bool(getattr(AutoConfig.from_pretrained(start_model), "is_encoder_decoder",
+        enc_dec = bool(getattr(AutoConfig.from_pretrained(model_path), "is_encoder_decoder",
                                False))
-        out = trainer.run(topo, tokenizer, enc_dec)
+        while True:
+            try:
+                out = trainer.run(topo, tokenizer, enc_dec)
+                break
+            except RayActorError as err:
+                # A learner rank (or the buffer) died: rebuild the topology and continue from
+                # the last checkpoint, losing at most learner.checkpoint_every steps.
+                if restarts >= cfg.train.restarts or trainer.stop_reason:
+                    raise
+                restarts += 1
+                folder = latest_checkpoint(run_dir)
+                first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+                log.print(f"[step {trainer.step}] an actor died ({type(err).__name__}: "
+                          f"{first}); restart {restarts}/{cfg.train.restarts} from "
+                          f"{folder or 'the start'}")
+                topo.shutdown(keep_controller=True)
+                topo = build_topology(cfg, model_path, engine_settings(cfg, model_path))
+                if folder is not None:
+                    restore(trainer, topo, folder)
+                else:
+                    trainer.reset_to_start()
+        trainer.restarts = restarts
         if trainer.last_checkpoint_step != trainer.step:
             trainer.checkpoint(topo)
     finally:
@@ -188,6 +232,7 @@ def run(args: argparse.Namespace) -> int:
         "samples_generated": trainer.samples_generated,
         "programs_judged": trainer.programs_judged,
         "outcomes": dict(trainer.outcomes), "sampler_restarts": trainer.sampler_restarts,
+        "restarts": restarts,
         "phase_seconds": {k: round(v, 2) for k, v in trainer.timer.totals.items()},
         "model": model_path,
     }

@@ -8,6 +8,9 @@ Encoder-decoder: the encoder reads the prompt; the labels are the completion (th
 them into decoder inputs itself); rewards and log-probs align with the labels.
 
 Supervised examples (prompt + reference solution) use the same layout with zero rewards.
+
+For an outcome critic (`learner/critic.py`), `outcomes` holds each sample's outcome class
+index [B] (`OUTCOME_CLASSES`: pass, fail, runtime_error, syntax_error).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class PolicyBatch:
     behaviour_logprobs: torch.Tensor  # like labels
     encoder_decoder: bool = False
     returns: torch.Tensor | None = None  # per-token returns for a critic, like labels
+    outcomes: torch.Tensor | None = None  # [B] long: outcome class of each sample
 
     @property
     def num_samples(self) -> int:
@@ -38,7 +42,7 @@ class PolicyBatch:
         f = (lambda t: t.to(device) if t is not None else None)
         return PolicyBatch(f(self.input_ids), f(self.attention_mask), f(self.labels),
                            f(self.token_rewards), f(self.behaviour_logprobs),
-                           self.encoder_decoder, f(self.returns))
+                           self.encoder_decoder, f(self.returns), f(self.outcomes))
 
 
 @dataclass
@@ -57,14 +61,17 @@ def collate(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int
             rewards: Sequence[Sequence[float]] | None = None,
             logprobs: Sequence[Sequence[float]] | None = None, pad_id: int = 0,
             encoder_decoder: bool = False, max_len: int | None = None,
-            returns: Sequence[Sequence[float]] | None = None) -> PolicyBatch:
+            returns: Sequence[Sequence[float]] | None = None,
+            outcomes: Sequence[str | int] | None = None) -> PolicyBatch:
     """Pad a list of (prompt, completion) token sequences with aligned per-token values.
 
     With `max_len`, a decoder-only sequence is truncated from the left of the prompt (the
-    completion, which carries the rewards, is kept whole)."""
+    completion, which carries the rewards, is kept whole). `outcomes`: one per sample, an
+    executor outcome string ("timeout" counts as "runtime_error") or a class index."""
     n = len(prompts)
     if len(completions) != n:
         raise ValueError("prompts and completions differ in number")
+    out_ids = _outcome_ids(outcomes, n) if outcomes is not None else None
     rewards = rewards or [[0.0] * len(c) for c in completions]
     logprobs = logprobs or [[0.0] * len(c) for c in completions]
     for i, c in enumerate(completions):
@@ -89,7 +96,7 @@ def collate(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int
                 beh[i, :len(c)] = torch.tensor(logprobs[i])
                 if ret is not None:
                     ret[i, :len(c)] = torch.tensor(returns[i])
-        return PolicyBatch(ids, att, labels, rew, beh, True, ret)
+        return PolicyBatch(ids, att, labels, rew, beh, True, ret, out_ids)
     rows = []
     for p, c in zip(prompts, completions):
         p = list(p)
@@ -114,4 +121,15 @@ def collate(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int
             beh[i, lo:hi] = torch.tensor(logprobs[i])
             if ret is not None:
                 ret[i, lo:hi] = torch.tensor(returns[i])
-    return PolicyBatch(ids, att, labels, rew, beh, False, ret)
+    return PolicyBatch(ids, att, labels, rew, beh, False, ret, out_ids)
+
+
+def _outcome_ids(outcomes: Sequence[str | int], n: int) -> torch.Tensor:
+    from learner.critic import OUTCOME_CLASSES, outcome_id
+
+    if len(outcomes) != n:
+        raise ValueError(f"{len(outcomes)} outcomes for {n} samples")
+    ids = [outcome_id(o) if isinstance(o, str) else int(o) for o in outcomes]
+    if any(not 0 <= i < len(OUTCOME_CLASSES) for i in ids):
+        raise ValueError(f"outcome class ids must lie in [0, {len(OUTCOME_CLASSES)}): {ids}")
+    return torch.tensor(ids, dtype=torch.long)

@@ -5,6 +5,12 @@
     state = eng.full_state_dict()                         # ZeRO-3 shards gathered first
     eng.save_checkpoint(dir, step)                        # DeepSpeed state + save_pretrained
 
+With `EngineSettings(critic="value" | "outcome")` each rank also owns a `Critic`
+(`learner/critic.py`): a small head on the policy's hidden states with its own AdamW
+optimiser, outside DeepSpeed. Objectives reach it as `engine.critic` on the object passed to
+`loss_fn` and call `critic.backward(loss)`; `train_step` steps it (gradients averaged over the
+ranks) after the policy's step; checkpoints keep its state in `deepspeed/critic_rank<r>.pt`.
+
 The DeepSpeed config is either the user's JSON/YAML file, passed as is (its "auto" values are
 filled from the settings), or a default built from the settings: ZeRO stage, optional CPU
 offload of the optimiser, fp32 on CPU and bf16 on GPU, gradient clipping and accumulation.
@@ -43,7 +49,15 @@ class EngineSettings:
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
     deepspeed_config: str | None = None  # a user JSON/YAML file, used as is
     seed: int = 0
+    critic: str | None = None  # None | "value" (V_t, advantages) | "outcome" (CodeRL classifier)
+    critic_lr: float = 1e-4  # the critic head's own AdamW learning rate (constant)
+    critic_hidden: int = 512  # width of the critic head's hidden layer
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.critic not in (None, "value", "outcome"):
+            raise ValueError(f"critic={self.critic!r}: use None (no critic), 'value' or "
+                             "'outcome'")
 
 
 def load_ds_file(path: str) -> dict:
@@ -132,6 +146,29 @@ def load_model(path: str, dtype: torch.dtype | None = None):
     return cls.from_pretrained(path, **kwargs)
 
 
+class PolicyHandle:
+    """What `loss_fn` receives: the DeepSpeed engine (call it like the model; other attributes
+    such as `device` and `global_steps` are the engine's) plus this rank's `critic`."""
+
+    def __init__(self, engine, critic=None):
+        self._engine, self.critic = engine, critic
+
+    def __call__(self, *args, **kwargs):
+        return self._engine(*args, **kwargs)
+
+    def __getattr__(self, name):
+        if name == "_engine":  # not yet set (e.g. while unpickling)
+            raise AttributeError(name)
+        return getattr(self._engine, name)
+
+
+def hidden_size(config) -> int:
+    for key in ("hidden_size", "d_model", "n_embd"):
+        if isinstance(getattr(config, key, None), int):
+            return getattr(config, key)
+    raise ValueError(f"cannot tell the hidden size of {type(config).__name__} for the critic")
+
+
 @dataclass
 class StepMetrics:
     step: int
@@ -166,6 +203,16 @@ class PolicyEngine:
             model=model, model_parameters=[p for p in model.parameters() if p.requires_grad],
             config=self.ds_config,
             lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(settings)))
+        self.critic = None
+        if settings.critic:
+            from learner.critic import Critic
+
+            # Seeded with settings.seed (not seed + rank): every rank starts identical.
+            self.critic = Critic(settings.critic, hidden_size(model.config),
+                                 settings.critic_hidden, lr=settings.critic_lr,
+                                 grad_clip=settings.grad_clip, grad_accum=settings.grad_accum,
+                                 seed=settings.seed, device=self.engine.device)
+        self.handle = PolicyHandle(self.engine, self.critic)
         self.step = 0
 
     @property
@@ -192,8 +239,9 @@ class PolicyEngine:
                    ) -> StepMetrics:
         """One optimiser step over `grad_accum` micro-batches of this rank's shard.
 
-        `loss_fn(model, micro_batch) -> (loss, metrics)`; DeepSpeed divides each loss by the
-        number of accumulation steps, so `loss_fn` returns the micro-batch mean."""
+        `loss_fn(model, micro_batch) -> (loss, metrics)`, `model` a `PolicyHandle`; DeepSpeed
+        divides each loss by the number of accumulation steps, so `loss_fn` returns the
+        micro-batch mean. The critic, if any, steps after the policy."""
         if len(micro_batches) != self.s.grad_accum:
             raise ValueError(f"expected {self.s.grad_accum} micro-batches (grad_accum), "
                              f"got {len(micro_batches)}")
@@ -201,7 +249,7 @@ class PolicyEngine:
         self.engine.train()
         total, sums, samples = 0.0, {}, 0
         for mb in micro_batches:
-            loss, metrics = loss_fn(self.engine, mb)
+            loss, metrics = loss_fn(self.handle, mb)
             self.engine.backward(loss)
             self.engine.step()
             total += float(loss.detach())
@@ -211,11 +259,13 @@ class PolicyEngine:
         self.step += 1
         norm = self.engine.get_global_grad_norm()
         n = len(micro_batches)
+        extra = {k: v / n for k, v in sums.items()}
+        if self.critic is not None:
+            extra.update(self.critic.step(self.world_size))
         return StepMetrics(step=self.step, loss=total / n,
                            grad_norm=float(norm) if norm is not None else float("nan"),
                            lr=float(self.scheduler.get_last_lr()[0]), samples=samples,
-                           time_s=time.perf_counter() - t0,
-                           extra={k: v / n for k, v in sums.items()})
+                           time_s=time.perf_counter() - t0, extra=extra)
 
     # -- weights -----------------------------------------------------------------------------
     def full_state_dict(self) -> dict[str, torch.Tensor] | None:
@@ -238,13 +288,17 @@ class PolicyEngine:
     # -- checkpoints ---------------------------------------------------------------------------
     def save_checkpoint(self, folder: str | os.PathLike, tokenizer=None,
                         client_state: dict | None = None) -> None:
-        """DeepSpeed state (optimiser, scheduler, step, RNG) and an HF policy in `hf/`."""
+        """DeepSpeed state (optimiser, scheduler, step, RNG, critic) and an HF policy in
+        `hf/`."""
         folder = Path(folder)
         state = dict(client_state or {})
         state.update(learner_step=self.step)
         self.engine.save_checkpoint(str(folder / "deepspeed"), tag=f"step{self.step}",
                                     client_state=state)
         torch.save(self._rng_state(), folder / "deepspeed" / f"rng_rank{self.rank}.pt")
+        if self.critic is not None:  # identical on every rank; each keeps its own copy
+            torch.save(self.critic.state_dict(),
+                       folder / "deepspeed" / f"critic_rank{self.rank}.pt")
         full = self.full_state_dict()
         if self.rank == 0:
             self.model.save_pretrained(str(folder / "hf"), state_dict=full,
@@ -260,7 +314,20 @@ class PolicyEngine:
         rng = Path(folder) / "deepspeed" / f"rng_rank{self.rank}.pt"
         if rng.exists():
             self._set_rng_state(torch.load(rng, weights_only=False))
+        if self.critic is not None:
+            self._load_critic(Path(folder) / "deepspeed")
         return state
+
+    def _load_critic(self, folder: Path) -> None:
+        own, first = folder / f"critic_rank{self.rank}.pt", folder / "critic_rank0.pt"
+        path = own if own.exists() else first  # more ranks than when saved: rank 0's copy
+        if not path.exists():
+            import warnings
+
+            warnings.warn(f"no critic state under {folder}: the critic starts fresh")
+            return
+        self.critic.load_state_dict(torch.load(path, map_location=self.device,
+                                               weights_only=False))
 
     def _rng_state(self) -> dict:
         out = {"python": random.getstate(), "torch": torch.get_rng_state()}

@@ -1,10 +1,12 @@
 """Rewards from unit-test feedback: pure functions, no Ray, DeepSpeed or transformers."""
 
 from reward.feedback import (
+    OUTCOME_CLASSES,
     RewardConfig,
     adaptive_reward,
     coarse_reward,
     error_scope,
+    outcome_class,
     sequence_reward,
 )
 from reward.tokens import (
@@ -18,7 +20,8 @@ from reward.tokens import (
 )
 
 __all__ = [
-    "RewardConfig", "adaptive_reward", "coarse_reward", "error_scope", "sequence_reward",
+    "OUTCOME_CLASSES", "RewardConfig", "adaptive_reward", "coarse_reward", "error_scope",
+    "outcome_class", "sequence_reward",
     "SampleFeedback", "SampleReward", "baselines", "group_rewards", "line_span",
     "line_token_mask", "token_rewards",
 ]

@@ -19,6 +19,8 @@ from typing import Literal, Protocol
 
 Scope = Literal["line", "whole", "ignore"]
 _RUNTIME_LIKE = ("runtime_error", "timeout", "memory_error", "output_limit")
+# The four outcome classes of the coarse reward (and of a CodeRL-style outcome critic).
+OUTCOME_CLASSES: tuple[str, ...] = ("pass", "fail", "runtime_error", "syntax_error")
 
 
 class ResultLike(Protocol):
@@ -55,6 +57,17 @@ def coarse_reward(outcome: str, cfg: RewardConfig = DEFAULT) -> float:
     if outcome == "syntax_error":
         return cfg.syntax_error_reward
     raise ValueError(f"unknown outcome {outcome!r}")
+
+
+def outcome_class(outcome: str) -> str:
+    """The coarse class of an executor outcome: timeouts, memory errors and output-limit stops
+    count as runtime errors, as in the coarse reward."""
+    if outcome in _RUNTIME_LIKE:
+        return "runtime_error"
+    if outcome in OUTCOME_CLASSES:
+        return outcome
+    raise ValueError(f"unknown outcome {outcome!r}: expected one of "
+                     f"{OUTCOME_CLASSES + _RUNTIME_LIKE[1:]}")
 
 
 def adaptive_reward(passed: int, total: int, cfg: RewardConfig = DEFAULT) -> float:

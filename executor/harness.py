@@ -110,7 +110,16 @@ def _prelude(fmt: str) -> dict:
 
 
 def _load(code, fmt: str) -> dict | None:
-    ns = _prelude(fmt)
+    # The program runs as a real module registered in sys.modules (this child is discarded
+    # after the test), so code that looks its module up works: dataclasses resolving string
+    # annotations under `from __future__ import annotations`, pickle, typing.get_type_hints.
+    import types
+
+    base = _prelude(fmt)
+    module = types.ModuleType(base["__name__"])
+    module.__dict__.update(base)
+    sys.modules[base["__name__"]] = module
+    ns = module.__dict__
     try:
         exec(code, ns)
     except _BaseException as exc:  # SystemExit and KeyboardInterrupt included

@@ -47,6 +47,10 @@ class Unserialisable(TypeError):
     """The value is not made of plain built-in types."""
 
 
+def _canonical(encoded) -> str:
+    return _dumps(encoded, sort_keys=True)
+
+
 def _enc(v, depth: int, budget: list[int]):
     if depth > _MAX_DEPTH:
         raise Unserialisable("value nested too deeply")
@@ -71,10 +75,12 @@ def _enc(v, depth: int, budget: list[int]):
     if t is dict:
         return {"$d": [[_enc(k, depth + 1, budget), _enc(x, depth + 1, budget)]
                        for k, x in v.items()]}
-    if t is set:
-        return {"$s": [_enc(x, depth + 1, budget) for x in v]}
-    if t is frozenset:
-        return {"$fs": [_enc(x, depth + 1, budget) for x in v]}
+    if t is set or t is frozenset:
+        # Canonical order: iteration order of str/bytes elements depends on the process's
+        # hash seed, and the sandbox and the judge must encode equal sets identically.
+        items = [_enc(x, depth + 1, budget) for x in v]
+        items.sort(key=_canonical)
+        return {"$s" if t is set else "$fs": items}
     if t is complex:
         return {"$c": [_enc(v.real, depth + 1, budget), _enc(v.imag, depth + 1, budget)]}
     if t is bytes or t is bytearray:

@@ -135,3 +135,33 @@ def test_a_timed_out_test_does_not_cost_the_others(worker):
     r = run(worker, p, prog)
     assert r.tests == ["pass", "timeout", "pass"]
     assert r.outcome == "timeout" and r.error_line in (2, 3) and r.passed == 2
+
+
+def test_assert_tests_with_sets_of_strings_as_arguments(worker):
+    # The probe (in the sandbox) and the judge (in the parent) run under different hash
+    # seeds, so a set of strings iterates in different orders in the two; the recorded
+    # call must still match the replayed one.
+    words = ", ".join(repr(f"w{i}") for i in range(40))
+    p = Problem(task_id="sets", prompt="", format="assert", entry_point="size",
+                tests=[f"assert size({{{words}}}) == 40",
+                       f"assert size(frozenset({{{words}}})) == 40",
+                       "assert size({b'x', b'y', b'z'}) == 3"])
+    r = run(worker, p, "def size(s):\n    return len(s)\n")
+    assert r.outcome == "pass", r
+
+
+def test_dataclass_under_postponed_annotations(worker):
+    # dataclasses look the class's module up in sys.modules to read string annotations
+    prog = ("from __future__ import annotations\nfrom dataclasses import dataclass\n\n"
+            "@dataclass\nclass P:\n    x: int\n    y: int = 0\n\n"
+            "def norm1(a, b):\n    return abs(P(a, b).x) + abs(P(a, b).y)\n")
+    for fmt, tests in (("assert", ["assert norm1(3, -4) == 7"]),
+                       ("call", [{"input": [3, -4], "output": 7}])):
+        p = Problem(task_id=f"dc-{fmt}", prompt="", format=fmt, entry_point="norm1",
+                    fn_name="norm1", tests=tests)
+        r = run(worker, p, prog)
+        assert r.outcome == "pass", r
+    p = Problem(task_id="dc-stdio", prompt="", format="stdio",
+                tests=[{"input": "3 -4\n", "output": "7\n"}])
+    r = run(worker, p, prog + "a, b = map(int, input().split())\nprint(norm1(a, b))\n")
+    assert r.outcome == "pass", r

@@ -115,5 +115,5 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         with open(args.out, "w") as fh:
             json.dump({**asdict(report), **extra, "model": args.model,
-                       "problems": args.problems}, fh, indent=2)
+                       "problems_file": args.problems}, fh, indent=2)
     return 0

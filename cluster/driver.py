@@ -508,6 +508,12 @@ class Trainer:
         self.log.print(f"sampler {idx} died; starting a replacement (it fetches version "
                        f"{self.version})")
         topo.samplers[idx] = new_sampler(self.cfg, self.model_path, idx)
+        if self.cfg.weights.transport == "collective":
+            # the broadcast group's size is fixed when it is formed: form it again with the
+            # replacement (which has fetched the latest version from the weight store)
+            from cluster.topology import collective_backend, connect_collective
+
+            connect_collective(topo.learner, topo.samplers, collective_backend(self.cfg))
 
     def checkpoint(self, topo) -> Path:
         import ray

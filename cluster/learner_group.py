@@ -58,14 +58,21 @@ class LearnerRank:
 
     # weights -------------------------------------------------------------------------------
     def full_state_ref(self) -> list | None:
-        """Gather the full weights (a collective); rank 0 returns [ObjectRef] to them."""
-        import ray
+        """Gather the full weights (a collective); rank 0 returns [ObjectRef] to them (a
+        `cluster.weights.PackedState`: a read-only mapping of name -> tensor)."""
+        from cluster.weights import put_state
 
         state = self.engine.full_state_dict()
-        return [ray.put(state)] if state is not None else None
+        return put_state(state) if state is not None else None
 
     def full_state(self):
-        return self.engine.full_state_dict()
+        """Gather the full weights (a collective); rank 0 returns them as a
+        `cluster.weights.PackedState` (a read-only mapping of name -> tensor that the object
+        store hands to every reader without a copy), other ranks None."""
+        from cluster.weights import PackedState
+
+        state = self.engine.full_state_dict()
+        return PackedState(state) if state is not None else None
 
     def join_collective(self, backend: str, addr: str, port: int, world_size: int) -> bool:
         from cluster.weights import CollectiveGroup
@@ -73,11 +80,28 @@ class LearnerRank:
         self.collective = CollectiveGroup(backend, addr, port, world_size, 0)
         return True
 
-    def broadcast_weights(self, version: int, bucket_mb: float = 64.0) -> int:
-        """Rank 0 sends the gathered weights over the collective group (every rank gathers)."""
+    def broadcast_weights(self, version: int, bucket_mb: float = 64.0,
+                          to_store: bool = True) -> int:
+        """Rank 0 sends the gathered weights over the collective group (every rank gathers),
+        then (`to_store`) also publishes them to the WeightStore, if there is one, so that a
+        sampler started later (a replacement, outside the group) still fetches this version."""
         state = self.engine.full_state_dict()
         if self.rank == 0:
+            if self.collective is None:
+                raise RuntimeError("learner rank 0 has not joined a collective group; call "
+                                   "cluster.topology.connect_collective first")
             self.collective.broadcast_state(state, version, bucket_mb)
+            if to_store:
+                import ray
+
+                from cluster.weights import WEIGHT_STORE_NAME, put_state
+
+                try:
+                    store = ray.get_actor(WEIGHT_STORE_NAME)
+                except ValueError:
+                    store = None
+                if store is not None:
+                    ray.get(store.publish.remote(version, put_state(state)))
         return version
 
     # checkpoints -----------------------------------------------------------------------------

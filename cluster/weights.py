@@ -1,8 +1,10 @@
 """Weight broadcast from learner rank 0 to the samplers: two transports.
 
 * `object_store` (default on CPU): rank 0 puts the full state dict into the Ray object store
-  once; every sampler fetches the same object. A named `WeightStore` actor (`rltf-weights`)
-  remembers the latest version, so a late or restarted sampler fetches it too.
+  once (`put_state`: as numpy arrays, which Ray keeps out of band, so each reader maps them
+  from shared memory instead of unpickling a copy); every sampler fetches the same object. A
+  named `WeightStore` actor (`rltf-weights`) remembers the latest version, so a late or
+  restarted sampler fetches it too.
 * `collective`: a `torch.distributed` process group of learner rank 0 and the samplers (nccl on
   GPU, gloo on CPU), made with its own TCP store so it lives beside DeepSpeed's default group.
   Rank 0 broadcasts a small header (names, shapes, dtypes) and then the tensors in flat
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import pickle
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +45,59 @@ class WeightStore:
 
     def latest_version(self) -> int:
         return self.version
+
+
+_SAME_WIDTH_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+class PackedState(Mapping):
+    """A state dict as numpy arrays (bfloat16 and other types numpy lacks as integers of the
+    same width), so that Ray stores the bytes out of band and `ray.get` maps them from shared
+    memory without a copy. Reading an entry gives a tensor that VIEWS that read-only memory:
+    copy it before changing it (`Sampler.load_weights` and `load_state_dict` copy). A tensor
+    that several names share (tied weights) is stored once."""
+
+    def __init__(self, state: Mapping[str, torch.Tensor]):
+        self._dtypes: dict[str, torch.dtype] = {}
+        self._arrays: dict[str, Any] = {}
+        seen: dict[str, Any] = {}
+        aliases = shared_names(state)
+        for k, v in state.items():
+            t = v.detach().cpu().contiguous()
+            self._dtypes[k] = t.dtype
+            if k in aliases:
+                self._arrays[k] = seen[aliases[k]]
+                continue
+            try:
+                arr = t.numpy()
+            except TypeError:  # bfloat16, float8...
+                arr = t.view(_SAME_WIDTH_INT[t.element_size()]).numpy()
+            self._arrays[k] = seen[k] = arr
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        import warnings
+
+        arr, dtype = self._arrays[name], self._dtypes[name]
+        with warnings.catch_warnings():  # "the given NumPy array is not writable"
+            warnings.simplefilter("ignore", UserWarning)
+            t = torch.from_numpy(arr)
+        return t if t.dtype == dtype else t.view(dtype)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._arrays
+
+    def __iter__(self):
+        return iter(self._arrays)
+
+    def __len__(self) -> int:
+        return len(self._arrays)
+
+
+def put_state(state: Mapping[str, torch.Tensor]) -> list:
+    """[ObjectRef] of the state (a `PackedState`), as the WeightStore keeps it."""
+    import ray
+
+    return [ray.put(PackedState(state))]
 
 
 def cpu_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -117,14 +173,19 @@ class CollectiveGroup:
 
     def broadcast_state(self, state: dict[str, torch.Tensor] | None, version: int = 0,
                         bucket_mb: float = 64.0) -> tuple[int, dict[str, torch.Tensor]]:
-        """Rank 0 passes `state`; every rank returns (version, the same tensors on CPU)."""
+        """Rank 0 passes `state`; every rank returns (version, the same tensors on CPU). A
+        tensor that several names share (tied weights) is sent once; receivers get one tensor
+        under all its names."""
         if self.rank == 0:
             assert state is not None
-            specs = [TensorSpec(k, tuple(v.shape), v.dtype) for k, v in state.items()]
-            header = pickle.dumps((version, [(s.name, s.shape, str(s.dtype)) for s in specs]))
+            names, aliases = list(state), shared_names(state)
+            specs = [TensorSpec(k, tuple(v.shape), v.dtype) for k, v in state.items()
+                     if k not in aliases]
+            header = pickle.dumps((version, [(s.name, s.shape, str(s.dtype)) for s in specs],
+                                   names, aliases))
         else:
             header = None
-        version, raw = pickle.loads(self._bcast_bytes(header))
+        version, raw, names, aliases = pickle.loads(self._bcast_bytes(header))
         specs = [TensorSpec(n, tuple(sh), getattr(torch, dt.split(".")[-1])) for n, sh, dt in raw]
         out: dict[str, torch.Tensor] = {}
         for bucket in plan_buckets(specs, int(bucket_mb * (1 << 20))):
@@ -138,9 +199,26 @@ class CollectiveGroup:
             self._bcast(flat)
             flat = flat.cpu()
             for i, piece in zip(bucket, torch.split(flat, sizes)):
-                out[specs[i].name] = piece.view(specs[i].shape).clone() if self.rank else \
+                # receivers: views of this bucket's own buffer (a new one per bucket)
+                out[specs[i].name] = piece.view(specs[i].shape) if self.rank else \
                     state[specs[i].name].detach().cpu()
-        return version, out
+        return version, {n: out[aliases.get(n, n)] for n in names}
+
+
+def shared_names(state: Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """name -> the first name of the same tensor (same storage, offset, shape, strides)."""
+    first: dict[tuple, str] = {}
+    out = {}
+    for k, v in state.items():
+        if v.numel() == 0:
+            continue
+        key = (v.device, v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape),
+               v.stride(), v.dtype)
+        if key in first:
+            out[k] = first[key]
+        else:
+            first[key] = k
+    return out
 
 
 def free_port() -> int:

@@ -106,8 +106,11 @@ def build_ds_config(s: EngineSettings, world_size: int, on_gpu: bool) -> dict:
         "train_micro_batch_size_per_gpu": s.micro_batch_size,
         "gradient_accumulation_steps": s.grad_accum,
         "gradient_clipping": s.grad_clip,
+        # On CPU, torch's AdamW: DeepSpeed's CPU Adam op keeps beta^t as a running product
+        # inside the process, so a resumed run's first update differs in the last bits.
         "optimizer": {"type": "AdamW", "params": {"lr": s.lr, "betas": list(s.betas),
-                                                 "weight_decay": s.weight_decay}},
+                                                 "weight_decay": s.weight_decay,
+                                                 **({} if on_gpu else {"torch_adam": True})}},
         "zero_optimization": zero,
         "bf16": {"enabled": precision == "bf16"},
         "fp16": {"enabled": precision == "fp16"},
@@ -167,6 +170,19 @@ def hidden_size(config) -> int:
         if isinstance(getattr(config, key, None), int):
             return getattr(config, key)
     raise ValueError(f"cannot tell the hidden size of {type(config).__name__} for the critic")
+
+
+def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CPU copies of a state dict; tied tensors (one storage under two names, e.g. the input
+    embedding and the LM head) are copied once and stay tied."""
+    out, seen = {}, {}
+    for k, v in state.items():
+        key = (v.data_ptr(), v.dtype, tuple(v.shape), tuple(v.stride()), v.device)
+        if v.numel() and key in seen:
+            out[k] = seen[key]
+            continue
+        out[k] = seen[key] = v.detach().to("cpu", copy=True)
+    return out
 
 
 @dataclass
@@ -248,9 +264,14 @@ class PolicyEngine:
         t0 = time.perf_counter()
         self.engine.train()
         total, sums, samples = 0.0, {}, 0
-        for mb in micro_batches:
+        own_norm = None
+        for i, mb in enumerate(micro_batches):
             loss, metrics = loss_fn(self.handle, mb)
             self.engine.backward(loss)
+            if i == len(micro_batches) - 1 and self._zero_stage() == 0:
+                # DeepSpeed reports no global norm without ZeRO in fp32: take it before the
+                # step clips and clears the accumulated gradients.
+                own_norm = self._grad_norm()
             self.engine.step()
             total += float(loss.detach())
             for k, v in metrics.items():
@@ -258,6 +279,8 @@ class PolicyEngine:
             samples += int(mb.shape[0]) if torch.is_tensor(mb) else int(getattr(mb, "num_samples", 0))
         self.step += 1
         norm = self.engine.get_global_grad_norm()
+        if norm is None:
+            norm = own_norm
         n = len(micro_batches)
         extra = {k: v / n for k, v in sums.items()}
         if self.critic is not None:
@@ -266,6 +289,16 @@ class PolicyEngine:
                            grad_norm=float(norm) if norm is not None else float("nan"),
                            lr=float(self.scheduler.get_last_lr()[0]), samples=samples,
                            time_s=time.perf_counter() - t0, extra=extra)
+
+    def _zero_stage(self) -> int:
+        return int(self.engine.zero_optimization_stage())
+
+    def _grad_norm(self) -> float | None:
+        grads = [p.grad.detach().float() for p in self.model.parameters() if p.grad is not None]
+        if not grads:
+            return None
+        return float(torch.linalg.vector_norm(torch.stack(
+            [torch.linalg.vector_norm(g) for g in grads])))
 
     # -- weights -----------------------------------------------------------------------------
     def full_state_dict(self) -> dict[str, torch.Tensor] | None:
@@ -278,12 +311,11 @@ class PolicyEngine:
             # module's own state_dict keys, tied weights included, as samplers expect.
             with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
                 if self.rank == 0:
-                    return {k: v.detach().to("cpu", copy=True)
-                            for k, v in model.state_dict().items()}
+                    return _cpu_copy(model.state_dict())
             return None
         if self.rank != 0:
             return None
-        return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        return _cpu_copy(model.state_dict())
 
     # -- checkpoints ---------------------------------------------------------------------------
     def save_checkpoint(self, folder: str | os.PathLike, tokenizer=None,
@@ -331,6 +363,12 @@ class PolicyEngine:
 
     def _rng_state(self) -> dict:
         out = {"python": random.getstate(), "torch": torch.get_rng_state()}
+        try:
+            import numpy as np
+
+            out["numpy"] = np.random.get_state()
+        except ImportError:
+            pass
         if self.on_gpu:
             out["cuda"] = torch.cuda.get_rng_state()
         return out
@@ -338,5 +376,9 @@ class PolicyEngine:
     def _set_rng_state(self, st: dict) -> None:
         random.setstate(st["python"])
         torch.set_rng_state(st["torch"])
+        if "numpy" in st:
+            import numpy as np
+
+            np.random.set_state(st["numpy"])
         if self.on_gpu and "cuda" in st:
             torch.cuda.set_rng_state(st["cuda"])

@@ -135,6 +135,7 @@ class Trainer:
         self.last_resize = 0.0
         self.sampler_restarts = 0
         self.restarts = 0
+        self.dropped_seen: dict[str, int] = {}
 
     # -- signals -----------------------------------------------------------------------------
     def install_signals(self) -> None:
@@ -428,6 +429,10 @@ class Trainer:
             m.set("weight_sync_time_s", sync_s)
             m.set("policy_version", self.version)
         stats = ray.get(topo.buffer.stats.remote())
+        for reason in ("stale", "full"):
+            now = getattr(stats, f"dropped_{reason}")
+            m.inc("buffer_dropped", now - self.dropped_seen.get(reason, 0), reason=reason)
+            self.dropped_seen[reason] = now
         total = sum(self.window.values()) or 1
         rewards = self.rewards_window or [0.0]
         wall = time.time() - t_start

@@ -1,8 +1,10 @@
 """Custom metrics for the Ray dashboard, through `ray.util.metrics` (exported to Prometheus).
 
 Every name starts with `rltf_`. Actors call `metrics().inc("programs_executed", outcome="pass")`
-and the like; outside a Ray worker (plain tests) the calls do nothing. `grafana/rltf.json`
-charts these names.
+and the like; outside a Ray worker (plain tests) the calls do nothing. Ray serves them on each
+node's metrics port under its own prefix, counters with a `_total` suffix (rltf_learner_steps
+is `ray_rltf_learner_steps_total` in Prometheus); `deploy/grafana_rltf_dashboard.json` charts
+them.
 """
 
 from __future__ import annotations

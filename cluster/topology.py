@@ -172,4 +172,5 @@ def build_topology(cfg, model_path: str, engine_settings) -> Topology:
     ray.get([s.version.remote() for s in samplers])
     if cfg.weights.transport == "collective":
         connect_collective(learner, samplers, collective_backend(cfg))
-    return Topology(samplers, pool, buffer, store, learner)
+    controller = get_or_create_controller()  # rltf-driver: `rltf scale` and status
+    return Topology(samplers, pool, buffer, store, learner, controller)

@@ -28,6 +28,9 @@ VARIANTS = {
     "all three": ["reward.adaptive=true", "reward.fine_grained=true"],
     "actor-critic (all three)": ["algo=actor_critic", "reward.adaptive=true",
                                  "reward.fine_grained=true"],
+    # RL alone: no supervised term
+    "all three, RL only": ["reward.adaptive=true", "reward.fine_grained=true",
+                           "learner.sl_weight=0"],
     # control: every reward 0, so the policy-gradient term is 0 and only the supervised
     # term on reference solutions trains the model; what RL adds is the difference
     "supervised term only": ["reward.pass_reward=0", "reward.fail_reward=0",

@@ -279,6 +279,11 @@ class ClusterConfig(Section):
     address: str | None = Field(
         default=None, description="Ray address to join (e.g. auto inside `ray job submit`); "
         "null starts a local instance.")
+    namespace: str = Field(
+        default="rltf", min_length=1,
+        description="Ray namespace of the job's named actors (rltf-driver, rltf-buffer, ...); "
+        "give concurrent jobs on one cluster different namespaces, and pass the same one to "
+        "`rltf scale --namespace`.")
     num_cpus: int | None = Field(
         default=None, ge=1, description="CPUs of a local Ray instance (null: all).")
     num_gpus: int | None = Field(

@@ -104,10 +104,10 @@ def start_ray(cfg):
         return False
     address = cfg.cluster.address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, namespace="rltf", log_to_driver=True)
+        ray.init(address=address, namespace=cfg.cluster.namespace, log_to_driver=True)
         return False
     ray.init(_node_ip_address="127.0.0.1", num_cpus=cfg.cluster.num_cpus,
-             include_dashboard=False, namespace="rltf", log_to_driver=False)
+             include_dashboard=False, namespace=cfg.cluster.namespace, log_to_driver=False)
     return True
 
 

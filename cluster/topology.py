@@ -153,7 +153,10 @@ def connect_collective(learner, samplers: list, backend: str = "gloo",
     ray.get(joins, timeout=timeout_s)
 
 
-def build_topology(cfg, model_path: str, engine_settings) -> Topology:
+def build_topology(cfg, model_path: str, engine_settings, controller=None) -> Topology:
+    """`controller`: the running job's controller handle, when rebuilding after a failure.
+    Pass the original handle on: a named actor dies with the handle that created it, and a
+    handle looked up by name does not keep it alive."""
     import ray
 
     from cluster.controller import get_or_create_controller
@@ -172,5 +175,6 @@ def build_topology(cfg, model_path: str, engine_settings) -> Topology:
     ray.get([s.version.remote() for s in samplers])
     if cfg.weights.transport == "collective":
         connect_collective(learner, samplers, collective_backend(cfg))
-    controller = get_or_create_controller()  # rltf-driver: `rltf scale` and status
+    if controller is None:
+        controller = get_or_create_controller()  # rltf-driver: `rltf scale` and status
     return Topology(samplers, pool, buffer, store, learner, controller)

@@ -205,8 +205,10 @@ def run(args: argparse.Namespace) -> int:
                 log.print(f"[step {trainer.step}] an actor died ({type(err).__name__}: "
                           f"{first}); restart {restarts}/{cfg.train.restarts} from "
                           f"{folder or 'the start'}")
+                controller = topo.controller
                 topo.shutdown(keep_controller=True)
-                topo = build_topology(cfg, model_path, engine_settings(cfg, model_path))
+                topo = build_topology(cfg, model_path, engine_settings(cfg, model_path),
+                                      controller=controller)
                 if folder is not None:
                     restore(trainer, topo, folder)
                 else:

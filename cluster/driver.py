@@ -112,6 +112,8 @@ class Trainer:
                  log, resume_from: Path | None = None):
         self.cfg, self.run_dir, self.model_path = cfg, Path(run_dir), model_path
         self.train_problems = problems["train"]
+        self.train_by_id = {p.task_id: p for p in self.train_problems}
+        self._sl_pairs: dict[str, list] = {}  # task id -> tokenized reference solutions
         self.heldout = problems["heldout"]
         self.log = log
         self.resume_from = resume_from
@@ -256,9 +258,17 @@ class Trainer:
         ray.get(topo.buffer.set_policy_version.remote(self.version))
         return time.perf_counter() - t0
 
+    def _reference_pairs(self, problem: Problem, tokenizer) -> list:
+        """The problem's reference solutions as (prompt ids, target ids), tokenized once."""
+        from learner.sft import sft_pairs
+
+        pairs = self._sl_pairs.get(problem.task_id)
+        if pairs is None:
+            pairs = self._sl_pairs[problem.task_id] = sft_pairs([problem], tokenizer)
+        return pairs
+
     def learner_batches(self, exps: list[Experience], tokenizer, enc_dec: bool) -> list[list]:
         from learner.batch import TrainBatch, collate
-        from learner.sft import sft_pairs
 
         lc = self.cfg.learner
         per_rank = lc.batch_size // lc.ranks
@@ -280,7 +290,8 @@ class Trainer:
                     refs = [p for p in self.rng.sample(self.train_problems,
                                                        min(len(self.train_problems),
                                                            len(part))) if p.solutions]
-                    pairs = sft_pairs(refs, tokenizer)[:len(part)]
+                    pairs = [pair for p in refs for pair in self._reference_pairs(p, tokenizer)
+                             ][:len(part)]
                     if pairs:
                         sl = collate([a for a, _ in pairs], [b for _, b in pairs], pad_id=pad,
                                      encoder_decoder=enc_dec)
@@ -338,10 +349,9 @@ class Trainer:
                         continue
                     self.samples_generated += len(samples)
                     m.inc("samples_generated", len(samples), sampler=str(idx))
-                    problems = {p.task_id: p for p in self.train_problems}
                     for s in samples:
                         gkey = s.sample_id.rsplit("-", 1)[0] + "|" + s.task_id
-                        g = groups.setdefault(gkey, Group(problems[s.task_id]))
+                        g = groups.setdefault(gkey, Group(self.train_by_id[s.task_id]))
                         g.samples.append(s)
                         sample_group[s.sample_id] = gkey
                         topo.pool.submit(s.sample_id, g.problem,
@@ -375,12 +385,8 @@ class Trainer:
                 for ref in done:
                     ray.get(ref)  # a dead rank raises here (train_cmd restarts the run)
                 if learner_refs is not None and len(done) == len(learner_refs):
-                    metrics_list = ray.get(learner_refs)
+                    self._finish_step(topo, ray.get(learner_refs), learner_t0, t_start)
                     learner_refs = None
-                    self.step += 1
-                    step_s = time.perf_counter() - learner_t0
-                    self.learner_busy_s += step_s
-                    self.after_step(topo, metrics_list, step_s, t_start)
                     continue
                 if learner_refs is None:
                     size = ray.get(topo.buffer.__len__.remote())
@@ -396,11 +402,7 @@ class Trainer:
                 self.log.print(f"[step {self.step}] generated {self.samples_generated}, "
                                f"judged {self.programs_judged}, backlog {topo.pool.backlog()}")
         if learner_refs is not None:  # a running step finishes and counts: the learner took it
-            metrics_list = ray.get(learner_refs)
-            self.step += 1
-            step_s = time.perf_counter() - learner_t0
-            self.learner_busy_s += step_s
-            self.after_step(topo, metrics_list, step_s, t_start, stopping=True)
+            self._finish_step(topo, ray.get(learner_refs), learner_t0, t_start, stopping=True)
         for ref in list(gen):
             try:
                 ray.get(ref)
@@ -413,6 +415,13 @@ class Trainer:
                 self.publish(topo)
             self.evaluate(topo)
         return {"wall_s": wall}
+
+    def _finish_step(self, topo, metrics_list, learner_t0: float, t_start: float,
+                     stopping: bool = False) -> None:
+        self.step += 1
+        step_s = time.perf_counter() - learner_t0
+        self.learner_busy_s += step_s
+        self.after_step(topo, metrics_list, step_s, t_start, stopping=stopping)
 
     def after_step(self, topo, metrics_list, step_s: float, t_start: float,
                    stopping: bool = False) -> None:

@@ -1,28 +1,41 @@
-"""The fork-server: a small, pre-warmed process that forks one sandboxed child per program run.
+"""The fork-server: a small, pre-warmed pair of processes that runs each program in a fresh,
+sandboxed child.
 
 Started by an executor worker as `python -m executor.forkserver` (never forked from a Ray actor
 or any large, threaded process). At start it enters its isolation (see `executor.sandbox`) and
-imports the harness and the modules programs commonly use, so a child starts in about a
-millisecond. It then serves requests on fds 3 (in) and 4 (out) as length-prefixed pickles, one
-program at a time.
+imports the harness and the modules programs commonly use, then splits in two:
 
-For each program it supervises children: wall-clock deadlines per test and per program, a
-kill of the whole PID namespace (or process group), reaping of every descendant, and drained,
-capped output. It returns raw observations; the worker judges them (`executor.judge`). The
-expected outputs never reach this process, so no child can read them from memory.
+* the *zygote* (PID 1 of a new PID namespace where the kernel allows) holds that warm
+  interpreter and does nothing but fork it: one child per program run, which it then waits
+  for, and after which it kills and reaps everything the program left running. Its loop is
+  kept small on purpose: after each fork every page a process writes costs it a copy, so the
+  process that forks should write as few as possible.
+* the *supervisor* (the process the worker started) serves the worker's requests on fds 3 and
+  4 as length-prefixed pickles, one program at a time. It never forks. It hands the zygote,
+  over a Unix socket, the descriptors of each run (the request, standard input, the output
+  and record pipes) and gets back a pidfd of the child, with which it enforces wall-clock
+  deadlines per test and per program, asks for a stack dump on timeout and kills. It drains
+  and caps the output and returns raw observations; the worker judges them
+  (`executor.judge`). The expected outputs never reach either process, so no child can read
+  them from memory.
+
+A child starts in about a millisecond: it reads its request, arranges its descriptors, sets
+its limits, drops privileges and runs the harness (`executor.harness`).
 """
 
 from __future__ import annotations
 
+import _signal
 import codeop
 import ctypes
-import fcntl
+import marshal
 import os
 import pickle
 import re
 import select
 import shutil
 import signal
+import socket
 import struct
 import sys
 import time
@@ -31,10 +44,14 @@ import warnings
 from executor import harness, sandbox
 
 _HDR = struct.Struct(">I")
-_DUMP_LINE = re.compile(r'File "<program>", line (\d+)')
+_STATUS = struct.Struct(">i")
+# A complete frame line of the program in a faulthandler dump (" in " ends the line number).
+_DUMP_LINE = re.compile(rb'File "<program>", line (\d+) in ')
 _WARM_MODULES = harness.PRELUDE_MODULES + ("json", "copy", "string", "dataclasses", "enum",
                                           "array", "hashlib", "textwrap", "unicodedata")
 _GRACE_S = 1.0  # longest wait for a faulthandler dump or for pipes to drain
+_ZYGOTE_WAIT_S = 30.0  # longest wait for the zygote to report a finished run
+_FIRST_FREE_FD = 5  # 0-4 are the child's stdin, stdout, stderr, record and dump channels
 _libc = ctypes.PyDLL(None, use_errno=True)  # PyDLL: the GIL stays held across the call
 _libc.fork.restype = ctypes.c_int
 
@@ -42,15 +59,14 @@ _libc.fork.restype = ctypes.c_int
 def _fast_fork() -> int:
     """fork(2) without Python's at-fork hooks (about half the cost of os.fork() here).
 
-    Safe because the fork-server is single-threaded and forks only between requests, when it
-    holds no locks; the child starts from a consistent interpreter and never returns to the
-    server loop. Programs that fork themselves use os.fork(), with all its hooks."""
+    Safe because the zygote is single-threaded and forks only between requests, when it holds
+    no locks; the child starts from a consistent interpreter and never returns to the zygote's
+    loop. Programs that fork themselves use os.fork(), with all its hooks."""
     pid = _libc.fork()
     if pid < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"fork: {os.strerror(err)}")
     return pid
-
 
 
 def _read_exact(fd: int, n: int) -> bytes:
@@ -68,11 +84,19 @@ def read_msg(fd: int):
     return pickle.loads(_read_exact(fd, n))
 
 
-def write_msg(fd: int, obj) -> None:
+def encode_msg(obj) -> bytes:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    view = memoryview(_HDR.pack(len(data)) + data)
+    return _HDR.pack(len(data)) + data
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+def write_msg(fd: int, obj) -> None:
+    write_all(fd, encode_msg(obj))
 
 
 def compile_program(program: str):
@@ -131,118 +155,255 @@ class _Frames:
                 self.records.append(rec)
 
 
-class Server:
-    def __init__(self, iso: sandbox.Isolation):
-        self.iso = iso
-        self.runs = 0
-        self._codes: dict[str, object] = {}  # compiled probe test code, by source
+# -- the zygote ----------------------------------------------------------------------------------
+class ZygoteDied(RuntimeError):
+    """The zygote is gone: the supervisor exits, and the worker starts a new fork-server."""
 
-    def _compiled(self, src: str, filename: str):
-        code = self._codes.get(src)
-        if code is None:
-            if len(self._codes) > 4096:
-                self._codes.clear()
-            code = self._codes[src] = compile(src, filename, "exec")
-        return code
 
-    # -- one child -------------------------------------------------------------------------
-    def _spawn(self, code, req: dict, start: int, stdin_path: str | None, workdir: str,
-               pipes: dict) -> int:
-        """Fork the child in its own session; return its PID."""
-        pid = _fast_fork()
+def _zygote(sock: socket.socket, iso: sandbox.Isolation) -> None:
+    """The zygote's loop; never returns.
+
+    Each message carries six descriptors: the child's standard input, stdout, stderr, record
+    and dump pipes, and its request. The zygote forks the child, answers with a pidfd of it,
+    waits for it to end, kills and reaps everything it left running, and answers with its exit
+    code (negative: the signal that killed it)."""
+    recv_fds, send_fds, send = socket.recv_fds, socket.send_fds, sock.send
+    close, pidfd_open, waitid = os.close, os.pidfd_open, os.waitid
+    pack, uid, pid_namespace = _STATUS.pack, iso.uid, iso.pid_namespace
+    flags = os.WEXITED | os.WNOWAIT
+    while True:
+        try:
+            msg, fds, _, _ = recv_fds(sock, 16, 6)
+        except OSError:
+            os._exit(0)
+        if not msg or len(fds) != 6:
+            os._exit(0)  # the supervisor is gone
+        try:
+            pid = _fast_fork()
+        except OSError:
+            pid = -1
         if pid == 0:
-            try:
-                os.setsid()
-                self._child(code, req, start, stdin_path, workdir, pipes)
-            finally:
-                os._exit(70)
-        return pid
+            _child(fds, uid)  # never returns
+        for fd in fds:
+            close(fd)
+        if pid < 0:
+            send(b"e")
+            continue
+        pidfd = pidfd_open(pid)
+        send_fds(sock, [b"p"], [pidfd])
+        close(pidfd)
+        # Wait without reaping, so the child's PID (and process group) cannot be reused while
+        # its descendants are killed.
+        info = waitid(os.P_PID, pid, flags)
+        code = info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+        _kill_rest(pid, pid_namespace)
+        send(pack(code))
 
-    def _child(self, code, req, start, stdin_path, workdir, pipes) -> None:
-        limits = sandbox.Limits(**req["limits"])
-        stdin_fd = os.open(stdin_path or "/dev/null", os.O_RDONLY)
-        sources = [stdin_fd, pipes["out"][1], pipes["err"][1], pipes["rec"][1],
-                   pipes["dump"][1]]
-        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 256) for fd in sources]  # no clobbering
-        for target, fd in zip((0, 1, 2, harness.REC_FD, harness.DUMP_FD), high):
-            os.dup2(fd, target)
-        os.closerange(harness.DUMP_FD + 1, 65536)
-        os.chdir(workdir)
-        os.environ.clear()
-        os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir,
-                           "TMPDIR": workdir, "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"})
-        sandbox.apply_limits(limits, confine_nproc=self.iso.uid is not None)
-        if self.iso.uid is not None:
-            sandbox.drop_privileges(self.iso.uid)
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        harness.child_main(code, req, start)
+
+def _kill_rest(pid: int, pid_namespace: bool) -> None:
+    """Kill whatever the program left running and reap every child of the zygote."""
+    if pid_namespace:
+        # The zygote is PID 1 here: kill(-1) reaches every other process of the namespace,
+        # i.e. whatever the program left running, daemons included.
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        while True:
+            try:
+                os.waitpid(-1, 0)
+            except ChildProcessError:
+                return
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    while True:  # the child and every process of its group (orphans come to the zygote)
+        try:
+            os.waitpid(-pid, 0)
+        except ChildProcessError:
+            break
+    while True:  # orphans that left the group (a subreaper adopts them) and have ended
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                return
+        except ChildProcessError:
+            return
+
+
+def _child(fds: list[int], uid: int | None) -> None:
+    """In the forked child: descriptors, request, working directory, limits, privileges, then
+    the harness. Never returns."""
+    try:
+        os.setsid()
+        dup2 = os.dup2
+        for target in range(_FIRST_FREE_FD):
+            dup2(fds[target], target)
+        req_fd = fds[_FIRST_FREE_FD]
+        size, parts, got = os.fstat(req_fd).st_size, [], 0
+        while got < size:
+            part = os.pread(req_fd, size - got, got)
+            if not part:
+                break
+            parts.append(part)
+            got += len(part)
+        os.closerange(_FIRST_FREE_FD, 65536)
+        req = pickle.loads(b"".join(parts))
+        os.chdir(req["workdir"])
+        sandbox.apply_rlimits(req["rlimits"])
+        if uid is not None:
+            sandbox.drop_privileges(uid)
+        loads = marshal.loads
+        codes = req["codes"]
+        for key in codes:
+            codes[key] = loads(codes[key])
+        harness.child_main(loads(req["code"]), req, req["start"])
         try:
             sys.stdout.flush()
         except BaseException:
             pass
         os._exit(0)
+    finally:
+        os._exit(70)
 
-    def _kill(self, pid: int) -> None:
+
+def _start_zygote(iso: sandbox.Isolation, keep_closed: tuple[int, ...]) -> tuple[int, socket.socket]:
+    """Fork the zygote from this warm interpreter; (its PID, the supervisor's socket end)."""
+    import gc
+
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    gc.collect()
+    gc.freeze()  # children never scan (and so never copy) the interpreter's objects
+    pid = os.fork()
+    if pid:
+        theirs.close()
+        return pid, mine
+    try:
+        mine.close()
+        for fd in keep_closed:
+            os.close(fd)
         try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
+            sandbox.prctl(sandbox.PR_SET_PDEATHSIG, int(signal.SIGKILL))  # die with the supervisor
+            if not iso.pid_namespace:
+                sandbox.prctl(sandbox.PR_SET_CHILD_SUBREAPER, 1)  # adopt what programs leave
+        except OSError:
             pass
+        # What every child starts with, set once here instead of in each child.
+        _signal.signal(signal.SIGPIPE, _signal.SIG_DFL)
+        _signal.signal(signal.SIGTERM, _signal.SIG_DFL)
+        workdir = Server.workdir_of(iso)
+        os.environ.clear()
+        os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir,
+                           "TMPDIR": workdir, "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"})
+        harness.install_dump_handler()
+        _zygote(theirs, iso)
+    except BaseException:
+        import traceback
 
-    def _kill_all(self, pid: int) -> None:
-        """Kill the child and everything it started, then reap them all."""
-        if self.iso.pid_namespace:
-            # This process is PID 1 here: kill(-1) reaches every other process of the
-            # namespace, i.e. whatever the program left running, daemons included.
-            try:
-                os.kill(-1, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            while True:
-                try:
-                    os.waitpid(-1, 0)
-                except ChildProcessError:
-                    return
-                except InterruptedError:
-                    continue
-        for target in (lambda: os.killpg(pid, signal.SIGKILL),
-                       lambda: os.kill(pid, signal.SIGKILL)):
-            try:
-                target()
-            except (ProcessLookupError, PermissionError):
-                pass
-        self._reap_orphans()
+        traceback.print_exc()  # reaches the worker's log through the inherited stderr
+    finally:
+        os._exit(70)
 
-    def _attempt(self, code, req: dict, start: int, stdin_data: str | None) -> dict:
-        """Run the child from test `start` until it ends, is killed, or runs out of time."""
-        workdir = os.path.join(self.iso.work_root, f"run{self.runs}")
-        self.runs += 1
+
+# -- the supervisor ------------------------------------------------------------------------------
+class Server:
+    def __init__(self, iso: sandbox.Isolation, zygote: socket.socket, zygote_pid: int):
+        self.iso = iso
+        self.zygote = zygote
+        self.zygote_pid = zygote_pid
+        self.workdir = self.workdir_of(iso)
+        self.runs = 0
+        self._devnull = os.open(os.devnull, os.O_RDONLY)
+        self._codes: dict[str, bytes] = {}  # marshalled probe test code, by source
+        self._rlimits: dict[tuple, tuple] = {}
+
+    @staticmethod
+    def workdir_of(iso: sandbox.Isolation) -> str:
+        """Every run's working directory (and HOME): made empty before each run."""
+        return os.path.join(iso.work_root, "run")
+
+    def _marshalled(self, src: str, filename: str) -> bytes:
+        code = self._codes.get(src)
+        if code is None:
+            if len(self._codes) > 4096:
+                self._codes.clear()
+            code = self._codes[src] = marshal.dumps(compile(src, filename, "exec"))
+        return code
+
+    def _rlimit_plan(self, limits: dict) -> tuple:
+        key = tuple(sorted(limits.items()))
+        plan = self._rlimits.get(key)
+        if plan is None:
+            plan = self._rlimits[key] = sandbox.rlimit_plan(
+                sandbox.Limits(**limits), confine_nproc=self.iso.uid is not None)
+        return plan
+
+    # -- one child -------------------------------------------------------------------------
+    def _fresh_workdir(self) -> str:
+        workdir = self.workdir
+        if os.path.lexists(workdir):
+            shutil.rmtree(workdir, ignore_errors=True)
+            if os.path.lexists(workdir):  # left unremovable: set it aside
+                os.rename(workdir, os.path.join(self.iso.work_root, f"stale{self.runs}"))
         os.mkdir(workdir, 0o700)
         if self.iso.uid is not None:
             os.chown(workdir, self.iso.uid, self.iso.uid)
-        stdin_path = None
-        if stdin_data is not None:
-            stdin_path = os.path.join(self.iso.work_root, f"in{self.runs}")
-            with open(stdin_path, "w", encoding="utf-8") as fh:
-                fh.write(stdin_data)
-            os.chmod(stdin_path, 0o644)
+        return workdir
+
+    @staticmethod
+    def _memfd(name: str, data: bytes) -> int:
+        fd = os.memfd_create(name)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.lseek(fd, 0, os.SEEK_SET)
+        return fd
+
+    def _attempt(self, child_req: dict, start: int, stdin_data: str | None) -> dict:
+        """Run the child from test `start` until it ends, is killed, or runs out of time."""
+        self.runs += 1
+        child_req["start"] = start
+        child_req["workdir"] = self._fresh_workdir()
+        req_fd = self._memfd("rltf-request", pickle.dumps(child_req, pickle.HIGHEST_PROTOCOL))
+        stdin_fd = (self._devnull if stdin_data is None
+                    else self._memfd("rltf-stdin", stdin_data.encode("utf-8", "replace")))
         pipes = {name: os.pipe() for name in ("out", "err", "rec", "dump")}
         t0 = time.monotonic()
         try:
-            pid = self._spawn(code, req, start, stdin_path, workdir, pipes)
+            socket.send_fds(self.zygote, [b"r"], [stdin_fd, pipes["out"][1], pipes["err"][1],
+                                                  pipes["rec"][1], pipes["dump"][1], req_fd])
+        except OSError as err:
+            raise ZygoteDied(f"the zygote is gone: {err}") from None
         finally:
-            for r, w in pipes.values():
+            for _, w in pipes.values():
                 os.close(w)
+            os.close(req_fd)
+            if stdin_fd != self._devnull:
+                os.close(stdin_fd)
         try:
-            return self._supervise(pid, req, pipes, t0, start)
+            msg, fds, _, _ = socket.recv_fds(self.zygote, 16, 1)
+            if not msg:
+                raise ZygoteDied("the zygote is gone")
+            if msg != b"p" or len(fds) != 1:
+                for fd in fds:
+                    os.close(fd)
+                raise RuntimeError("the zygote could not fork a child")
+            return self._supervise(fds[0], child_req, pipes, t0)
         finally:
             for r, _ in pipes.values():
                 os.close(r)
-            shutil.rmtree(workdir, ignore_errors=True)
-            if stdin_path:
-                os.unlink(stdin_path)
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def _supervise(self, pid: int, req: dict, pipes: dict, t0: float, start: int) -> dict:
+    def _zygote_report(self) -> int:
+        """The child's exit code, sent once it and everything it started are dead and reaped."""
+        ready, _, _ = select.select([self.zygote], [], [], _ZYGOTE_WAIT_S)
+        data = self.zygote.recv(16) if ready else b""
+        if len(data) != _STATUS.size:
+            raise ZygoteDied("the zygote did not report the end of a run")
+        return _STATUS.unpack(data)[0]
+
+    def _supervise(self, pidfd: int, req: dict, pipes: dict, t0: float) -> dict:
         limit, cap = req["time_limit_s"], req["output_limit"]
         program_deadline = req["deadline"]
         test_deadline = t0 + limit
@@ -253,73 +414,71 @@ class Server:
         reason = None
         streams = {pipes["out"][0]: "out", pipes["err"][0]: "err", pipes["rec"][0]: "rec",
                    pipes["dump"][0]: "dump"}
-        pidfd = os.pidfd_open(pid)
-        exited = False
-        drain_until = None
         seen = 0
-        wait_status = None
+
+        def take(fd: int) -> None:
+            nonlocal out_size, reason, seen, test_deadline
+            data = os.read(fd, 1 << 16)
+            kind = streams[fd]
+            if not data:
+                del streams[fd]
+            elif kind == "rec":
+                frames.feed(data)
+                for rec in frames.records[seen:]:
+                    if rec.get("t") == "begin":
+                        test_deadline = time.monotonic() + limit
+                seen = len(frames.records)
+            elif kind == "dump":
+                dump.extend(data[: 1 << 16])
+            else:
+                out_size += len(data)
+                if kind == "out" and out_size <= cap:
+                    out.extend(data)
+                if out_size > cap:
+                    reason = "output_limit"
+
         try:
-            while streams or not exited:
+            exited = False
+            while not exited and reason is None:
                 now = time.monotonic()
-                if drain_until is not None and now > drain_until:
-                    break
                 deadline = min(test_deadline, program_deadline)
-                if not exited and now >= deadline:
+                if now >= deadline:
                     reason = "timeout"
                     break
-                wait = [*streams] + ([] if exited else [pidfd])
-                if not wait:
-                    break
-                timeout = max(0.0, deadline - now) if not exited else _GRACE_S
-                ready, _, _ = select.select(wait, [], [], timeout)
-                if exited and not ready:
-                    break  # descendants hold pipes open; they are killed below
+                ready, _, _ = select.select([*streams, pidfd], [], [], deadline - now)
                 for fd in ready:
                     if fd == pidfd:
                         exited = True
-                        drain_until = time.monotonic() + 1.0
-                        continue
-                    data = os.read(fd, 1 << 16)
-                    kind = streams[fd]
-                    if not data:
-                        del streams[fd]
-                        continue
-                    if kind == "rec":
-                        frames.feed(data)
-                        for rec in frames.records[seen:]:
-                            if rec.get("t") == "begin":
-                                test_deadline = time.monotonic() + limit
-                        seen = len(frames.records)
-                    elif kind == "dump":
-                        dump += data[: 1 << 16]
                     else:
-                        out_size += len(data)
-                        if kind == "out" and out_size <= cap:
-                            out += data
-                        if out_size > cap:
-                            reason = "output_limit"
-                if reason:
-                    break
+                        take(fd)
             if reason == "timeout":
-                self._dump_traceback(pid, pipes["dump"][0], dump)
+                self._dump_traceback(pidfd, pipes["dump"][0], dump)
+            if not exited:
+                try:
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         finally:
-            self._kill(pid)
-            try:
-                _, wait_status = os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
-            self._kill_all(pid)
             os.close(pidfd)
-        status = os.waitstatus_to_exitcode(wait_status) if wait_status is not None else None
-        m = _DUMP_LINE.search(dump.decode("utf-8", "replace"))
+        status = self._zygote_report()
+        # Everything the program started is dead now: read what is left in the pipes.
+        drain_until = time.monotonic() + _GRACE_S
+        while streams:
+            timeout = drain_until - time.monotonic()
+            if timeout <= 0:
+                break  # a process that escaped the kill holds a pipe open (minimal tier)
+            ready, _, _ = select.select(list(streams), [], [], timeout)
+            for fd in ready:
+                take(fd)
+        m = _DUMP_LINE.search(dump)
         return {"records": frames.records, "garbled": frames.bad, "reason": reason,
                 "stdout": bytes(out), "dump_line": int(m.group(1)) if m else None,
                 "elapsed": time.monotonic() - t0, "status": status}
 
-    def _dump_traceback(self, pid: int, dump_fd: int, dump: bytearray) -> None:
+    def _dump_traceback(self, pidfd: int, dump_fd: int, dump: bytearray) -> None:
         """Ask the child's faulthandler where it is (works inside C loops too)."""
         try:
-            os.kill(pid, signal.SIGUSR1)
+            signal.pidfd_send_signal(pidfd, signal.SIGUSR1)
         except ProcessLookupError:
             return
         end = time.monotonic() + _GRACE_S
@@ -331,17 +490,8 @@ class Server:
             if not data:
                 break
             dump += data
-            if b"<program>" in dump:
+            if _DUMP_LINE.search(dump):  # the program's innermost frame, line number whole
                 break
-
-    def _reap_orphans(self) -> None:
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
 
     # -- one program -----------------------------------------------------------------------
     def run(self, req: dict) -> dict:
@@ -356,18 +506,25 @@ class Server:
             resp["duration_s"] = time.monotonic() - t0
             return resp
         req["deadline"] = t0 + req["budget_s"]
+        child_req = {key: req.get(key) for key in (
+            "format", "fn_name", "entry_point", "setup", "tests", "uses_random",
+            "time_limit_s", "output_limit", "deadline")}
+        child_req["inputs"] = req["inputs"] if req["format"] == "call" else []
+        child_req["code"] = marshal.dumps(code)
+        child_req["rlimits"] = self._rlimit_plan(req["limits"])
+        child_req["codes"] = {}
         if req["format"] == "assert":  # test code is trusted: compile it here, once
             try:
-                codes = {"setup": self._compiled(req["setup"], "<setup>")}
+                codes = {"setup": self._marshalled(req["setup"], "<setup>")}
                 for i, src in enumerate(req["tests"]):
-                    codes[i] = self._compiled(src, "<tests>")
-                req["codes"] = codes
+                    codes[i] = self._marshalled(src, "<tests>")
+                child_req["codes"] = codes
             except SyntaxError:
-                req["codes"] = {}
+                pass
         k = 0
         while k < n and time.monotonic() < req["deadline"]:
             stdin_data = req["inputs"][k] if req["format"] == "stdio" else None
-            att = self._attempt(code, req, k, stdin_data)
+            att = self._attempt(dict(child_req), k, stdin_data)
             k = self._absorb(att, req, tests, k, resp)
         resp["duration_s"] = time.monotonic() - t0
         return resp
@@ -435,54 +592,72 @@ class Server:
                                            "msg": "the program ended without a result"}}
 
 
+def _move_high(fd: int) -> int:
+    import fcntl
+
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD, 10)
+    os.close(fd)
+    return high
+
+
 def main() -> None:
     """Arguments: IN_FD OUT_FD MODE UID_BASE (see `executor.worker`)."""
-    in_fd, out_fd = int(sys.argv[1]), int(sys.argv[2])
+    in_fd, out_fd = _move_high(int(sys.argv[1])), _move_high(int(sys.argv[2]))
     mode = sys.argv[3] if len(sys.argv) > 3 else "auto"
     uid_base = int(sys.argv[4]) if len(sys.argv) > 4 else 61000
+    # 0-4 stay taken (0, 1, 3 and 4 by /dev/null, 2 by the worker's stderr pipe), so every
+    # descriptor made from here on is >= 5 and a child's dup2 onto 0-4 never clobbers another.
     devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
-    os.dup2(devnull, 1)
+    for fd in (0, 1, 3, 4):
+        if fd != devnull:
+            os.dup2(devnull, fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         project_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         iso = sandbox.setup_isolation(mode, uid_base, exclude=(project_root, os.getcwd()))
+        # The zygote, forked below, becomes PID 1 of a new PID namespace.
+        iso.pid_namespace = mode != "minimal" and sandbox.unshare_pid_namespace()
+        if iso.pid_namespace:
+            iso.features.append("pid namespace")
+        import importlib
+
+        for name in _WARM_MODULES:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass
+        harness.warm_preludes()
+        harness.warm_up()
+        zygote_pid, zygote = _start_zygote(iso, keep_closed=(in_fd, out_fd))
     except Exception as exc:  # report to the worker, which raises it
         write_msg(out_fd, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
         return
-    iso.pid_namespace = mode != "minimal" and sandbox.enter_pid_namespace()
-    if iso.pid_namespace:
-        iso.features.append("pid namespace")
-    import importlib
-
-    for name in _WARM_MODULES:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
-    harness.warm_preludes()
-    harness.warm_up()
-    import gc
-
-    gc.collect()
-    gc.freeze()  # children never scan (and so never copy) the server's objects
     write_msg(out_fd, {"ok": True, "isolation": iso.describe(), "tier": iso.tier,
                        "notes": iso.notes, "pid": os.getpid(), "uid": iso.uid})
-    server = Server(iso)
-    while True:
-        try:
-            req = read_msg(in_fd)
-        except EOFError:
-            break
-        if req.get("op") == "run":
+    server = Server(iso, zygote, zygote_pid)
+    try:
+        while True:
             try:
-                resp = server.run(req)
-            except Exception as exc:  # keep serving; the worker reports the failure
-                resp = {"internal_error": f"{type(exc).__name__}: {exc}"}
-        else:
-            resp = {"pong": True}
-        write_msg(out_fd, resp)
-    shutil.rmtree(server.iso.work_root, ignore_errors=True)
+                req = read_msg(in_fd)
+            except EOFError:
+                break
+            if req.get("op") == "run":
+                try:
+                    resp = server.run(req)
+                except ZygoteDied:
+                    break  # the worker sees this process end and starts a new fork-server
+                except Exception as exc:  # keep serving; the worker reports the failure
+                    resp = {"internal_error": f"{type(exc).__name__}: {exc}"}
+            else:
+                resp = {"pong": True}
+            write_msg(out_fd, resp)
+    finally:
+        try:
+            os.kill(zygote_pid, signal.SIGKILL)
+            os.waitpid(zygote_pid, 0)
+        except OSError:
+            pass
+        shutil.rmtree(iso.work_root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -251,10 +251,12 @@ def run_assert(code, req: dict, start: int) -> None:
         send({"t": "setup_error", "err": error_info(exc)})
         return
     n = len(req["tests"])
+    uses_random = req.get("uses_random", True)
     send({"t": "begin", "k": start})
     for k in range(start, n):
         events.clear()
-        test_ns[RANDOM] = make_random(f"test-{k}")
+        if uses_random:
+            test_ns[RANDOM] = make_random(f"test-{k}")
         end = {"t": "end", "k": k, "events": events}
         try:
             exec(codes.get(k) or compile(req["tests"][k], "<tests>", "exec"), test_ns)
@@ -282,11 +284,22 @@ def warm_up() -> None:
         REC_FD = saved
 
 
+_DUMP_FILE = None
+
+
+def install_dump_handler() -> None:
+    """In the zygote, once: SIGUSR1 makes a process write its stack to DUMP_FD. Children
+    inherit the handler; the supervisor sends the signal to a child that ran out of time."""
+    global _DUMP_FILE
+    import signal
+
+    _DUMP_FILE = io.FileIO(DUMP_FD, "w", closefd=False)
+    faulthandler.register(signal.SIGUSR1, file=_DUMP_FILE, all_threads=True)
+    sys.argv = ["program.py"]
+
+
 def child_main(code, req: dict, start: int) -> None:
     """Entry point in the child, after isolation and limits are in place."""
-    dump = io.FileIO(DUMP_FD, "w", closefd=False)
-    faulthandler.register(__import__("signal").SIGUSR1, file=dump, all_threads=True)
-    sys.argv = ["program.py"]
     fmt = req["format"]
     try:
         if fmt == "call":

@@ -212,7 +212,9 @@ def judge_assert_test(plan: AssertPlan, setup_ns: dict, k: int, events: list[dic
     """(status, error) of test k from its recorded program calls."""
     replay = Replay(events)
     ns = setup_ns  # one namespace for all tests of a program, as in the sandbox
-    ns.update({PROG: replay.prog, JUDGE: replay.judge, RANDOM: make_random(f"test-{k}")})
+    ns.update({PROG: replay.prog, JUDGE: replay.judge})
+    if plan.uses_random:
+        ns[RANDOM] = make_random(f"test-{k}")
     try:
         exec(plan.judge_code(k), ns)
     except Exception as exc:

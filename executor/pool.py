@@ -1,6 +1,6 @@
 """ExecutorPool: N executor workers judging programs in parallel, in-process or as Ray actors.
 
-    with ExecutorPool(cfg.executor) as pool:                 # threads, one fork-server each
+    with ExecutorPool(cfg.executor) as pool:                 # in this process, one event loop
         for index, result in pool.imap(pairs): ...           # as they finish
     with ExecutorPool(cfg.executor, use_ray=True) as pool:   # actors rltf-executor-<i>
         results = pool.run(pairs)                            # in submission order
@@ -8,21 +8,21 @@
         pool.resize(4)                                       # grow or shrink while running
 
 `imap` pulls work lazily and keeps at most `max_in_flight` programs per worker (backpressure);
-with `submit`/`poll` the caller bounds its own backlog with `backlog()`. With Ray, an actor that
-dies (killed, out of memory) is replaced and every program it held is submitted again; each
-submitted program gets exactly one result.
+with `submit`/`poll` the caller bounds its own backlog with `backlog()`. In-process, the workers'
+fork-servers are driven from the caller's thread by `poll` (and `imap`/`run`), each with its next
+request already queued, and results are judged there: no threads, no lock hand-offs. With Ray,
+an actor that dies (killed, out of memory) is replaced and every program it held is submitted
+again; each submitted program gets exactly one result.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from collections import deque
 from typing import Any, Hashable, Iterable, Iterator
 
 from executor.records import Problem, Result, Solution
-from executor.worker import Worker
+from executor.worker import Lane, Worker
 
 Pair = tuple[Problem, Solution]
 
@@ -89,14 +89,7 @@ class ExecutorPool:
         else:
             self._workers = [Worker(self.cfg) for _ in range(self.cfg.workers)]
             self._infos = [{"isolation": w.isolation, "tier": w.tier} for w in self._workers]
-            self._todo: queue.Queue = queue.Queue()
-            self._done: queue.Queue = queue.Queue()
-            self._busy = 0
-            self._lock = threading.Lock()
-            self._threads = [threading.Thread(target=self._serve, args=(w,), daemon=True)
-                             for w in self._workers]
-            for t in self._threads:
-                t.start()
+            self._lanes = [Lane(w) for w in self._workers]
 
     # -- info --------------------------------------------------------------------------
     @property
@@ -119,14 +112,12 @@ class ExecutorPool:
 
     def queue_depth(self) -> int:
         """Programs waiting for a free worker."""
-        if self.use_ray:
-            return len(self._queue)
-        return self._todo.qsize()
+        return len(self._queue)
 
     def busy_workers(self) -> int:
         if self.use_ray:
             return sum(1 for s in self._slots.active() if self._slots.load[s] > 0)
-        return self._busy
+        return sum(1 for lane in self._lanes if lane.jobs)
 
     # -- Ray -------------------------------------------------------------------------------
     def _new_actor(self, slot: int, generation: int = 0):
@@ -242,39 +233,48 @@ class ExecutorPool:
         self._reap_retired()
         return self.size
 
-    # -- threads -----------------------------------------------------------------------------
-    def _serve(self, worker: Worker) -> None:
-        while True:
-            item = self._todo.get()
-            if item is None:
-                return
-            key, (problem, solution) = item
-            with self._lock:
-                self._busy += 1
-            try:
-                self._done.put((key, worker.run(problem, solution), None))
-            except BaseException as exc:  # surfaced by poll()
-                self._done.put((key, None, exc))
-            finally:
-                with self._lock:
-                    self._busy -= 1
+    # -- local: one event loop over the workers' fork-servers, in the caller's thread ----------
+    def _dispatch_local(self) -> None:
+        for lane in self._lanes:
+            while self._queue and lane.room():
+                key, (problem, solution) = self._queue.popleft()
+                lane.add(key, problem, solution)
 
     def _poll_local(self, timeout_s: float) -> list[tuple[Hashable, Result]]:
-        out = []
-        try:
-            item = self._done.get(timeout=timeout_s) if timeout_s > 0 else self._done.get_nowait()
-        except queue.Empty:
-            return out
+        """Programs judged so far, waiting up to `timeout_s` for the first. The fork-servers
+        only move on while this runs (each keeps its next request queued meanwhile)."""
+        import select
+
+        deadline = time.monotonic() + timeout_s
+        out: list[tuple[Hashable, Result]] = []
+        failure: BaseException | None = None
         while True:
-            key, res, exc = item
-            self._submitted -= 1
-            if exc is not None:
-                raise exc
-            out.append((key, res))
-            try:
-                item = self._done.get_nowait()
-            except queue.Empty:
-                return out
+            self._dispatch_local()
+            waiting = {}
+            for lane in self._lanes:
+                while lane.decided():
+                    key, res = lane.pop()
+                    self._submitted -= 1
+                    if isinstance(res, BaseException):
+                        failure = failure or res
+                    else:
+                        out.append((key, res))
+                self._dispatch_local()
+                if lane.jobs and not lane.decided() and not lane.jobs[0].sent:
+                    lane.pump()  # its fork-server died: replaced, and the request sent again
+                fd = lane.fileno()
+                if fd is not None:
+                    waiting[fd] = lane
+            remaining = deadline - time.monotonic()
+            if out or failure or not waiting or remaining <= 0:
+                break
+            ready, _, _ = select.select(list(waiting), [], [], remaining)
+            for fd in ready:
+                waiting[fd].receive()
+        if failure is not None:
+            self._stash.extend(out)  # returned by the next poll()
+            raise failure
+        return out
 
     # -- public ----------------------------------------------------------------------------
     def submit(self, key: Hashable, problem: Problem, solution: Solution) -> None:
@@ -286,7 +286,8 @@ class ExecutorPool:
             self._dispatch_ray()
         else:
             self._submitted += 1
-            self._todo.put((key, (problem, solution)))
+            self._queue.append((key, (problem, solution)))
+            self._dispatch_local()
 
     def poll(self, timeout_s: float = 0.0) -> list[tuple[Hashable, Result]]:
         """Results that are ready, waiting up to `timeout_s` for the first one."""
@@ -349,10 +350,6 @@ class ExecutorPool:
                 except Exception:
                     pass
         else:
-            for _ in self._workers:
-                self._todo.put(None)
-            for t in self._threads:
-                t.join(timeout=30)
             for w in self._workers:
                 w.close()
 

@@ -4,10 +4,11 @@ Tiers, strongest first; `setup_isolation` reaches the best one the kernel allows
 
 * ``full``: started as root. The fork-server enters new mount and network namespaces once:
   the whole file system is remounted read-only, `/tmp` and `/dev/shm` become private, small
-  tmpfs mounts, and only a down loopback interface exists. Each program additionally runs in
-  a new PID namespace (so every process it starts dies with it) as an unprivileged UID that
-  belongs to this fork-server alone (so per-user limits such as RLIMIT_NPROC bind, and
-  programs of different workers cannot signal each other).
+  tmpfs mounts, and only a down loopback interface exists. Programs additionally run in a
+  PID namespace of their own, whose init is the fork-server's zygote (so every process a
+  program starts is killed after it), as an unprivileged UID that belongs to this fork-server
+  alone (so per-user limits such as RLIMIT_NPROC bind, and programs of different workers
+  cannot signal each other).
 * ``userns``: not root but user namespaces work: the same namespaces inside a user
   namespace, without the separate UID.
 * ``minimal``: rlimits, a new session and process group, and a private working directory.
@@ -204,35 +205,15 @@ def _lock_down_filesystem(iso: Isolation, exclude: tuple[str, ...]) -> None:
         iso.features[-1] = "read-only fs"
 
 
-def enter_pid_namespace() -> bool:
-    """Make the caller the init (PID 1) of a new PID namespace; False where not allowed.
-
-    The calling process forks: the child becomes PID 1 of the namespace and returns True; the
-    parent stays outside, waits for it and exits with its status (it never returns). Every
-    process a program starts lives in this namespace, so the init can kill all of them with
-    one kill(-1) and they all die if the init dies."""
+def unshare_pid_namespace() -> bool:
+    """Put this process's next child into a new PID namespace, as its PID 1; False where the
+    kernel does not allow it. Every process a program starts lives in that namespace, so its
+    init can kill all of them with one kill(-1), and they all die when the init dies."""
     try:
         unshare(CLONE_NEWPID)
     except OSError:
         return False
-    pid = os.fork()
-    if pid == 0:
-        try:
-            prctl(PR_SET_PDEATHSIG, 9)  # SIGKILL: die with the outer process
-        except OSError:
-            pass
-        return True
-    import signal
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda s, f: os.kill(pid, 9))
-    while True:
-        try:
-            _, status = os.waitpid(pid, 0)
-            break
-        except InterruptedError:
-            continue
-    os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+    return True
 
 
 def setup_isolation(mode: str = "auto", uid_base: int = 61000,
@@ -294,25 +275,27 @@ class Limits:
     processes: int = 16
 
 
-def apply_limits(limits: Limits, confine_nproc: bool) -> None:
-    """Set the rlimits of the calling (child) process."""
+def rlimit_plan(limits: Limits, confine_nproc: bool) -> tuple[tuple[int, int], ...]:
+    """(resource, value) pairs for `apply_rlimits`, worked out once per set of limits."""
     mb = 1 << 20
-
-    def lim(kind: int, value: int) -> None:
-        try:
-            resource.setrlimit(kind, (value, value))
-        except (ValueError, OSError):
-            soft, hard = resource.getrlimit(kind)
-            if hard == resource.RLIM_INFINITY or value <= hard:
-                resource.setrlimit(kind, (value, hard))
-
-    lim(resource.RLIMIT_AS, limits.memory_mb * mb)
-    lim(resource.RLIMIT_CPU, limits.cpu_s)
-    lim(resource.RLIMIT_FSIZE, limits.file_size_mb * mb)
-    lim(resource.RLIMIT_NOFILE, limits.open_files)
-    lim(resource.RLIMIT_CORE, 0)
+    plan = [(resource.RLIMIT_AS, limits.memory_mb * mb), (resource.RLIMIT_CPU, limits.cpu_s),
+            (resource.RLIMIT_FSIZE, limits.file_size_mb * mb),
+            (resource.RLIMIT_NOFILE, limits.open_files), (resource.RLIMIT_CORE, 0)]
     if confine_nproc:
-        lim(resource.RLIMIT_NPROC, limits.processes)
+        plan.append((resource.RLIMIT_NPROC, limits.processes))
+    return tuple(plan)
+
+
+def apply_rlimits(plan: tuple[tuple[int, int], ...]) -> None:
+    """Set the calling (child) process's soft and hard limits to each value. Lowering a hard
+    limit is always allowed; a value above a hard limit this process cannot raise fails, and
+    the limit already in place, which is stricter, stays."""
+    setrlimit = resource.setrlimit
+    for kind, value in plan:
+        try:
+            setrlimit(kind, (value, value))
+        except (ValueError, OSError):
+            pass
 
 
 def drop_privileges(uid: int) -> None:

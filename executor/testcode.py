@@ -186,6 +186,7 @@ class AssertPlan:
     judge_setup: str
     judge_tests: list[str]
     program_names: list[str] = field(default_factory=list)
+    uses_random: bool = True  # whether the test code imports `random` (a private generator)
     _codes: dict = field(default_factory=dict, repr=False)
 
     def judge_code(self, k: int | None):
@@ -219,6 +220,7 @@ def plan_assert_tests(setup: str | None, tests: list[str]) -> AssertPlan:
         judge_setup=setup_src,
         judge_tests=judge_tests,
         program_names=sorted(prog),
+        uses_random=any(RANDOM in src for src in [setup_src, *probe_tests]),
     )
 
 
@@ -227,10 +229,13 @@ class _PrivateRandom(types.ModuleType):
 
     def __init__(self, seed: object):
         super().__init__("random")
-        self._gen = _random.Random(seed)
+        self._seed = seed
+        self._gen = None  # seeded on first use: most tests never draw
 
     def __getattr__(self, name: str):  # called only for names not set on the instance
         if not name.startswith("_") and name not in ("Random", "SystemRandom"):
+            if self._gen is None:
+                self._gen = _random.Random(self._seed)
             attr = getattr(self._gen, name, None)
             if callable(attr):
                 return attr

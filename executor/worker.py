@@ -1,7 +1,9 @@
-"""An executor worker: owns one fork-server and judges one program at a time.
+"""An executor worker: owns one fork-server, which runs one program at a time.
 
     worker = Worker(ExecutorConfig())
     result = worker.run(problem, solution)   # -> Result
+    lane = Lane(worker)                      # keeps the next request queued at the fork-server
+    lane.add(key, problem, solution); key, result = lane.next()
     worker.close()
 
 The worker is the trusted parent. It sends the fork-server only what a program may see (the
@@ -19,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from pathlib import Path
 
 from executor import forkserver
@@ -34,12 +36,57 @@ class ForkServerDied(RuntimeError):
     pass
 
 
+class _PlanCache:
+    """Rewritten assert-format test code by problem, shared by the workers of a process (a
+    problem's plan is worked out once, whichever worker sees it first)."""
+
+    def __init__(self, size: int = 4096):
+        self.size = size
+        self._lock = threading.Lock()
+        self._plans: OrderedDict[tuple, AssertPlan | TestCodeError] = OrderedDict()
+
+    def get(self, problem: Problem) -> AssertPlan:
+        key = (problem.task_id, problem.setup, tuple(problem.tests))
+        with self._lock:
+            plan = self._plans.get(key)
+            if plan is not None:
+                self._plans.move_to_end(key)
+        if plan is None:
+            try:
+                plan = plan_assert_tests(problem.setup, list(problem.tests))
+            except TestCodeError as err:
+                plan = err
+            with self._lock:
+                self._plans[key] = plan
+                if len(self._plans) > self.size:
+                    self._plans.popitem(last=False)
+        if isinstance(plan, TestCodeError):
+            raise plan
+        return plan
+
+
+_PLANS = _PlanCache()
+_PIPE_SIZE = 1 << 20  # requests up to this size can wait in the pipe behind a running one
+
+
+def _widen(fd: int) -> int:
+    """Grow a pipe to _PIPE_SIZE where allowed; its capacity."""
+    import fcntl
+
+    try:
+        return fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+    except OSError:
+        return fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+
+
 class ForkServer:
     """A running `python -m executor.forkserver` and the pipes to it."""
 
     def __init__(self, isolation: str, uid_base: int, start_timeout_s: float = 60.0):
         to_srv_r, self._to_srv = os.pipe()
         self._from_srv, from_srv_w = os.pipe()
+        self.pipe_capacity = _widen(self._to_srv)
+        _widen(self._from_srv)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": _PKG_ROOT,
                "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
         self.proc = subprocess.Popen(
@@ -71,12 +118,20 @@ class ForkServer:
                 tail = self.proc.stderr.read()[-2000:]
             raise ForkServerDied(f"fork-server exited ({err}); {tail.decode(errors='replace')}")
 
-    def request(self, req: dict, timeout_s: float) -> dict:
+    def send(self, msg: bytes) -> None:
+        """Queue one encoded request; the fork-server answers requests in order."""
         try:
-            forkserver.write_msg(self._to_srv, req)
+            forkserver.write_all(self._to_srv, msg)
         except OSError as err:
             raise ForkServerDied(f"fork-server is gone: {err}") from None
+
+    def receive(self, timeout_s: float) -> dict:
+        """The answer to the oldest request not yet answered."""
         return self._recv(timeout_s)
+
+    def fileno(self) -> int:
+        """Readable when an answer arrives (or the fork-server ends)."""
+        return self._from_srv
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -96,15 +151,34 @@ class ForkServer:
             self.proc.stderr.close()
 
 
-class Worker:
-    """Judges programs one at a time in its own fork-server."""
+class _Job:
+    """One program on its way through the fork-server."""
 
-    def __init__(self, cfg=None):
+    __slots__ = ("key", "problem", "solution", "plan", "msg", "wait_s", "sent", "tries",
+                 "t0", "resp", "result")
+
+    def __init__(self, key, problem: Problem, solution: Solution):
+        self.key, self.problem, self.solution = key, problem, solution
+        self.plan: AssertPlan | None = None
+        self.msg = b""
+        self.wait_s = 0.0
+        self.sent = False
+        self.tries = 0
+        self.t0 = time.monotonic()
+        self.resp: dict | None = None
+        self.result: Result | BaseException | None = None
+
+
+class Worker:
+    """Judges programs in its own fork-server: one at a time (`run`), or through a `Lane`,
+    which keeps the next request waiting at the fork-server while the current one runs."""
+
+    def __init__(self, cfg=None, plans: _PlanCache | None = None):
         from cluster.config import ExecutorConfig
 
         self.cfg = cfg or ExecutorConfig()
         self._lock = threading.Lock()
-        self._plans: OrderedDict[tuple, AssertPlan | TestCodeError] = OrderedDict()
+        self._plans = plans or _PLANS
         self._server: ForkServer | None = None
         self.restarts = 0
         self._start()
@@ -121,19 +195,7 @@ class Worker:
         return self._server.tier if self._server else "stopped"
 
     def _plan(self, problem: Problem) -> AssertPlan:
-        key = (problem.task_id, problem.setup, tuple(problem.tests))
-        plan = self._plans.get(key)
-        if plan is None:
-            try:
-                plan = plan_assert_tests(problem.setup, list(problem.tests))
-            except TestCodeError as err:
-                plan = err
-            self._plans[key] = plan
-            if len(self._plans) > 512:
-                self._plans.popitem(last=False)
-        if isinstance(plan, TestCodeError):
-            raise plan
-        return plan
+        return self._plans.get(problem)
 
     def _request(self, problem: Problem, program: str, plan: AssertPlan | None) -> dict:
         cfg = self.cfg
@@ -148,36 +210,57 @@ class Worker:
                        "processes": cfg.max_processes},
         }
         if problem.format == "assert":
-            req.update(inputs=[], setup=plan.probe_setup, tests=plan.probe_tests)
+            req.update(inputs=[], setup=plan.probe_setup, tests=plan.probe_tests,
+                       uses_random=plan.uses_random)
         else:  # inputs only: expected outputs stay here
             req["inputs"] = [t["input"] for t in problem.tests]
         return req
 
-    def run(self, problem: Problem, solution: Solution) -> Result:
-        with self._lock:
-            return self._run(problem, solution)
-
-    def _run(self, problem: Problem, solution: Solution) -> Result:
+    def _job(self, key, problem: Problem, solution: Solution) -> _Job:
+        """A job ready to send, or one already decided (broken test data, a mismatched pair)."""
+        job = _Job(key, problem, solution)
         if solution.task_id != problem.task_id:
-            raise ValueError(f"solution for {solution.task_id} judged against {problem.task_id}")
+            job.result = ValueError(
+                f"solution for {solution.task_id} judged against {problem.task_id}")
+            return job
         try:
-            plan = self._plan(problem) if problem.format == "assert" else None
+            job.plan = self._plan(problem) if problem.format == "assert" else None
         except TestCodeError as err:  # the data is broken, not the program: say so
-            return Result(task_id=problem.task_id, sample_id=solution.sample_id, outcome="fail",
-                          passed=0, total=len(problem.tests),
-                          tests=["not_run"] * len(problem.tests), error_type="TestCodeError",
-                          error_message=str(err), isolation=self.tier)
-        t0 = time.monotonic()
-        try:
-            resp = self._observe(problem, solution.completion, plan)
-        except ForkServerDied:
-            return Result(task_id=problem.task_id, sample_id=solution.sample_id,
+            job.result = Result(task_id=problem.task_id, sample_id=solution.sample_id,
+                                outcome="fail", passed=0, total=len(problem.tests),
+                                tests=["not_run"] * len(problem.tests),
+                                error_type="TestCodeError", error_message=str(err),
+                                isolation=self.tier)
+            return job
+        req = self._request(problem, solution.completion, job.plan)
+        job.msg = forkserver.encode_msg(req)
+        job.wait_s = req["budget_s"] + 30.0
+        return job
+
+    def _verdict(self, job: _Job) -> Result | BaseException:
+        if isinstance(job.result, ForkServerDied):
+            problem = job.problem
+            return Result(task_id=problem.task_id, sample_id=job.solution.sample_id,
                           outcome="runtime_error", passed=0, total=len(problem.tests),
                           tests=["crash"] * len(problem.tests), error_type="SandboxCrash",
-                          error_message="the sandbox died twice on this program",
-                          duration_s=time.monotonic() - t0, isolation=self.tier)
-        return judge_program(problem, resp, plan, tol=self.cfg.float_tolerance,
-                             sample_id=solution.sample_id)
+                          error_message=str(job.result),
+                          duration_s=time.monotonic() - job.t0, isolation=self.tier)
+        if job.result is not None:
+            return job.result
+        try:
+            return judge_program(job.problem, job.resp, job.plan, tol=self.cfg.float_tolerance,
+                                 sample_id=job.solution.sample_id)
+        except Exception as exc:  # e.g. the fork-server's own failure: the caller reports it
+            return exc
+
+    def run(self, problem: Problem, solution: Solution) -> Result:
+        with self._lock:
+            lane = Lane(self, depth=1)
+            lane.add(0, problem, solution)
+            _, result = lane.next()
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     def observe(self, problem: Problem, program: str) -> dict:
         """The fork-server's raw observations of `program` on `problem`'s tests, unjudged.
@@ -187,22 +270,16 @@ class Worker:
         that returned carries its value encoded as `"v"` (`executor.serialize.decode`).
         Raises ForkServerDied when the sandbox dies twice on the program."""
         with self._lock:
-            plan = self._plan(problem) if problem.format == "assert" else None
-            return self._observe(problem, program, plan)
-
-    def _observe(self, problem: Problem, program: str, plan: AssertPlan | None) -> dict:
-        req = self._request(problem, program, plan)
-        wait_s = req["budget_s"] + 30.0
-        for attempt in range(2):
-            try:
-                if self._server is None or not self._server.alive():
-                    self._restart()
-                return self._server.request(req, wait_s)
-            except ForkServerDied:
-                self._restart()
-                if attempt == 1:
-                    raise
-        raise AssertionError("unreachable")
+            lane = Lane(self, depth=1)
+            lane.add(0, problem, Solution(task_id=problem.task_id, completion=program))
+            job = lane.jobs[0]
+            while job.resp is None and job.result is None:
+                lane.step()
+        if isinstance(job.result, Result):  # broken test data
+            raise TestCodeError(job.result.error_message)
+        if job.result is not None:
+            raise job.result
+        return job.resp
 
     def _restart(self) -> None:
         if self._server is not None:
@@ -233,3 +310,102 @@ class Worker:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class Lane:
+    """The programs queued at one worker's fork-server, oldest first; not thread-safe.
+
+    Up to `depth` requests wait at the fork-server, so it starts the next program while the
+    caller judges the last one. Use it blocking (`next`) or from an event loop: select on
+    `fileno()`, then `receive()`. A fork-server that dies is replaced and every queued
+    request is sent again; a program it dies on twice is reported as a crash of that
+    program."""
+
+    def __init__(self, worker: Worker, depth: int = 2):
+        self.worker = worker
+        self.depth = depth
+        self.jobs: deque[_Job] = deque()
+
+    def room(self) -> bool:
+        return len(self.jobs) < self.depth
+
+    def add(self, key, problem: Problem, solution: Solution) -> None:
+        self.jobs.append(self.worker._job(key, problem, solution))
+        self.pump()
+
+    def pump(self) -> None:
+        """Send queued requests in order. One waits behind an unanswered one only if it fits
+        in the request pipe, so a large request never blocks while the fork-server blocks on
+        its answer."""
+        server = self.worker._server
+        if server is None or not server.alive():
+            # Found dead: with the oldest request at it, that program is the likely cause.
+            first = next((job for job in self.jobs if job.result is None), None)
+            self._died(strike=first is not None and first.sent)
+            server = self.worker._server
+        waiting = False  # an earlier request is at the fork-server, unanswered
+        for job in self.jobs:
+            if job.result is not None:
+                continue
+            if not job.sent:
+                if waiting and len(job.msg) > server.pipe_capacity // 2:
+                    return
+                try:
+                    server.send(job.msg)
+                except ForkServerDied:
+                    self._died()
+                    return
+                job.sent = True
+            waiting = True
+
+    def _died(self, strike: bool = True) -> None:
+        """The fork-server died with requests queued: the oldest undecided one (the program it
+        was running) gets a strike; all are sent again to a new fork-server."""
+        self.worker._restart()
+        first = next((job for job in self.jobs if job.result is None), None)
+        if first is not None and strike:
+            first.tries += 1
+            if first.tries >= 2:
+                first.result = ForkServerDied("the sandbox died twice on this program")
+        for job in self.jobs:
+            job.sent = False
+
+    def decided(self) -> bool:
+        """Whether the oldest job has its answer (or needs none)."""
+        return bool(self.jobs) and (self.jobs[0].result is not None
+                                    or self.jobs[0].resp is not None)
+
+    def fileno(self) -> int | None:
+        """The descriptor the oldest job's answer arrives on (None: nothing to wait for)."""
+        if self.jobs and not self.decided() and self.jobs[0].sent and self.worker._server:
+            return self.worker._server.fileno()
+        return None
+
+    def receive(self) -> None:
+        """Read the answer to the oldest job (blocks until it comes)."""
+        job = self.jobs[0]
+        try:
+            job.resp = self.worker._server.receive(job.wait_s)
+        except ForkServerDied:
+            self._died()
+            self.pump()
+
+    def step(self) -> None:
+        """Make progress on the oldest job, blocking."""
+        if not self.decided():
+            if not self.jobs[0].sent:
+                self.pump()
+            if self.jobs[0].sent and not self.decided():
+                self.receive()
+
+    def pop(self):
+        """(key, Result or exception) of the oldest job, which must be decided."""
+        job = self.jobs.popleft()
+        self.pump()
+        return job.key, self.worker._verdict(job)
+
+    def next(self):
+        """(key, Result or exception) of the oldest job, waiting for it."""
+        while not self.decided():
+            self.step()
+        return self.pop()

@@ -1,0 +1,126 @@
+"""The request path between a worker and its fork-server: requests queued behind a running
+program, a fork-server that dies with requests queued, requests too large to queue, the
+in-process pool's event loop, and the weakest isolation tier (no namespaces)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from cluster.config import ExecutorConfig
+from executor.pool import ExecutorPool
+from executor.records import Problem, Solution
+from executor.worker import Lane, Worker
+
+pytestmark = pytest.mark.integration
+
+SQUARE = Problem(task_id="square", prompt="", format="call", fn_name="f", time_limit_s=5.0,
+                 tests=[{"input": [7], "output": 49}, {"input": [12], "output": 144}])
+GOOD = "def f(x):\n    return x * x\n"
+SLOW = "import time\ndef f(x):\n    time.sleep(0.4)\n    return x * x\n"
+
+
+def _sol(program: str, sample_id) -> Solution:
+    return Solution(task_id="square", completion=program, sample_id=sample_id)
+
+
+def test_the_next_request_waits_at_the_fork_server(worker):
+    lane = Lane(worker, depth=2)
+    lane.add("a", SQUARE, _sol(SLOW, "a"))
+    lane.add("b", SQUARE, _sol(GOOD, "b"))
+    # Both are at the fork-server before the first answer is read.
+    assert [job.sent for job in lane.jobs] == [True, True]
+    key_a, res_a = lane.next()
+    key_b, res_b = lane.next()
+    assert (key_a, res_a.sample_id, res_a.outcome) == ("a", "a", "pass")
+    assert (key_b, res_b.sample_id, res_b.outcome) == ("b", "b", "pass")
+    assert not lane.jobs
+
+
+def test_a_fork_server_that_dies_with_requests_queued_loses_none():
+    with Worker() as w:
+        lane = Lane(w, depth=2)
+        lane.add(1, SQUARE, _sol(SLOW, 1))
+        lane.add(2, SQUARE, _sol(GOOD, 2))
+        pid = w.fork_server_pid()
+        time.sleep(0.15)  # the slow program is running, the second request waits
+        os.kill(pid, signal.SIGKILL)
+        got = [lane.next(), lane.next()]
+        assert [(k, r.sample_id, r.outcome) for k, r in got] == [(1, 1, "pass"), (2, 2, "pass")]
+        assert w.restarts == 1 and w.fork_server_pid() != pid
+
+
+def test_a_program_the_fork_server_dies_on_twice_is_a_crash_and_the_next_one_runs():
+    # In the minimal tier a program runs as the fork-server's user and can kill the zygote,
+    # its parent; the fork-server then exits.
+    killer = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\ndef f(x):\n    return 0\n"
+    with Worker(ExecutorConfig(isolation="minimal")) as w:
+        lane = Lane(w, depth=2)
+        lane.add("killer", SQUARE, _sol(killer, "killer"))
+        lane.add("good", SQUARE, _sol(GOOD, "good"))
+        (k1, r1), (k2, r2) = lane.next(), lane.next()
+        assert (k1, r1.outcome, r1.error_type) == ("killer", "runtime_error", "SandboxCrash")
+        assert (k2, r2.outcome) == ("good", "pass")
+        assert w.restarts == 2
+
+
+def test_requests_too_large_to_queue_are_sent_one_at_a_time(worker):
+    # Two requests each larger than half the request pipe: the second is sent only after the
+    # first is answered, so neither side can block the other.
+    size = worker._server.pipe_capacity  # one argument of this many characters
+    big = Problem(task_id="big", prompt="", format="call", fn_name="f", time_limit_s=5.0,
+                  tests=[{"input": ["x" * size], "output": size}])
+    lane = Lane(worker, depth=2)
+    for i in range(2):
+        lane.add(i, big, Solution(task_id="big", completion="def f(s):\n    return len(s)\n",
+                                  sample_id=i))
+    assert [job.sent for job in lane.jobs] == [True, False]
+    results = [lane.next(), lane.next()]
+    assert [(k, r.outcome) for k, r in results] == [(0, "pass"), (1, "pass")]
+
+
+def test_in_process_pool_runs_without_threads():
+    before = threading.active_count()
+    pairs = [(SQUARE, _sol(GOOD if i % 3 else "def f(x):\n    return x\n", i)) for i in range(30)]
+    with ExecutorPool(ExecutorConfig(workers=2, max_in_flight=3)) as pool:
+        assert threading.active_count() == before
+        results = pool.run(pairs)
+        assert pool.busy_workers() == 0 and pool.backlog() == 0
+    assert [r.sample_id for r in results] == list(range(30))
+    assert [r.outcome for r in results] == ["fail" if i % 3 == 0 else "pass" for i in range(30)]
+
+
+def test_poll_waits_at_most_its_timeout():
+    with ExecutorPool(ExecutorConfig(workers=1)) as pool:
+        assert pool.poll(0.05) == []  # nothing submitted
+        pool.submit("slow", SQUARE, _sol(SLOW, "slow"))
+        t0 = time.monotonic()
+        assert pool.poll(0.1) == []  # not finished yet: back after the timeout
+        assert time.monotonic() - t0 < 0.35
+        got = []
+        while not got:
+            got = pool.poll(1.0)
+        assert [(k, r.outcome) for k, r in got] == [("slow", "pass")]
+
+
+def test_minimal_tier_judges_and_cleans_up():
+    # No namespaces and no separate UID: the zygote is a subreaper, and kills the program's
+    # process group after it.
+    prog = ("import os, time\ndef f(x):\n    if os.fork() == 0:\n        time.sleep(100)\n"
+            "    return x * x\n")
+    with Worker(ExecutorConfig(isolation="minimal")) as w:
+        assert w.tier == "minimal"
+        assert w.run(SQUARE, _sol(GOOD, 0)).outcome == "pass"
+        r = w.run(SQUARE, _sol(prog, 1))
+        assert r.outcome == "pass"
+        zygote = int(open(f"/proc/{w.fork_server_pid()}/task/{w.fork_server_pid()}/children")
+                     .read().split()[0])
+        left = open(f"/proc/{zygote}/task/{zygote}/children").read().split()
+        assert left == []  # the sleeping child was killed and reaped
+        quick = SQUARE.model_copy(update={"time_limit_s": 0.5})
+        r = w.run(quick, _sol("import time\ndef f(x):\n    time.sleep(100)\n", 2))
+        assert r.outcome == "timeout" and r.error_line == 3

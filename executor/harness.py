@@ -21,15 +21,16 @@ import json
 import os
 import struct
 import sys
-import traceback
+import time
 
 from executor import serialize
-from executor.testcode import ASSERT, PROG, RANDOM, make_random
+from executor.testnames import ASSERT, PROG, RANDOM, make_random
 
 PROGRAM_FILE = "<program>"
 REC_FD = 3
 DUMP_FD = 4
 _write = os.write
+_now = time.monotonic  # private: a program that replaces time.monotonic changes nothing here
 _pack = struct.Struct(">I").pack
 _dumps = json.dumps
 _encode = serialize.encode
@@ -145,7 +146,7 @@ def run_call(code, req: dict, start: int) -> None:
         return
     fn_name = req["fn_name"]
     n = len(req["inputs"])
-    send({"t": "begin", "k": start})
+    send({"t": "begin", "k": start, "ts": _now()})
     for k in range(start, n):
         try:
             fn = _find_callable(ns, fn_name)
@@ -156,7 +157,7 @@ def run_call(code, req: dict, start: int) -> None:
                                                "msg": f"unserialisable result: {exc}"}}
         except _BaseException as exc:
             end = {"t": "end", "k": k, "err": error_info(exc)}
-        send(end, {"t": "begin", "k": k + 1}) if k + 1 < n else send(end)
+        send(end, {"t": "begin", "k": k + 1, "ts": _now()}) if k + 1 < n else send(end)
 
 
 def run_stdio(code, req: dict, start: int) -> None:
@@ -165,7 +166,7 @@ def run_stdio(code, req: dict, start: int) -> None:
                                  errors="replace")
     sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8",
                                   errors="replace", write_through=False)
-    send({"t": "begin", "k": start})
+    send({"t": "begin", "k": start, "ts": _now()})
     ns = _prelude("stdio")
     err = None
     try:
@@ -252,7 +253,7 @@ def run_assert(code, req: dict, start: int) -> None:
         return
     n = len(req["tests"])
     uses_random = req.get("uses_random", True)
-    send({"t": "begin", "k": start})
+    send({"t": "begin", "k": start, "ts": _now()})
     for k in range(start, n):
         events.clear()
         if uses_random:
@@ -262,7 +263,7 @@ def run_assert(code, req: dict, start: int) -> None:
             exec(codes.get(k) or compile(req["tests"][k], "<tests>", "exec"), test_ns)
         except _BaseException as exc:
             end["err"] = error_info(exc)
-        send(end, {"t": "begin", "k": k + 1}) if k + 1 < n else send(end)
+        send(end, {"t": "begin", "k": k + 1, "ts": _now()}) if k + 1 < n else send(end)
 
 
 def warm_up() -> None:
@@ -310,4 +311,6 @@ def child_main(code, req: dict, start: int) -> None:
             run_assert(code, req, start)
         send({"t": "done"})
     except _BaseException:
+        import traceback
+
         traceback.print_exc()

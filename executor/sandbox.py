@@ -19,13 +19,10 @@ Only the standard library is used, through ctypes for unshare(2), mount(2) and p
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import os
 import resource
-import tempfile
-from dataclasses import dataclass, field
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -42,7 +39,9 @@ MS_PRIVATE = 1 << 18
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_PDEATHSIG = 1
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+# The process's own symbols, the C library's among them (no ctypes.util: its search starts a
+# subprocess, and everything imported here stays in the memory each program is forked from).
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class SandboxError(RuntimeError):
@@ -70,17 +69,17 @@ def prctl(option: int, arg: int) -> None:
     _check(_libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0), "prctl")
 
 
-@dataclass
 class Isolation:
     """What the fork-server achieved; reported with every result."""
 
-    tier: str = "minimal"
-    uid: int | None = None  # the UID programs run as (None: this process's own)
-    pid_namespace: bool = False
-    features: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    work_root: str = ""
-    _lock_fd: int | None = None
+    def __init__(self) -> None:
+        self.tier = "minimal"
+        self.uid: int | None = None  # the UID programs run as (None: this process's own)
+        self.pid_namespace = False
+        self.features: list[str] = []
+        self.notes: list[str] = []
+        self.work_root = ""
+        self._lock_fd: int | None = None
 
     def describe(self) -> str:
         feats = ", ".join(self.features) or "rlimits only"
@@ -89,7 +88,7 @@ class Isolation:
 
 def _claim_uid(base: int, span: int = 4096) -> tuple[int, int]:
     """The first UID at or above `base` that no other fork-server on this host holds."""
-    lock_dir = os.path.join(tempfile.gettempdir(), "rltf-sandbox-uids")
+    lock_dir = os.path.join(os.environ.get("TMPDIR") or "/tmp", "rltf-sandbox-uids")
     os.makedirs(lock_dir, mode=0o700, exist_ok=True)
     for uid in range(base, base + span):
         fd = os.open(os.path.join(lock_dir, str(uid)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -216,6 +215,17 @@ def unshare_pid_namespace() -> bool:
     return True
 
 
+def _private_dir(parent: str, prefix: str) -> str:
+    """A new directory only this user can use (what tempfile.mkdtemp does)."""
+    while True:
+        path = os.path.join(parent, prefix + os.urandom(6).hex())
+        try:
+            os.mkdir(path, 0o700)
+            return path
+        except FileExistsError:
+            continue
+
+
 def setup_isolation(mode: str = "auto", uid_base: int = 61000,
                     exclude: tuple[str, ...] = ()) -> Isolation:
     """Enter the strongest isolation allowed (mode auto/strict) or none (minimal).
@@ -224,7 +234,7 @@ def setup_isolation(mode: str = "auto", uid_base: int = 61000,
     tree, which holds data files)."""
     iso = Isolation()
     if mode == "minimal" or not hasattr(os, "fork"):
-        iso.work_root = tempfile.mkdtemp(prefix="rltf-sandbox-")
+        iso.work_root = _private_dir(os.environ.get("TMPDIR") or "/tmp", "rltf-sandbox-")
         return iso
     is_root = os.geteuid() == 0
     if is_root:
@@ -261,18 +271,18 @@ def setup_isolation(mode: str = "auto", uid_base: int = 61000,
             f"{iso.describe()} ({'; '.join(iso.notes) or 'not root'}). Run as root or set "
             "executor.isolation=auto"
         )
-    iso.work_root = tempfile.mkdtemp(prefix="rltf-work-", dir="/tmp")
+    iso.work_root = _private_dir("/tmp", "rltf-work-")
     os.chmod(iso.work_root, 0o711)
     return iso
 
 
-@dataclass(frozen=True)
 class Limits:
-    memory_mb: int = 2048
-    cpu_s: int = 60
-    file_size_mb: int = 16
-    open_files: int = 64
-    processes: int = 16
+    """The rlimits of each program run."""
+
+    def __init__(self, memory_mb: int = 2048, cpu_s: int = 60, file_size_mb: int = 16,
+                 open_files: int = 64, processes: int = 16):
+        self.memory_mb, self.cpu_s, self.file_size_mb = memory_mb, cpu_s, file_size_mb
+        self.open_files, self.processes = open_files, processes
 
 
 def rlimit_plan(limits: Limits, confine_nproc: bool) -> tuple[tuple[int, int], ...]:

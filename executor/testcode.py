@@ -26,14 +26,9 @@ from __future__ import annotations
 
 import ast
 import builtins
-import random as _random
-import types
 from dataclasses import dataclass, field
 
-PROG = "__rltf_prog__"
-ASSERT = "__rltf_assert__"
-JUDGE = "__rltf_judge__"
-RANDOM = "__rltf_random__"
+from executor.testnames import ASSERT, JUDGE, PROG, RANDOM, make_random  # noqa: F401
 _BUILTIN_NAMES = frozenset(dir(builtins))
 
 
@@ -41,37 +36,36 @@ class TestCodeError(ValueError):
     """Test code that cannot be parsed or rewritten."""
 
 
-def _bound_names(trees: list[ast.AST]) -> set[str]:
-    """Every name that setup or test code binds anywhere (assignment, loop, import, def...)."""
-    names: set[str] = set()
+_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_IMPORTS = (ast.Import, ast.ImportFrom)
+_SCOPES = (ast.Global, ast.Nonlocal)
+
+
+def _names(trees: list[ast.AST]) -> tuple[set[str], set[str]]:
+    """(bound, read) names of setup and test code, in one walk. Bound: every name the code
+    binds anywhere (assignment, loop, import, def, argument...); read: every name it loads."""
+    bound: set[str] = set()
+    read: set[str] = set()
+    name_t, load_t, arg_t = ast.Name, ast.Load, ast.arg
     for tree in trees:
         for node in ast.walk(tree):
-            if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
-                names.add(node.id)
-            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                names.add(node.name)
-            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            t = type(node)
+            if t is name_t:
+                (read if type(node.ctx) is load_t else bound).add(node.id)
+            elif t is arg_t:
+                bound.add(node.arg)
+            elif isinstance(node, _DEFS):
+                bound.add(node.name)
+            elif isinstance(node, _IMPORTS):
                 for alias in node.names:
-                    names.add((alias.asname or alias.name).split(".")[0])
+                    bound.add((alias.asname or alias.name).split(".")[0])
             elif isinstance(node, ast.ExceptHandler) and node.name:
-                names.add(node.name)
-            elif isinstance(node, ast.arg):
-                names.add(node.arg)
-            elif isinstance(node, (ast.Global, ast.Nonlocal)):
-                names.update(node.names)
+                bound.add(node.name)
+            elif isinstance(node, _SCOPES):
+                bound.update(node.names)
             elif isinstance(node, ast.MatchAs) and node.name:
-                names.add(node.name)
-    return names
-
-
-def _program_names(trees: list[ast.AST], bound: set[str]) -> set[str]:
-    found: set[str] = set()
-    for tree in trees:
-        for node in ast.walk(tree):
-            if (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)
-                    and node.id not in bound and node.id not in _BUILTIN_NAMES):
-                found.add(node.id)
-    return found
+                bound.add(node.name)
+    return bound, read
 
 
 def _prog_call(name: str) -> ast.Call:
@@ -179,68 +173,41 @@ def _parse(src: str, what: str) -> ast.Module:
 
 @dataclass
 class AssertPlan:
-    """Both rewritten copies of an assert-format problem's test code, as source text."""
+    """Both rewritten copies of an assert-format problem's test code: the probe copy as source
+    text (it is sent to the sandbox), the judge copy compiled (it runs here)."""
 
     probe_setup: str
     probe_tests: list[str]
-    judge_setup: str
-    judge_tests: list[str]
+    judge_codes: dict = field(repr=False)  # test index (None: the setup) -> code object
     program_names: list[str] = field(default_factory=list)
     uses_random: bool = True  # whether the test code imports `random` (a private generator)
-    _codes: dict = field(default_factory=dict, repr=False)
 
     def judge_code(self, k: int | None):
-        """The compiled judge copy of test k (None: the setup), compiled once."""
-        code = self._codes.get(k)
-        if code is None:
-            src = self.judge_setup if k is None else self.judge_tests[k]
-            code = self._codes[k] = compile(src, "<setup>" if k is None else "<tests>", "exec")
-        return code
+        """The compiled judge copy of test k (None: the setup)."""
+        return self.judge_codes[k]
 
 
 def plan_assert_tests(setup: str | None, tests: list[str]) -> AssertPlan:
     """Rewrite setup and tests into the probe (sandbox) and judge (parent) copies."""
     setup_tree = _parse(setup or "", "setup code")
     test_trees = [_parse(t, f"test {i}") for i, t in enumerate(tests)]
-    bound = _bound_names([setup_tree, *test_trees])
-    prog = _program_names([setup_tree, *test_trees], bound)
+    bound, read = _names([setup_tree, *test_trees])
+    prog = {name for name in read if name not in bound and name not in _BUILTIN_NAMES}
 
-    def rewrite(src: str, mode: str, site: int) -> str:
-        return ast.unparse(_Rewrite(prog, mode, site).visit(ast.parse(src)))
-
-    sites, probe_tests, judge_tests = 0, [], []
-    for src, tree in zip(tests, test_trees):
-        probe_tests.append(rewrite(src, "probe", sites))
-        judge_tests.append(rewrite(src, "judge", sites))
-        sites += sum(isinstance(n, ast.Assert) for n in ast.walk(tree))
-    setup_src = rewrite(setup or "", "setup", 0)
+    sites, probe_tests, judge_codes = 0, [], {}
+    for k, (src, tree) in enumerate(zip(tests, test_trees)):
+        n_asserts = sum(isinstance(n, ast.Assert) for n in ast.walk(tree))
+        # The parsed tree becomes the probe copy; a second parse becomes the judge copy.
+        probe_tests.append(ast.unparse(_Rewrite(prog, "probe", sites).visit(tree)))
+        judge_tree = _Rewrite(prog, "judge", sites).visit(ast.parse(src))
+        judge_codes[k] = compile(ast.unparse(judge_tree), "<tests>", "exec")
+        sites += n_asserts
+    setup_src = ast.unparse(_Rewrite(prog, "setup", 0).visit(setup_tree))
+    judge_codes[None] = compile(setup_src, "<setup>", "exec")
     return AssertPlan(
         probe_setup=setup_src,
         probe_tests=probe_tests,
-        judge_setup=setup_src,
-        judge_tests=judge_tests,
+        judge_codes=judge_codes,
         program_names=sorted(prog),
         uses_random=any(RANDOM in src for src in [setup_src, *probe_tests]),
     )
-
-
-class _PrivateRandom(types.ModuleType):
-    """A module-like `random` whose functions draw from one private, seeded generator."""
-
-    def __init__(self, seed: object):
-        super().__init__("random")
-        self._seed = seed
-        self._gen = None  # seeded on first use: most tests never draw
-
-    def __getattr__(self, name: str):  # called only for names not set on the instance
-        if not name.startswith("_") and name not in ("Random", "SystemRandom"):
-            if self._gen is None:
-                self._gen = _random.Random(self._seed)
-            attr = getattr(self._gen, name, None)
-            if callable(attr):
-                return attr
-        return getattr(_random, name)
-
-
-def make_random(seed: object) -> types.ModuleType:
-    return _PrivateRandom(seed)

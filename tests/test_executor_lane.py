@@ -124,3 +124,12 @@ def test_minimal_tier_judges_and_cleans_up():
         quick = SQUARE.model_copy(update={"time_limit_s": 0.5})
         r = w.run(quick, _sol("import time\ndef f(x):\n    time.sleep(100)\n", 2))
         assert r.outcome == "timeout" and r.error_line == 3
+
+
+def test_inputs_that_marshal_cannot_carry_still_reach_the_program(worker):
+    # The child's request travels as one marshal blob; a value marshal rejects (a range)
+    # switches that request to pickle.
+    p = Problem(task_id="r", prompt="", format="call", fn_name="f",
+                tests=[{"input": [range(3)], "output": 3}, {"input": [[1, 2]], "output": 2}])
+    r = worker.run(p, Solution(task_id="r", completion="def f(r):\n    return len(r)\n"))
+    assert r.outcome == "pass" and r.tests == ["pass", "pass"]

@@ -33,6 +33,7 @@ import re
 import select
 import signal
 import socket
+import stat
 import struct
 import sys
 import time
@@ -351,7 +352,7 @@ class Server:
 
     @staticmethod
     def workdir_of(iso: sandbox.Isolation) -> str:
-        """Every run's working directory (and HOME): made empty before each run."""
+        """Every run's working directory (and HOME), emptied before each run."""
         return os.path.join(iso.work_root, "run")
 
     def _compiled(self, src: str, filename: str):
@@ -372,13 +373,22 @@ class Server:
 
     # -- one child -------------------------------------------------------------------------
     def _fresh_workdir(self) -> str:
-        import shutil
-
+        """The run's working directory, empty and the program's own: the last run's, when the
+        program left it as it found it (the common case), made anew otherwise."""
         workdir = self.workdir
-        if os.path.lexists(workdir):
+        owner = self.iso.uid if self.iso.uid is not None else os.getuid()
+        try:
+            st = os.lstat(workdir)
+            if (stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700
+                    and st.st_uid == owner and not os.listdir(workdir)):
+                return workdir
+            import shutil
+
             shutil.rmtree(workdir, ignore_errors=True)
             if os.path.lexists(workdir):  # left unremovable: set it aside
                 os.rename(workdir, os.path.join(self.iso.work_root, f"stale{self.runs}"))
+        except FileNotFoundError:
+            pass
         os.mkdir(workdir, 0o700)
         if self.iso.uid is not None:
             os.chown(workdir, self.iso.uid, self.iso.uid)
@@ -395,8 +405,6 @@ class Server:
 
     def _attempt(self, child_req: dict, start: int, stdin_data: str | None) -> dict:
         """Run the child from test `start` until it ends, is killed, or runs out of time."""
-        import shutil
-
         self.runs += 1
         child_req["start"] = start
         child_req["workdir"] = self._fresh_workdir()
@@ -428,7 +436,6 @@ class Server:
         finally:
             for r, _ in pipes.values():
                 os.close(r)
-            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _zygote_report(self) -> int:
         """The child's exit code, sent once it and everything it started are dead and reaped."""

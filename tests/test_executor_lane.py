@@ -133,3 +133,12 @@ def test_inputs_that_marshal_cannot_carry_still_reach_the_program(worker):
                 tests=[{"input": [range(3)], "output": 3}, {"input": [[1, 2]], "output": 2}])
     r = worker.run(p, Solution(task_id="r", completion="def f(r):\n    return len(r)\n"))
     assert r.outcome == "pass" and r.tests == ["pass", "pass"]
+
+
+def test_each_program_starts_in_an_empty_working_directory(worker):
+    leave = ("import os\nos.makedirs('d/e', exist_ok=True)\nopen('d/e/f', 'w').write('x')\n"
+             "os.chmod('d', 0o500)\ndef f(x):\n    return x * x\n")
+    look = "import os\ndef f(x):\n    return x * x + len(os.listdir('.'))\n"
+    assert worker.run(SQUARE, _sol(leave, 0)).outcome == "pass"
+    assert worker.run(SQUARE, _sol(look, 1)).outcome == "pass"  # a leftover would add 1
+    assert worker.run(SQUARE, _sol(look, 2)).outcome == "pass"

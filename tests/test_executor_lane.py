@@ -142,3 +142,33 @@ def test_each_program_starts_in_an_empty_working_directory(worker):
     assert worker.run(SQUARE, _sol(leave, 0)).outcome == "pass"
     assert worker.run(SQUARE, _sol(look, 1)).outcome == "pass"  # a leftover would add 1
     assert worker.run(SQUARE, _sol(look, 2)).outcome == "pass"
+
+
+def test_executor_actor_queues_calls_to_one_lane():
+    # The Ray actor's interface, driven in-process: concurrent calls all come back, each with
+    # its own result, and a worker that cannot go on fails every waiting call instead of
+    # leaving it hanging.
+    import asyncio
+
+    from executor.pool import ExecutorActor
+
+    actor = ExecutorActor(ExecutorConfig())
+
+    async def calls(programs):
+        return await asyncio.gather(
+            *(actor.run(SQUARE, _sol(prog, i)) for i, prog in enumerate(programs)),
+            return_exceptions=True)
+
+    progs = [GOOD, "def f(x):\n    return x\n", SLOW, GOOD, "def f(x) return\n"]
+    got = asyncio.run(calls(progs))
+    assert [r.sample_id for r in got] == list(range(5))
+    assert [r.outcome for r in got] == ["pass", "fail", "pass", "pass", "syntax_error"]
+
+    def broken_start():
+        raise RuntimeError("sandbox could not start: test")
+
+    actor.worker._start = broken_start
+    os.kill(actor.worker.fork_server_pid(), signal.SIGKILL)
+    actor.worker._server.proc.wait()
+    got = asyncio.run(calls([GOOD, GOOD, GOOD]))
+    assert all(isinstance(r, RuntimeError) and "could not start" in str(r) for r in got)

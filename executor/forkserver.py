@@ -485,11 +485,12 @@ class Server:
             return len(data) == _CHUNK
 
         def drain_now() -> None:
-            while streams and reason is None:
-                ready, _, _ = select.select(list(streams), [], [], 0)
-                if not ready:
+            """Read what is waiting now (at most 64 chunks: a flood must not hold us here)."""
+            for _ in range(64):
+                if not streams or reason is not None:
                     return
-                if not any([take(fd) for fd in ready]):
+                ready, _, _ = select.select(list(streams), [], [], 0)
+                if not ready or not any([take(fd) for fd in ready]):
                     return
 
         try:

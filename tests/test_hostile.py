@@ -227,3 +227,14 @@ def test_daemons_that_outlive_the_program(hostile_worker):
             "        if os.fork() == 0:\n            time.sleep(100)\n        os._exit(0)\n"
             "    return x * x + 1\n")
     judge(hostile_worker, prog)
+
+
+def test_flooding_the_record_channel(hostile_worker):
+    # Garbage on the record descriptor, forever: the executor stops trusting the channel,
+    # still enforces the deadline, and the run ends within its time limit.
+    prog = ("import os\ndef f(x):\n    while True:\n        try:\n"
+            "            os.write(3, b'\\x00\\x00\\xff\\xff' * 16384)\n"
+            "        except OSError:\n            pass\n")
+    r = judge(hostile_worker, prog)
+    assert r.outcome in ("timeout", "runtime_error")
+    assert r.duration_s < 6

@@ -6,9 +6,10 @@ calls the test code made into the program (`assert`, see `executor.testcode`), o
 a run over standard input (`stdio`, whose output travels on fd 1). The trusted parent compares
 these with the expected outputs, which never enter this process.
 
-Records are length-prefixed JSON frames. The program can write to the same channel; a forged
-frame can only claim values, which the parent checks itself, so forging gains nothing that
-computing the answer would not.
+Records are length-prefixed JSON frames. A test's "begin" record, and the "end" record of the
+test before it (as "nb"), carry the time it began, from which the supervisor counts its time
+limit. The program can write to the same channel; a forged frame can only claim values, which
+the parent checks itself, so forging gains nothing that computing the answer would not.
 """
 
 from __future__ import annotations
@@ -157,7 +158,9 @@ def run_call(code, req: dict, start: int) -> None:
                                                "msg": f"unserialisable result: {exc}"}}
         except _BaseException as exc:
             end = {"t": "end", "k": k, "err": error_info(exc)}
-        send(end, {"t": "begin", "k": k + 1, "ts": _now()}) if k + 1 < n else send(end)
+        if k + 1 < n:
+            end["nb"] = _now()  # the next test begins now
+        send(end)
 
 
 def run_stdio(code, req: dict, start: int) -> None:
@@ -263,7 +266,9 @@ def run_assert(code, req: dict, start: int) -> None:
             exec(codes.get(k) or compile(req["tests"][k], "<tests>", "exec"), test_ns)
         except _BaseException as exc:
             end["err"] = error_info(exc)
-        send(end, {"t": "begin", "k": k + 1, "ts": _now()}) if k + 1 < n else send(end)
+        if k + 1 < n:
+            end["nb"] = _now()  # the next test begins now
+        send(end)
 
 
 def warm_up() -> None:

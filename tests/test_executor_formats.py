@@ -137,6 +137,22 @@ def test_a_timed_out_test_does_not_cost_the_others(worker):
     assert r.outcome == "timeout" and r.error_line in (2, 3) and r.passed == 2
 
 
+def test_each_test_has_its_own_time_limit(worker):
+    # Four tests of 0.3 s each under a 0.5 s limit: together they take longer than one limit,
+    # and all pass; the limit restarts when each test begins, in both formats.
+    slow = "import time\ndef f(x):\n    time.sleep(0.3)\n    return x\n"
+    call = Problem(task_id="each", prompt="", format="call", fn_name="f", time_limit_s=0.5,
+                   tests=[{"input": [i], "output": i} for i in range(4)])
+    assert run(worker, call, slow).tests == ["pass"] * 4
+    asserts = Problem(task_id="each-a", prompt="", format="assert", entry_point="f",
+                      time_limit_s=0.5, tests=[f"assert f({i}) == {i}" for i in range(4)])
+    assert run(worker, asserts, slow).tests == ["pass"] * 4
+    # ...and a test that overruns is stopped at its own limit, not the program's.
+    slower = "import time\ndef f(x):\n    time.sleep(0.3 if x != 2 else 5)\n    return x\n"
+    r = run(worker, asserts, slower)
+    assert r.tests == ["pass", "pass", "timeout", "pass"] and r.duration_s < 3
+
+
 def test_assert_tests_with_sets_of_strings_as_arguments(worker):
     # The probe (in the sandbox) and the judge (in the parent) run under different hash
     # seeds, so a set of strings iterates in different orders in the two; the recorded

@@ -49,11 +49,30 @@ _TYPING_NAMES = ("List", "Dict", "Tuple", "Set", "FrozenSet", "Optional", "Union
                  "Mapping", "Generator")
 
 
+def _record_encoder():
+    """json.dumps(separators=(",", ":"), allow_nan=False) without its Python layers: the C
+    encoder, made once (json.dumps with arguments builds a new encoder for every call)."""
+    from json.encoder import c_make_encoder, encode_basestring_ascii
+
+    if c_make_encoder is None:
+        return lambda obj: _dumps(obj, separators=(",", ":"), allow_nan=False)
+
+    def refuse(obj):
+        raise TypeError(f"not JSON: {type(obj).__name__}")
+
+    encoder = c_make_encoder(None, refuse, encode_basestring_ascii, None, ":", ",", False,
+                             False, False)
+    return lambda obj: "".join(encoder(obj, 0))
+
+
+_encode_record = _record_encoder()
+
+
 def send(*records: dict) -> None:
     """Write one or more frames in a single write."""
     frame = b""
     for record in records:
-        data = _dumps(record, separators=(",", ":"), allow_nan=False).encode()
+        data = _encode_record(record).encode()
         frame += _pack(len(data)) + data
     view = memoryview(frame)
     while view:

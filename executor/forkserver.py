@@ -10,8 +10,9 @@ imports the harness and the modules programs commonly use, then splits in two:
   for, and after which it kills and reaps everything the program left running. Its loop is
   kept small on purpose: after each fork every page a process writes costs it a copy, so the
   process that forks should write as few as possible.
-* the *supervisor* (the process the worker started) serves the worker's requests on fds 3 and
-  4 as length-prefixed pickles, one program at a time. It never forks. It hands the zygote,
+* the *supervisor* (the process the worker started) serves the worker's requests, length-
+  prefixed pickles on two pipes, one program at a time, in order (the worker may queue the
+  next request while one runs). It never forks. It hands the zygote,
   over a Unix socket, the descriptors of each run (the request, standard input, the output
   and record pipes) and gets back a pidfd of the child, with which it enforces wall-clock
   deadlines per test and per program, asks for a stack dump on timeout and kills. It drains
@@ -431,7 +432,10 @@ class Server:
             if stdin_fd != self._devnull:
                 os.close(stdin_fd)
         try:
-            msg, fds, _, _ = socket.recv_fds(self.zygote, 16, 1)
+            try:
+                msg, fds, _, _ = socket.recv_fds(self.zygote, 16, 1)
+            except OSError as err:
+                raise ZygoteDied(f"the zygote is gone: {err}") from None
             if not msg:
                 raise ZygoteDied("the zygote is gone")
             if msg != b"p" or len(fds) != 1:
@@ -446,7 +450,10 @@ class Server:
     def _zygote_report(self) -> int:
         """The child's exit code, sent once it and everything it started are dead and reaped."""
         ready, _, _ = select.select([self.zygote], [], [], _ZYGOTE_WAIT_S)
-        data = self.zygote.recv(16) if ready else b""
+        try:
+            data = self.zygote.recv(16) if ready else b""
+        except OSError:
+            data = b""
         if len(data) != _STATUS.size:
             raise ZygoteDied("the zygote did not report the end of a run")
         return _STATUS.unpack(data)[0]
@@ -483,7 +490,8 @@ class Server:
                         continue
                     # A forged stamp can only move the deadline within [last begin, now].
                     now = time.monotonic()
-                    begun = min(max(ts, begun), now) if isinstance(ts, float) else now
+                    ok = isinstance(ts, float) and ts == ts  # not NaN
+                    begun = min(max(ts, begun), now) if ok else now
                 seen = len(frames.records)
             elif kind == "dump":
                 dump.extend(data[: 1 << 16])

@@ -238,3 +238,17 @@ def test_flooding_the_record_channel(hostile_worker):
     r = judge(hostile_worker, prog)
     assert r.outcome in ("timeout", "runtime_error")
     assert r.duration_s < 6
+
+
+def test_forged_test_start_times(hostile_worker):
+    # Records whose start stamps are NaN, infinite or in the future cannot stretch a test's
+    # time limit: each still ends within its own limit (1 s here).
+    prog = ("import json, os, struct\n"
+            "def frame(obj):\n    b = json.dumps(obj).encode()\n    return struct.pack('>I', len(b)) + b\n"
+            "def f(x):\n"
+            "    for ts in (float('inf'), 1e300, float('nan')):\n"
+            "        os.write(3, frame({'t': 'begin', 'k': 0, 'ts': ts}))\n"
+            "        os.write(3, frame({'t': 'end', 'k': 0, 'nb': ts}))\n"
+            "    while True:\n        pass\n")
+    r = judge(hostile_worker, prog)
+    assert r.outcome == "timeout" and r.duration_s < 4

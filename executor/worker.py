@@ -337,6 +337,8 @@ class Lane:
         """Send queued requests in order. One waits behind an unanswered one only if it fits
         in the request pipe, so a large request never blocks while the fork-server blocks on
         its answer."""
+        if not self.jobs:
+            return  # a dead fork-server is replaced when there is work for it
         server = self.worker._server
         if server is None or not server.alive():
             # Found dead: with the oldest request at it, that program is the likely cause.

@@ -196,12 +196,13 @@ def plan_assert_tests(setup: str | None, tests: list[str]) -> AssertPlan:
 
     sites, probe_tests, judge_codes = 0, [], {}
     for k, (src, tree) in enumerate(zip(tests, test_trees)):
-        n_asserts = sum(isinstance(n, ast.Assert) for n in ast.walk(tree))
-        # The parsed tree becomes the probe copy; a second parse becomes the judge copy.
-        probe_tests.append(ast.unparse(_Rewrite(prog, "probe", sites).visit(tree)))
+        # The parsed tree becomes the probe copy; a second parse becomes the judge copy. Both
+        # number the test's assertions from `sites` on.
+        probe = _Rewrite(prog, "probe", sites)
+        probe_tests.append(ast.unparse(probe.visit(tree)))
         judge_tree = _Rewrite(prog, "judge", sites).visit(ast.parse(src))
         judge_codes[k] = compile(ast.unparse(judge_tree), "<tests>", "exec")
-        sites += n_asserts
+        sites = probe.site
     setup_src = ast.unparse(_Rewrite(prog, "setup", 0).visit(setup_tree))
     judge_codes[None] = compile(setup_src, "<setup>", "exec")
     return AssertPlan(

@@ -89,16 +89,24 @@ def _read_exact(fd: int, n: int) -> bytes:
 
 
 def read_msg(fd: int):
+    (n,) = _HDR.unpack(_read_exact(fd, _HDR.size))
+    data = memoryview(_read_exact(fd, n))
+    if data[:1] == b"M":
+        return marshal.loads(data[1:])
     import pickle
 
-    (n,) = _HDR.unpack(_read_exact(fd, _HDR.size))
-    return pickle.loads(_read_exact(fd, n))
+    return pickle.loads(data[1:])
 
 
 def encode_msg(obj) -> bytes:
-    import pickle
+    """A message between the worker and the supervisor (both trusted): marshal, which is
+    quicker than pickle and runs no code when read, where every value allows it."""
+    try:
+        data = b"M" + marshal.dumps(obj)
+    except ValueError:
+        import pickle
 
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        data = b"P" + pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     return _HDR.pack(len(data)) + data
 
 
@@ -550,6 +558,10 @@ class Server:
             os.close(pidfd)
         status = self._zygote_report()
         # Everything the program started is dead now: read what is left in the pipes.
+        if self.iso.pid_namespace:  # no writer is left, so reads end at EOF without waiting
+            for fd in list(streams):
+                while fd in streams:
+                    take(fd)
         drain_until = time.monotonic() + _GRACE_S
         while streams:
             timeout = drain_until - time.monotonic()

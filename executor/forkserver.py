@@ -364,6 +364,8 @@ class Server:
         self._devnull = os.open(os.devnull, os.O_RDONLY)
         self._codes: dict[str, object] = {}  # compiled probe test code, by source
         self._rlimits: dict[tuple, tuple] = {}
+        self.inbox: list[dict] = []  # prepared requests read while a child ran
+        self.closed = False  # the worker closed its end
 
     @staticmethod
     def workdir_of(iso: sandbox.Isolation) -> str:
@@ -536,16 +538,21 @@ class Server:
                 # rest for _QUIET_S (the pipes hold what comes meanwhile), so a program that
                 # runs its tests in a few milliseconds wakes this process about twice, not
                 # once per test. The child's exit and the deadlines are always watched.
-                watch = [pidfd] + (list(streams) if now >= quiet_until else [])
+                lookahead = self._lookahead_fd()
+                watch = [pidfd, *lookahead] + (list(streams) if now >= quiet_until else [])
                 wake = deadline if now >= quiet_until else min(deadline, quiet_until)
                 ready, _, _ = select.select(watch, [], [], max(0.0, wake - now))
                 more = False
+                took = False
                 for fd in ready:
                     if fd == pidfd:
                         exited = True
+                    elif lookahead and fd == lookahead[0]:
+                        self._take_request()  # the next program, prepared meanwhile
                     else:
                         more = take(fd) or more
-                if ready and not exited and not more:
+                        took = True
+                if took and not exited and not more:
                     quiet_until = time.monotonic() + _QUIET_S
             if reason == "timeout":
                 self._dump_traceback(pidfd, pipes["dump"][0], dump)
@@ -594,9 +601,48 @@ class Server:
                 break
 
     # -- one program -----------------------------------------------------------------------
+    def prepare(self, req: dict) -> dict:
+        """What can be done for a request before its turn: the program compiled (a syntax
+        error is its whole answer) and the child's request built. Run while another
+        program's child runs, when the worker has queued this request behind it."""
+        item: dict = {"req": req}
+        if req.get("op") != "run":
+            return item
+        try:
+            item["code"], item["syntax"] = compile_program(req["program"])
+            if item["syntax"] is not None:
+                return item
+            child_req = {key: req.get(key) for key in (
+                "format", "fn_name", "entry_point", "setup", "tests", "uses_random",
+                "time_limit_s", "output_limit")}
+            child_req["inputs"] = req["inputs"] if req["format"] == "call" else []
+            child_req["code"] = item["code"]
+            child_req["rlimits"] = self._rlimit_plan(req["limits"])
+            child_req["codes"] = {}
+            if req["format"] == "assert":  # test code is trusted: compile it here, once
+                try:
+                    codes = {"setup": self._compiled(req["setup"], "<setup>")}
+                    for i, src in enumerate(req["tests"]):
+                        codes[i] = self._compiled(src, "<tests>")
+                    child_req["codes"] = codes
+                    child_req["setup"] = None  # the child needs only the compiled code
+                    child_req["tests"] = [None] * len(req["tests"])
+                except SyntaxError:
+                    pass  # the child compiles the sources, and reports the error per test
+            item["child_req"] = child_req
+        except Exception as exc:  # answered as this request's internal error, in its turn
+            item["error"] = exc
+        return item
+
     def run(self, req: dict) -> dict:
+        return self.run_prepared(self.prepare(req))
+
+    def run_prepared(self, item: dict) -> dict:
+        req = item["req"]
+        if "error" in item:
+            raise item["error"]
         t0 = time.monotonic()
-        code, syntax = compile_program(req["program"])
+        syntax = item["syntax"]
         resp: dict = {"syntax": syntax, "import_error": None, "setup_error": None, "tests": [],
                       "isolation": self.iso.describe(), "tier": self.iso.tier}
         n = len(req["inputs"]) if req["format"] != "assert" else len(req["tests"])
@@ -606,23 +652,8 @@ class Server:
             resp["duration_s"] = time.monotonic() - t0
             return resp
         req["deadline"] = t0 + req["budget_s"]
-        child_req = {key: req.get(key) for key in (
-            "format", "fn_name", "entry_point", "setup", "tests", "uses_random",
-            "time_limit_s", "output_limit", "deadline")}
-        child_req["inputs"] = req["inputs"] if req["format"] == "call" else []
-        child_req["code"] = code
-        child_req["rlimits"] = self._rlimit_plan(req["limits"])
-        child_req["codes"] = {}
-        if req["format"] == "assert":  # test code is trusted: compile it here, once
-            try:
-                codes = {"setup": self._compiled(req["setup"], "<setup>")}
-                for i, src in enumerate(req["tests"]):
-                    codes[i] = self._compiled(src, "<tests>")
-                child_req["codes"] = codes
-                child_req["setup"] = None  # the child needs only the compiled code
-                child_req["tests"] = [None] * len(req["tests"])
-            except SyntaxError:
-                pass  # the child compiles the sources, and reports the error per test
+        child_req = item["child_req"]
+        child_req["deadline"] = req["deadline"]
         k = 0
         while k < n and time.monotonic() < req["deadline"]:
             stdin_data = req["inputs"][k] if req["format"] == "stdio" else None
@@ -630,6 +661,23 @@ class Server:
             k = self._absorb(att, req, tests, k, resp)
         resp["duration_s"] = time.monotonic() - t0
         return resp
+
+    # -- requests queued behind the running one --------------------------------------------
+    def watch_requests(self, in_fd: int) -> None:
+        """Read and prepare the worker's next request while a child runs (see `prepare`)."""
+        self.in_fd = in_fd
+
+    def _lookahead_fd(self) -> list[int]:
+        fd = getattr(self, "in_fd", None)
+        return [fd] if fd is not None and not self.inbox and not self.closed else []
+
+    def _take_request(self) -> None:
+        try:
+            req = read_msg(self.in_fd)
+        except EOFError:
+            self.closed = True
+            return
+        self.inbox.append(self.prepare(req))
 
     def _absorb(self, att: dict, req: dict, tests: list, start: int, resp: dict) -> int:
         """Fold one attempt's records into per-test observations; return the next test."""
@@ -739,15 +787,21 @@ def main() -> None:
     write_msg(out_fd, {"ok": True, "isolation": iso.describe(), "tier": iso.tier,
                        "notes": iso.notes, "pid": os.getpid(), "uid": iso.uid})
     server = Server(iso, zygote, zygote_pid)
+    server.watch_requests(in_fd)
     try:
         while True:
-            try:
-                req = read_msg(in_fd)
-            except EOFError:
+            if server.inbox:
+                item = server.inbox.pop(0)
+            elif server.closed:
                 break
-            if req.get("op") == "run":
+            else:
                 try:
-                    resp = server.run(req)
+                    item = server.prepare(read_msg(in_fd))
+                except EOFError:
+                    break
+            if item["req"].get("op") == "run":
+                try:
+                    resp = server.run_prepared(item)
                 except ZygoteDied:
                     break  # the worker sees this process end and starts a new fork-server
                 except Exception as exc:  # keep serving; the worker reports the failure

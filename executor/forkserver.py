@@ -27,14 +27,13 @@ its limits, drops privileges and runs the harness (`executor.harness`).
 from __future__ import annotations
 
 import _signal
+import _socket
 import ctypes
 import json
 import marshal
 import os
 import re
-import select
 import signal
-import socket
 import stat
 import struct
 import sys
@@ -44,8 +43,9 @@ from executor import harness, sandbox
 
 # Every module imported at the top of this file is in the memory each program is forked from,
 # and each one makes every fork dearer (page tables, mappings of its shared library). What only
-# the supervisor needs (pickle, shutil, codeop, warnings) is imported where it is used, after
-# the zygote exists.
+# the supervisor needs (pickle, shutil, codeop, warnings, select) is imported where it is used,
+# after the zygote exists; the zygote's socket is the C module's own (no socket.py, selectors,
+# array).
 
 _HDR = struct.Struct(">I")
 _STATUS = struct.Struct(">i")
@@ -184,24 +184,43 @@ class _Frames:
 
 
 # -- the zygote ----------------------------------------------------------------------------------
+_RIGHTS = (_socket.SOL_SOCKET, _socket.SCM_RIGHTS)
+
+
+def send_fds(sock, data: bytes, fds: list[int]) -> None:
+    """One message with descriptors attached (what socket.send_fds does)."""
+    sock.sendmsg([data], [(*_RIGHTS, struct.pack(f"{len(fds)}i", *fds))])
+
+
+def recv_fds(sock, maxfds: int) -> tuple[bytes, list[int]]:
+    """One message and the descriptors attached to it (what socket.recv_fds does)."""
+    data, ancillary, _, _ = sock.recvmsg(16, _socket.CMSG_LEN(maxfds * 4))
+    fds: list[int] = []
+    for level, kind, payload in ancillary:
+        if (level, kind) == _RIGHTS:
+            usable = len(payload) - len(payload) % 4
+            fds.extend(struct.unpack(f"{usable // 4}i", payload[:usable]))
+    return data, fds
+
+
 class ZygoteDied(RuntimeError):
     """The zygote is gone: the supervisor exits, and the worker starts a new fork-server."""
 
 
-def _zygote(sock: socket.socket, iso: sandbox.Isolation) -> None:
+def _zygote(sock, iso: sandbox.Isolation) -> None:
     """The zygote's loop; never returns.
 
     Each message carries six descriptors: the child's standard input, stdout, stderr, record
     and dump pipes, and its request. The zygote forks the child, answers with a pidfd of it,
     waits for it to end, kills and reaps everything it left running, and answers with its exit
     code (negative: the signal that killed it)."""
-    recv_fds, send_fds, send = socket.recv_fds, socket.send_fds, sock.send
+    send = sock.send
     close, pidfd_open, waitid = os.close, os.pidfd_open, os.waitid
     pack, uid, pid_namespace = _STATUS.pack, iso.uid, iso.pid_namespace
     flags = os.WEXITED | os.WNOWAIT
     while True:
         try:
-            msg, fds, _, _ = recv_fds(sock, 16, 6)
+            msg, fds = recv_fds(sock, 6)
         except OSError:
             os._exit(0)
         if not msg or len(fds) != 6:
@@ -218,7 +237,7 @@ def _zygote(sock: socket.socket, iso: sandbox.Isolation) -> None:
             send(b"e")
             continue
         pidfd = pidfd_open(pid)
-        send_fds(sock, [b"p"], [pidfd])
+        send_fds(sock, b"p", [pidfd])
         close(pidfd)
         # Wait without reaping, so the child's PID (and process group) cannot be reused while
         # its descendants are killed.
@@ -315,11 +334,11 @@ def _encode_child_request(req: dict) -> bytes:
                                    pickle.HIGHEST_PROTOCOL)
 
 
-def _start_zygote(iso: sandbox.Isolation, keep_closed: tuple[int, ...]) -> tuple[int, socket.socket]:
+def _start_zygote(iso: sandbox.Isolation, keep_closed: tuple[int, ...]):
     """Fork the zygote from this warm interpreter; (its PID, the supervisor's socket end)."""
     import gc
 
-    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    mine, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     gc.collect()
     gc.freeze()  # children never scan (and so never copy) the interpreter's objects
     pid = os.fork()
@@ -355,7 +374,7 @@ def _start_zygote(iso: sandbox.Isolation, keep_closed: tuple[int, ...]) -> tuple
 
 # -- the supervisor ------------------------------------------------------------------------------
 class Server:
-    def __init__(self, iso: sandbox.Isolation, zygote: socket.socket, zygote_pid: int):
+    def __init__(self, iso: sandbox.Isolation, zygote, zygote_pid: int):
         self.iso = iso
         self.zygote = zygote
         self.zygote_pid = zygote_pid
@@ -431,8 +450,8 @@ class Server:
         pipes = {name: os.pipe() for name in ("out", "err", "rec", "dump")}
         t0 = time.monotonic()
         try:
-            socket.send_fds(self.zygote, [b"r"], [stdin_fd, pipes["out"][1], pipes["err"][1],
-                                                  pipes["rec"][1], pipes["dump"][1], req_fd])
+            send_fds(self.zygote, b"r", [stdin_fd, pipes["out"][1], pipes["err"][1],
+                                         pipes["rec"][1], pipes["dump"][1], req_fd])
         except OSError as err:
             raise ZygoteDied(f"the zygote is gone: {err}") from None
         finally:
@@ -443,7 +462,7 @@ class Server:
                 os.close(stdin_fd)
         try:
             try:
-                msg, fds, _, _ = socket.recv_fds(self.zygote, 16, 1)
+                msg, fds = recv_fds(self.zygote, 1)
             except OSError as err:
                 raise ZygoteDied(f"the zygote is gone: {err}") from None
             if not msg:
@@ -459,6 +478,8 @@ class Server:
 
     def _zygote_report(self) -> int:
         """The child's exit code, sent once it and everything it started are dead and reaped."""
+        import select
+
         ready, _, _ = select.select([self.zygote], [], [], _ZYGOTE_WAIT_S)
         try:
             data = self.zygote.recv(16) if ready else b""
@@ -469,6 +490,8 @@ class Server:
         return _STATUS.unpack(data)[0]
 
     def _supervise(self, pidfd: int, req: dict, pipes: dict, t0: float) -> dict:
+        import select
+
         limit, cap = req["time_limit_s"], req["output_limit"]
         program_deadline = req["deadline"]
         begun = t0  # when the running test began (the child stamps each "begin" record)
@@ -584,6 +607,8 @@ class Server:
 
     def _dump_traceback(self, pidfd: int, dump_fd: int, dump: bytearray) -> None:
         """Ask the child's faulthandler where it is (works inside C loops too)."""
+        import select
+
         try:
             signal.pidfd_send_signal(pidfd, signal.SIGUSR1)
         except ProcessLookupError:

@@ -68,8 +68,16 @@ def _names(trees: list[ast.AST]) -> tuple[set[str], set[str]]:
     return bound, read
 
 
-def _prog_call(name: str) -> ast.Call:
-    return ast.Call(func=ast.Name(PROG, ast.Load()), args=[ast.Constant(name)], keywords=[])
+def _at(ref: ast.AST, node):
+    """`node`, a new node, placed where `ref` is (compile needs every node located)."""
+    node.lineno, node.col_offset = ref.lineno, ref.col_offset
+    node.end_lineno, node.end_col_offset = ref.end_lineno, ref.end_col_offset
+    return node
+
+
+def _prog_call(name: str, ref: ast.AST) -> ast.Call:
+    return _at(ref, ast.Call(func=_at(ref, ast.Name(PROG, ast.Load())),
+                             args=[_at(ref, ast.Constant(name))], keywords=[]))
 
 
 def _mentions(node: ast.AST, prog: set[str]) -> bool:
@@ -95,7 +103,7 @@ def _holes(node: ast.AST, prog: set[str]) -> list[ast.expr]:
     if isinstance(node, ast.Call) and _mentions(node.func, prog):
         return [node]
     if isinstance(node, ast.GeneratorExp):  # force it, or nothing would be called
-        return [ast.Call(ast.Name("list", ast.Load()), [node], [])]
+        return [_at(node, ast.Call(_at(node, ast.Name("list", ast.Load())), [node], []))]
     if isinstance(node, _WHOLE):
         return [node]
     out: list[ast.expr] = []
@@ -117,19 +125,20 @@ class _Rewrite(ast.NodeTransformer):
 
     def visit_Name(self, node: ast.Name):
         if isinstance(node.ctx, ast.Load) and node.id in self.prog:
-            return ast.copy_location(_prog_call(node.id), node)
+            return _prog_call(node.id, node)
         return node
 
     def visit_Import(self, node: ast.Import):
         keep, extra = [], []
         for alias in node.names:
             if alias.name == "random":
-                extra.append(ast.Assign([ast.Name(alias.asname or "random", ast.Store())],
-                                        ast.Name(RANDOM, ast.Load())))
+                extra.append(_at(node, ast.Assign(
+                    [_at(node, ast.Name(alias.asname or "random", ast.Store()))],
+                    _at(node, ast.Name(RANDOM, ast.Load())))))
             else:
                 keep.append(alias)
-        out: list[ast.stmt] = ([ast.Import(keep)] if keep else []) + extra
-        return [ast.copy_location(s, node) for s in out] or ast.Pass()
+        out: list[ast.stmt] = ([_at(node, ast.Import(keep))] if keep else []) + extra
+        return out or _at(node, ast.Pass())
 
     def visit_ImportFrom(self, node: ast.ImportFrom):
         if node.module != "random" or node.level:
@@ -138,10 +147,11 @@ class _Rewrite(ast.NodeTransformer):
         for alias in node.names:
             if alias.name == "*":
                 raise TestCodeError("`from random import *` in test code is not supported")
-            out.append(ast.Assign(
-                [ast.Name(alias.asname or alias.name, ast.Store())],
-                ast.Attribute(ast.Name(RANDOM, ast.Load()), alias.name, ast.Load())))
-        return [ast.copy_location(s, node) for s in out]
+            out.append(_at(node, ast.Assign(
+                [_at(node, ast.Name(alias.asname or alias.name, ast.Store()))],
+                _at(node, ast.Attribute(_at(node, ast.Name(RANDOM, ast.Load())), alias.name,
+                                        ast.Load())))))
+        return out
 
     def visit_Assert(self, node: ast.Assert):
         if self.mode == "setup":
@@ -150,13 +160,15 @@ class _Rewrite(ast.NodeTransformer):
         self.site += 1
         if self.mode == "probe":
             holes = [self.visit(h) for h in _holes(node.test, self.prog)]
-            call = ast.Call(ast.Name(ASSERT, ast.Load()),
-                            [ast.Constant(site)] + [ast.Lambda(_no_args(), h) for h in holes], [])
+            name = ASSERT
+            args = [_at(node, ast.Constant(site))] + [
+                _at(node, ast.Lambda(_no_args(), h)) for h in holes]
         else:
-            test = self.visit(node.test)
-            call = ast.Call(ast.Name(JUDGE, ast.Load()),
-                            [ast.Constant(site), ast.Lambda(_no_args(), test)], [])
-        return ast.copy_location(ast.Expr(call), node)
+            name = JUDGE
+            args = [_at(node, ast.Constant(site)),
+                    _at(node, ast.Lambda(_no_args(), self.visit(node.test)))]
+        call = _at(node, ast.Call(_at(node, ast.Name(name, ast.Load())), args, []))
+        return _at(node, ast.Expr(call))
 
 
 def _no_args() -> ast.arguments:
@@ -201,7 +213,10 @@ def plan_assert_tests(setup: str | None, tests: list[str]) -> AssertPlan:
         probe = _Rewrite(prog, "probe", sites)
         probe_tests.append(ast.unparse(probe.visit(tree)))
         judge_tree = _Rewrite(prog, "judge", sites).visit(ast.parse(src))
-        judge_codes[k] = compile(ast.unparse(judge_tree), "<tests>", "exec")
+        try:  # every node the rewrite makes is located, so the tree compiles as it is
+            judge_codes[k] = compile(judge_tree, "<tests>", "exec")
+        except (TypeError, ValueError):
+            judge_codes[k] = compile(ast.unparse(judge_tree), "<tests>", "exec")
         sites = probe.site
     setup_src = ast.unparse(_Rewrite(prog, "setup", 0).visit(setup_tree))
     judge_codes[None] = compile(setup_src, "<setup>", "exec")

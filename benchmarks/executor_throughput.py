@@ -60,7 +60,7 @@ def run_rltf(workers: int, repeat: int) -> tuple[float, float, int, str]:
 
     problems = load_humaneval()
     pairs = [(p, Solution(task_id=p.task_id, completion=p.solutions[0])) for p in problems]
-    worker_mod._PLANS = worker_mod._PlanCache()  # nothing seen before
+    worker_mod._PLANS.clear()  # nothing seen before
     with ExecutorPool(ExecutorConfig(workers=workers)) as pool:
         t0 = time.perf_counter()
         pool.run(pairs)

@@ -88,9 +88,30 @@ def _read_exact(fd: int, n: int) -> bytes:
     return bytes(buf)
 
 
-def read_msg(fd: int):
-    (n,) = _HDR.unpack(_read_exact(fd, _HDR.size))
-    data = memoryview(_read_exact(fd, n))
+def pack(obj) -> bytes:
+    """Values between trusted processes (worker, supervisor, child request): marshal, which is
+    quick and runs no code when read, where every value allows it (code objects included);
+    pickle otherwise, with code objects inside it carried as marshal."""
+    try:
+        return b"M" + marshal.dumps(obj)
+    except ValueError:
+        import io
+        import pickle
+        import types
+
+        class _Pickler(pickle.Pickler):
+            def reducer_override(self, value):
+                if type(value) is types.CodeType:
+                    return marshal.loads, (marshal.dumps(value),)
+                return NotImplemented
+
+        buf = io.BytesIO()
+        _Pickler(buf, pickle.HIGHEST_PROTOCOL).dump(obj)
+        return b"P" + buf.getvalue()
+
+
+def unpack(data):
+    data = memoryview(data)
     if data[:1] == b"M":
         return marshal.loads(data[1:])
     import pickle
@@ -98,15 +119,13 @@ def read_msg(fd: int):
     return pickle.loads(data[1:])
 
 
-def encode_msg(obj) -> bytes:
-    """A message between the worker and the supervisor (both trusted): marshal, which is
-    quicker than pickle and runs no code when read, where every value allows it."""
-    try:
-        data = b"M" + marshal.dumps(obj)
-    except ValueError:
-        import pickle
+def read_msg(fd: int):
+    (n,) = _HDR.unpack(_read_exact(fd, _HDR.size))
+    return unpack(_read_exact(fd, n))
 
-        data = b"P" + pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+def encode_msg(obj) -> bytes:
+    data = pack(obj)
     return _HDR.pack(len(data)) + data
 
 
@@ -296,15 +315,7 @@ def _child(fds: list[int], uid: int | None) -> None:
             parts.append(part)
             got += len(part)
         os.closerange(_FIRST_FREE_FD, 65536)
-        data = b"".join(parts)
-        if data[:1] == b"M":
-            req = marshal.loads(data[1:])
-        else:
-            import pickle
-
-            req = pickle.loads(data[1:])
-            req["code"] = marshal.loads(req["code"])
-            req["codes"] = {k: marshal.loads(c) for k, c in req["codes"].items()}
+        req = unpack(b"".join(parts))
         os.chdir(req["workdir"])
         sandbox.apply_rlimits(req["rlimits"])
         if uid is not None:
@@ -317,21 +328,6 @@ def _child(fds: list[int], uid: int | None) -> None:
         os._exit(0)
     finally:
         os._exit(70)
-
-
-def _encode_child_request(req: dict) -> bytes:
-    """One blob the child decodes in one call: marshal (code objects included) where every
-    value allows it, as it does for JSON test data; pickle otherwise."""
-    try:
-        return b"M" + marshal.dumps(req)
-    except ValueError:
-        import pickle
-
-        code = req["code"]
-        codes = req["codes"]
-        return b"P" + pickle.dumps({**req, "code": marshal.dumps(code),
-                                    "codes": {k: marshal.dumps(c) for k, c in codes.items()}},
-                                   pickle.HIGHEST_PROTOCOL)
 
 
 def _start_zygote(iso: sandbox.Isolation, keep_closed: tuple[int, ...]):
@@ -374,10 +370,14 @@ def _start_zygote(iso: sandbox.Isolation, keep_closed: tuple[int, ...]):
 
 # -- the supervisor ------------------------------------------------------------------------------
 class Server:
-    def __init__(self, iso: sandbox.Isolation, zygote, zygote_pid: int):
+    def __init__(self, iso: sandbox.Isolation, zygote, in_fd: int | None = None):
+        """`in_fd`: the worker's request pipe, read ahead while a child runs (see `prepare`)."""
+        import select  # here, not at the top: the zygote never needs it
+
+        self._select = select.select
         self.iso = iso
         self.zygote = zygote
-        self.zygote_pid = zygote_pid
+        self.in_fd = in_fd
         self.workdir = self.workdir_of(iso)
         self.runs = 0
         self._devnull = os.open(os.devnull, os.O_RDONLY)
@@ -444,7 +444,7 @@ class Server:
         self.runs += 1
         child_req["start"] = start
         child_req["workdir"] = self._fresh_workdir()
-        req_fd = self._memfd("rltf-request", _encode_child_request(child_req))
+        req_fd = self._memfd("rltf-request", pack(child_req))
         stdin_fd = (self._devnull if stdin_data is None
                     else self._memfd("rltf-stdin", stdin_data.encode("utf-8", "replace")))
         pipes = {name: os.pipe() for name in ("out", "err", "rec", "dump")}
@@ -478,9 +478,7 @@ class Server:
 
     def _zygote_report(self) -> int:
         """The child's exit code, sent once it and everything it started are dead and reaped."""
-        import select
-
-        ready, _, _ = select.select([self.zygote], [], [], _ZYGOTE_WAIT_S)
+        ready, _, _ = self._select([self.zygote], [], [], _ZYGOTE_WAIT_S)
         try:
             data = self.zygote.recv(16) if ready else b""
         except OSError:
@@ -490,8 +488,7 @@ class Server:
         return _STATUS.unpack(data)[0]
 
     def _supervise(self, pidfd: int, req: dict, pipes: dict, t0: float) -> dict:
-        import select
-
+        select = self._select
         limit, cap = req["time_limit_s"], req["output_limit"]
         program_deadline = req["deadline"]
         begun = t0  # when the running test began (the child stamps each "begin" record)
@@ -541,7 +538,7 @@ class Server:
             for _ in range(64):
                 if not streams or reason is not None:
                     return
-                ready, _, _ = select.select(list(streams), [], [], 0)
+                ready, _, _ = select(list(streams), [], [], 0)
                 if not ready or not any([take(fd) for fd in ready]):
                     return
 
@@ -564,7 +561,7 @@ class Server:
                 lookahead = self._lookahead_fd()
                 watch = [pidfd, *lookahead] + (list(streams) if now >= quiet_until else [])
                 wake = deadline if now >= quiet_until else min(deadline, quiet_until)
-                ready, _, _ = select.select(watch, [], [], max(0.0, wake - now))
+                ready, _, _ = select(watch, [], [], max(0.0, wake - now))
                 more = False
                 took = False
                 for fd in ready:
@@ -597,7 +594,7 @@ class Server:
             timeout = drain_until - time.monotonic()
             if timeout <= 0:
                 break  # a process that escaped the kill holds a pipe open (minimal tier)
-            ready, _, _ = select.select(list(streams), [], [], timeout)
+            ready, _, _ = select(list(streams), [], [], timeout)
             for fd in ready:
                 take(fd)
         m = _DUMP_LINE.search(dump)
@@ -607,15 +604,14 @@ class Server:
 
     def _dump_traceback(self, pidfd: int, dump_fd: int, dump: bytearray) -> None:
         """Ask the child's faulthandler where it is (works inside C loops too)."""
-        import select
-
+        select = self._select
         try:
             signal.pidfd_send_signal(pidfd, signal.SIGUSR1)
         except ProcessLookupError:
             return
         end = time.monotonic() + _GRACE_S
         while time.monotonic() < end:
-            ready, _, _ = select.select([dump_fd], [], [], end - time.monotonic())
+            ready, _, _ = select([dump_fd], [], [], end - time.monotonic())
             if not ready:
                 break
             data = os.read(dump_fd, 1 << 16)
@@ -659,9 +655,6 @@ class Server:
             item["error"] = exc
         return item
 
-    def run(self, req: dict) -> dict:
-        return self.run_prepared(self.prepare(req))
-
     def run_prepared(self, item: dict) -> dict:
         req = item["req"]
         if "error" in item:
@@ -688,12 +681,8 @@ class Server:
         return resp
 
     # -- requests queued behind the running one --------------------------------------------
-    def watch_requests(self, in_fd: int) -> None:
-        """Read and prepare the worker's next request while a child runs (see `prepare`)."""
-        self.in_fd = in_fd
-
     def _lookahead_fd(self) -> list[int]:
-        fd = getattr(self, "in_fd", None)
+        fd = self.in_fd
         return [fd] if fd is not None and not self.inbox and not self.closed else []
 
     def _take_request(self) -> None:
@@ -811,8 +800,7 @@ def main() -> None:
         return
     write_msg(out_fd, {"ok": True, "isolation": iso.describe(), "tier": iso.tier,
                        "notes": iso.notes, "pid": os.getpid(), "uid": iso.uid})
-    server = Server(iso, zygote, zygote_pid)
-    server.watch_requests(in_fd)
+    server = Server(iso, zygote, in_fd)
     try:
         while True:
             if server.inbox:

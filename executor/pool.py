@@ -58,17 +58,12 @@ class ExecutorActor:
         lane = Lane(self.worker, depth=2)
         while True:
             try:
-                while lane.room():
+                while lane.room():  # Lane.add queues every job before it can fail
                     try:
                         done, loop, problem, solution = self._jobs.get(block=not lane.jobs)
                     except queue.Empty:
                         break
-                    try:
-                        lane.add((done, loop), problem, solution)
-                    except BaseException as exc:
-                        if not lane.jobs or lane.jobs[-1].key != (done, loop):
-                            loop.call_soon_threadsafe(_settle, done, None, exc)
-                        raise
+                    lane.add((done, loop), problem, solution)
                 (done, loop), res = lane.next()
             except BaseException as exc:  # the worker itself failed: say so to every caller
                 for job in lane.jobs:

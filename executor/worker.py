@@ -45,6 +45,10 @@ class _PlanCache:
         self._lock = threading.Lock()
         self._plans: OrderedDict[tuple, AssertPlan | TestCodeError] = OrderedDict()
 
+    def clear(self) -> None:
+        with self._lock:
+            self._plans.clear()
+
     def get(self, problem: Problem) -> AssertPlan:
         key = (problem.task_id, problem.setup, tuple(problem.tests))
         with self._lock:
@@ -97,7 +101,7 @@ class ForkServer:
             start_new_session=True)
         os.close(to_srv_r)
         os.close(from_srv_w)
-        hello = self._recv(start_timeout_s)
+        hello = self.receive(start_timeout_s)
         if not hello.get("ok"):
             self.close()
             raise RuntimeError(f"sandbox could not start: {hello.get('error')}")
@@ -106,7 +110,8 @@ class ForkServer:
         self.notes: list[str] = hello.get("notes", [])
         self.uid: int | None = hello.get("uid")
 
-    def _recv(self, timeout_s: float):
+    def receive(self, timeout_s: float) -> dict:
+        """The next message: the hello, then the answer to the oldest unanswered request."""
         ready, _, _ = select.select([self._from_srv], [], [], timeout_s)
         if not ready:
             raise ForkServerDied(f"fork-server did not answer within {timeout_s:.0f}s")
@@ -124,10 +129,6 @@ class ForkServer:
             forkserver.write_all(self._to_srv, msg)
         except OSError as err:
             raise ForkServerDied(f"fork-server is gone: {err}") from None
-
-    def receive(self, timeout_s: float) -> dict:
-        """The answer to the oldest request not yet answered."""
-        return self._recv(timeout_s)
 
     def fileno(self) -> int:
         """Readable when an answer arrives (or the fork-server ends)."""
@@ -232,8 +233,12 @@ class Worker:
                                 error_type="TestCodeError", error_message=str(err),
                                 isolation=self.tier)
             return job
-        req = self._request(problem, solution.completion, job.plan)
-        job.msg = forkserver.encode_msg(req)
+        try:
+            req = self._request(problem, solution.completion, job.plan)
+            job.msg = forkserver.encode_msg(req)
+        except Exception as exc:  # a malformed problem: reported under its key
+            job.result = exc
+            return job
         job.wait_s = req["budget_s"] + 30.0
         return job
 

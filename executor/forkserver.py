@@ -61,6 +61,7 @@ _QUIET_S = 0.005  # how long output and records may wait in their pipes before b
 _CHUNK = 1 << 16  # one read from a pipe
 _ZYGOTE_WAIT_S = 30.0  # longest wait for the zygote to report a finished run
 _FIRST_FREE_FD = 5  # 0-4 are the child's stdin, stdout, stderr, record and dump channels
+_INLINE_MAX = 1 << 16  # requests up to this size travel inside the zygote's message
 _libc = ctypes.PyDLL(None, use_errno=True)  # PyDLL: the GIL stays held across the call
 _libc.fork.restype = ctypes.c_int
 
@@ -211,9 +212,9 @@ def send_fds(sock, data: bytes, fds: list[int]) -> None:
     sock.sendmsg([data], [(*_RIGHTS, struct.pack(f"{len(fds)}i", *fds))])
 
 
-def recv_fds(sock, maxfds: int) -> tuple[bytes, list[int]]:
+def recv_fds(sock, maxfds: int, size: int = 16) -> tuple[bytes, list[int]]:
     """One message and the descriptors attached to it (what socket.recv_fds does)."""
-    data, ancillary, _, _ = sock.recvmsg(16, _socket.CMSG_LEN(maxfds * 4))
+    data, ancillary, _, _ = sock.recvmsg(size, _socket.CMSG_LEN(maxfds * 4))
     fds: list[int] = []
     for level, kind, payload in ancillary:
         if (level, kind) == _RIGHTS:
@@ -229,41 +230,52 @@ class ZygoteDied(RuntimeError):
 def _zygote(sock, iso: sandbox.Isolation) -> None:
     """The zygote's loop; never returns.
 
-    Each message carries six descriptors: the child's standard input, stdout, stderr, record
-    and dump pipes, and its request. The zygote forks the child, answers with a pidfd of it,
-    waits for it to end, kills and reaps everything it left running, and answers with its exit
-    code (negative: the signal that killed it)."""
+    Each message carries the child's request (inline, or as a sixth descriptor when large) and
+    five descriptors: its standard input, stdout, stderr, record and dump pipes. The zygote puts
+    those on descriptors 0-4 itself, so the child inherits them in place, forks the child,
+    answers with a pidfd of it, waits for it to end, kills and reaps everything it left
+    running, and answers with its exit code (negative: the signal that killed it)."""
     send = sock.send
-    close, pidfd_open, waitid = os.close, os.pidfd_open, os.waitid
+    close, dup2, pidfd_open, waitid = os.close, os.dup2, os.pidfd_open, os.waitid
     pack, uid, pid_namespace = _STATUS.pack, iso.uid, iso.pid_namespace
     flags = os.WEXITED | os.WNOWAIT
+    devnull = os.open(os.devnull, os.O_RDWR)
+    slots = range(_FIRST_FREE_FD)
     while True:
         try:
-            msg, fds = recv_fds(sock, 6)
+            msg, fds = recv_fds(sock, _FIRST_FREE_FD + 1, _INLINE_MAX + 1)
         except OSError:
             os._exit(0)
-        if not msg or len(fds) != 6:
+        if not msg or len(fds) < _FIRST_FREE_FD:
             os._exit(0)  # the supervisor is gone
+        for target in slots:
+            dup2(fds[target], target)
+            close(fds[target])
         try:
             pid = _fast_fork()
         except OSError:
             pid = -1
         if pid == 0:
-            _child(fds, uid)  # never returns
-        for fd in fds:
+            _child(msg, fds[_FIRST_FREE_FD:], uid)  # never returns
+        for fd in fds[_FIRST_FREE_FD:]:
             close(fd)
         if pid < 0:
-            send(b"e")
-            continue
-        pidfd = pidfd_open(pid)
-        send_fds(sock, b"p", [pidfd])
-        close(pidfd)
-        # Wait without reaping, so the child's PID (and process group) cannot be reused while
-        # its descendants are killed.
-        info = waitid(os.P_PID, pid, flags)
-        code = info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
-        _kill_rest(pid, pid_namespace)
-        send(pack(code))
+            reply = b"e"
+        else:
+            pidfd = pidfd_open(pid)
+            send_fds(sock, b"p", [pidfd])
+            close(pidfd)
+            # Wait without reaping, so the child's PID (and process group) cannot be reused
+            # while its descendants are killed.
+            info = waitid(os.P_PID, pid, flags)
+            code = info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+            _kill_rest(pid, pid_namespace)
+            reply = pack(code)
+        # Only now (fewer pages written while the child shares them): the pipes' write ends
+        # must not stay open here, as the supervisor reads them to their end.
+        for target in slots:
+            dup2(devnull, target)
+        send(reply)
 
 
 def _kill_rest(pid: int, pid_namespace: bool) -> None:
@@ -298,24 +310,24 @@ def _kill_rest(pid: int, pid_namespace: bool) -> None:
             return
 
 
-def _child(fds: list[int], uid: int | None) -> None:
-    """In the forked child: descriptors, request, working directory, limits, privileges, then
-    the harness. Never returns."""
+def _child(msg: bytes, extra: list[int], uid: int | None) -> None:
+    """In the forked child, whose descriptors 0-4 are in place: request, working directory,
+    limits, privileges, then the harness. Never returns."""
     try:
         os.setsid()
-        dup2 = os.dup2
-        for target in range(_FIRST_FREE_FD):
-            dup2(fds[target], target)
-        req_fd = fds[_FIRST_FREE_FD]
-        size, parts, got = os.fstat(req_fd).st_size, [], 0
-        while got < size:
-            part = os.pread(req_fd, size - got, got)
-            if not part:
-                break
-            parts.append(part)
-            got += len(part)
+        if extra:  # the request came as a memfd (too large to travel inline)
+            size, parts, got = os.fstat(extra[0]).st_size, [], 0
+            while got < size:
+                part = os.pread(extra[0], size - got, got)
+                if not part:
+                    break
+                parts.append(part)
+                got += len(part)
+            data = b"".join(parts)
+        else:
+            data = memoryview(msg)[1:]
         os.closerange(_FIRST_FREE_FD, 65536)
-        req = unpack(b"".join(parts))
+        req = unpack(data)
         os.chdir(req["workdir"])
         sandbox.apply_rlimits(req["rlimits"])
         if uid is not None:
@@ -341,6 +353,7 @@ def _start_zygote(iso: sandbox.Isolation, keep_closed: tuple[int, ...]):
     if pid:
         theirs.close()
         return pid, mine
+    log_fd = os.dup(2)  # descriptor 2 becomes each child's stderr; errors go here
     try:
         mine.close()
         for fd in keep_closed:
@@ -363,6 +376,7 @@ def _start_zygote(iso: sandbox.Isolation, keep_closed: tuple[int, ...]):
     except BaseException:
         import traceback
 
+        os.dup2(log_fd, 2)
         traceback.print_exc()  # reaches the worker's log through the inherited stderr
     finally:
         os._exit(70)
@@ -444,20 +458,26 @@ class Server:
         self.runs += 1
         child_req["start"] = start
         child_req["workdir"] = self._fresh_workdir()
-        req_fd = self._memfd("rltf-request", pack(child_req))
+        data = pack(child_req)
+        req_fds = []
+        if len(data) < _INLINE_MAX:
+            msg = b"r" + data
+        else:
+            msg, req_fds = b"m", [self._memfd("rltf-request", data)]
         stdin_fd = (self._devnull if stdin_data is None
                     else self._memfd("rltf-stdin", stdin_data.encode("utf-8", "replace")))
         pipes = {name: os.pipe() for name in ("out", "err", "rec", "dump")}
         t0 = time.monotonic()
         try:
-            send_fds(self.zygote, b"r", [stdin_fd, pipes["out"][1], pipes["err"][1],
-                                         pipes["rec"][1], pipes["dump"][1], req_fd])
+            send_fds(self.zygote, msg, [stdin_fd, pipes["out"][1], pipes["err"][1],
+                                        pipes["rec"][1], pipes["dump"][1], *req_fds])
         except OSError as err:
             raise ZygoteDied(f"the zygote is gone: {err}") from None
         finally:
             for _, w in pipes.values():
                 os.close(w)
-            os.close(req_fd)
+            for fd in req_fds:
+                os.close(fd)
             if stdin_fd != self._devnull:
                 os.close(stdin_fd)
         try:

@@ -81,6 +81,14 @@ class ExecutorConfig(Section):
         description="When started as root, programs run as the first free UID at or above "
         "this one (one UID per worker slot).",
     )
+    pin_cpus: bool = Field(
+        default=True,
+        description="Run each worker's sandbox (its fork-server's zygote and every program "
+        "forked from it) on one CPU, the workers of a host taking the CPUs in turn: a "
+        "program starts where the memory it shares with the zygote is cached, and no core "
+        "idles while a fork hands over to its child (about 15% more programs/s with 2 "
+        "workers on 2 cores). A program's threads then share that CPU.",
+    )
     max_in_flight: int = Field(
         default=4, ge=1,
         description="Programs queued per worker before submit() blocks (backpressure).",

@@ -79,6 +79,7 @@ class Isolation:
         self.features: list[str] = []
         self.notes: list[str] = []
         self.work_root = ""
+        self.cpu: int | None = None  # the one CPU programs run on (None: any)
         self._lock_fd: int | None = None
 
     def describe(self) -> str:
@@ -86,12 +87,13 @@ class Isolation:
         return f"{self.tier} ({feats})"
 
 
-def _claim_uid(base: int, span: int = 4096) -> tuple[int, int]:
-    """The first UID at or above `base` that no other fork-server on this host holds."""
-    lock_dir = os.path.join(os.environ.get("TMPDIR") or "/tmp", "rltf-sandbox-uids")
+def _claim(kind: str, first: int, span: int) -> tuple[int, int]:
+    """The first number in [first, first + span) that no other fork-server on this host holds
+    for `kind`, and the descriptor of its lock (held while this process or its zygote lives)."""
+    lock_dir = os.path.join(os.environ.get("TMPDIR") or "/tmp", f"rltf-sandbox-{kind}")
     os.makedirs(lock_dir, mode=0o700, exist_ok=True)
-    for uid in range(base, base + span):
-        fd = os.open(os.path.join(lock_dir, str(uid)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    for n in range(first, first + span):
+        fd = os.open(os.path.join(lock_dir, str(n)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
@@ -99,8 +101,26 @@ def _claim_uid(base: int, span: int = 4096) -> tuple[int, int]:
             if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 continue
             raise
-        return uid, fd
-    raise SandboxError(f"no free sandbox UID in [{base}, {base + span})")
+        return n, fd
+    raise SandboxError(f"no free sandbox {kind} slot in [{first}, {first + span})")
+
+
+def _claim_uid(base: int, span: int = 4096) -> tuple[int, int]:
+    """The first UID at or above `base` that no other fork-server on this host holds."""
+    return _claim("uids", base, span)
+
+
+def claim_cpu() -> tuple[int | None, int | None]:
+    """One CPU for a fork-server's zygote and the programs it forks: the fork-servers of a
+    host take the CPUs this process may use in turn (the lowest free slot, modulo their
+    number). (cpu, lock descriptor), or (None, None) where there is nothing to choose."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None, None
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        return None, None
+    slot, fd = _claim("cpus", 0, 4096)
+    return allowed[slot % len(allowed)], fd
 
 
 def _mount_points() -> list[str]:

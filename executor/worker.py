@@ -86,7 +86,8 @@ def _widen(fd: int) -> int:
 class ForkServer:
     """A running `python -m executor.forkserver` and the pipes to it."""
 
-    def __init__(self, isolation: str, uid_base: int, start_timeout_s: float = 60.0):
+    def __init__(self, isolation: str, uid_base: int, pin_cpu: bool = True,
+                 start_timeout_s: float = 60.0):
         to_srv_r, self._to_srv = os.pipe()
         self._from_srv, from_srv_w = os.pipe()
         self.pipe_capacity = _widen(self._to_srv)
@@ -95,7 +96,7 @@ class ForkServer:
                "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "executor.forkserver", str(to_srv_r), str(from_srv_w),
-             isolation, str(uid_base)],
+             isolation, str(uid_base), "pin" if pin_cpu else "nopin"],
             pass_fds=(to_srv_r, from_srv_w), env=env, cwd=_PKG_ROOT, close_fds=True,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             start_new_session=True)
@@ -109,6 +110,7 @@ class ForkServer:
         self.tier: str = hello["tier"]
         self.notes: list[str] = hello.get("notes", [])
         self.uid: int | None = hello.get("uid")
+        self.cpu: int | None = hello.get("cpu")  # the CPU its programs run on (None: any)
 
     def receive(self, timeout_s: float) -> dict:
         """The next message: the hello, then the answer to the oldest unanswered request."""
@@ -185,7 +187,7 @@ class Worker:
         self._start()
 
     def _start(self) -> None:
-        self._server = ForkServer(self.cfg.isolation, self.cfg.uid_base)
+        self._server = ForkServer(self.cfg.isolation, self.cfg.uid_base, self.cfg.pin_cpus)
 
     @property
     def isolation(self) -> str:
@@ -194,6 +196,11 @@ class Worker:
     @property
     def tier(self) -> str:
         return self._server.tier if self._server else "stopped"
+
+    @property
+    def cpu(self) -> int | None:
+        """The CPU this worker's programs run on (None: any; see executor.pin_cpus)."""
+        return self._server.cpu if self._server else None
 
     def _plan(self, problem: Problem) -> AssertPlan:
         return self._plans.get(problem)

@@ -172,3 +172,47 @@ def test_executor_actor_queues_calls_to_one_lane():
     actor.worker._server.proc.wait()
     got = asyncio.run(calls([GOOD, GOOD, GOOD]))
     assert all(isinstance(r, RuntimeError) and "could not start" in str(r) for r in got)
+
+
+AFFINITY = "import os\ndef f():\n    return sorted(os.sched_getaffinity(0))\n"
+_ALLOWED = sorted(os.sched_getaffinity(0))
+_needs_two_cpus = pytest.mark.skipif(len(_ALLOWED) < 2, reason="one CPU: nothing to spread")
+
+
+def _affinity_problem(expected: list[int]) -> Problem:
+    return Problem(task_id="cpus", prompt="", format="call", fn_name="f", time_limit_s=5.0,
+                   tests=[{"input": [], "output": expected}])
+
+
+@_needs_two_cpus
+def test_fork_servers_of_a_host_take_the_cpus_in_turn(tmp_path, monkeypatch):
+    from executor import sandbox
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # slots of this test's own
+    claims = [sandbox.claim_cpu() for _ in range(len(_ALLOWED) + 1)]
+    try:
+        cpus = [cpu for cpu, _ in claims]
+        assert sorted(cpus[:-1]) == _ALLOWED  # one each while there are enough
+        assert cpus[-1] == cpus[0]  # then round again
+        os.close(claims[1][1])  # a fork-server ends: its CPU is the next one taken
+        again = sandbox.claim_cpu()
+        assert again[0] == cpus[1]
+        os.close(again[1])
+    finally:
+        for i, (_, fd) in enumerate(claims):
+            if i != 1:
+                os.close(fd)
+
+
+@_needs_two_cpus
+def test_programs_run_on_their_workers_cpu_unless_pinning_is_off():
+    with Worker(ExecutorConfig()) as pinned:
+        assert pinned.cpu in _ALLOWED
+        res = pinned.run(_affinity_problem([pinned.cpu]), Solution(task_id="cpus",
+                                                                    completion=AFFINITY))
+        assert res.outcome == "pass", res
+    with Worker(ExecutorConfig(pin_cpus=False)) as free:
+        assert free.cpu is None
+        res = free.run(_affinity_problem(_ALLOWED), Solution(task_id="cpus",
+                                                             completion=AFFINITY))
+        assert res.outcome == "pass", res

@@ -123,6 +123,13 @@ class _Rewrite(ast.NodeTransformer):
         self.mode = mode  # "probe" | "judge" | "setup"
         self.site = site_start
 
+    def visit(self, node):
+        # An expression that names nothing of the program holds nothing to rewrite (imports
+        # and assertions are statements): skip its subtree, most of a typical test's nodes.
+        if isinstance(node, ast.expr) and not _mentions(node, self.prog):
+            return node
+        return super().visit(node)
+
     def visit_Name(self, node: ast.Name):
         if isinstance(node.ctx, ast.Load) and node.id in self.prog:
             return _prog_call(node.id, node)

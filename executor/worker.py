@@ -140,7 +140,11 @@ class ForkServer:
         return self.proc.poll() is None
 
     def close(self) -> None:
-        for fd in (self._to_srv, self._from_srv):
+        """Idempotent: a descriptor closed twice could be another's by then."""
+        fds, self._to_srv, self._from_srv = (self._to_srv, self._from_srv), -1, -1
+        for fd in fds:
+            if fd < 0:
+                continue
             try:
                 os.close(fd)
             except OSError:
@@ -294,12 +298,13 @@ class Worker:
         return job.resp
 
     def _restart(self) -> None:
-        if self._server is not None:
+        server, self._server = self._server, None  # a failed start leaves no stale server
+        if server is not None:
             try:
-                self._server.proc.kill()
+                server.proc.kill()
             except OSError:
                 pass
-            self._server.close()
+            server.close()
         self.restarts += 1
         self._start()
 
@@ -375,7 +380,6 @@ class Lane:
     def _died(self, strike: bool = True) -> None:
         """The fork-server died with requests queued: the oldest undecided one (the program it
         was running) gets a strike; all are sent again to a new fork-server."""
-        self.worker._restart()
         first = next((job for job in self.jobs if job.result is None), None)
         if first is not None and strike:
             first.tries += 1
@@ -383,6 +387,7 @@ class Lane:
                 first.result = ForkServerDied("the sandbox died twice on this program")
         for job in self.jobs:
             job.sent = False
+        self.worker._restart()  # last: if no new fork-server starts, nothing counts as sent
 
     def decided(self) -> bool:
         """Whether the oldest job has its answer (or needs none)."""

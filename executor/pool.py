@@ -52,6 +52,19 @@ class ExecutorActor:
         self._jobs.put((done, loop, problem, solution))
         return await done
 
+    async def run_batch(self, pairs: list[Pair]) -> list:
+        """Several programs in one call (Ray's per-call work is paid once): their results in
+        order, or, for a program the worker failed on, the exception."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        futures = []
+        for problem, solution in pairs:
+            done = loop.create_future()
+            self._jobs.put((done, loop, problem, solution))
+            futures.append(done)
+        return list(await asyncio.gather(*futures, return_exceptions=True))
+
     def _serve(self) -> None:
         import queue
 
@@ -100,9 +113,10 @@ class _RaySlots:
         self.pool = pool
         self.actors: list = []
         self.gens: list[int] = []
-        self.load: list[int] = []
+        self.load: list[int] = []  # programs each actor holds
+        self.calls: list[int] = []  # calls each actor has not answered yet
         self.retired: dict[int, Any] = {}  # slot -> actor draining before it is killed
-        self.inflight: dict = {}  # ref -> (key, pair, slot, generation)
+        self.inflight: dict = {}  # ref -> ([(key, pair), ...], slot, generation)
         for _ in range(n):
             self.add()
 
@@ -111,6 +125,7 @@ class _RaySlots:
         self.actors.append(self.pool._new_actor(slot))
         self.gens.append(0)
         self.load.append(0)
+        self.calls.append(0)
 
     def active(self) -> list[int]:
         return [s for s, a in enumerate(self.actors) if a is not None and s not in self.retired]
@@ -156,7 +171,8 @@ class ExecutorPool:
     def backlog(self) -> int:
         """Programs submitted and not yet returned by poll()."""
         if self.use_ray:
-            return len(self._queue) + len(self._slots.inflight) + len(self._stash)
+            held = sum(len(chunk) for chunk, _, _ in self._slots.inflight.values())
+            return len(self._queue) + held + len(self._stash)
         return self._submitted + len(self._stash)
 
     def queue_depth(self) -> int:
@@ -177,7 +193,7 @@ class ExecutorPool:
         cls = ray.remote(ExecutorActor)
         # Up to max_in_flight calls wait in the actor (see ExecutorActor), one thread runs them.
         opts = {"num_cpus": self.cfg.cpus_per_worker, "max_restarts": 0,
-                "max_concurrency": self.cfg.max_in_flight + 1}
+                "max_concurrency": self.cfg.max_in_flight + 2}
         if self.cfg.resources:
             opts["resources"] = dict(self.cfg.resources)
         for attempt in range(20):
@@ -199,17 +215,24 @@ class ExecutorPool:
             pass
         s.gens[slot] += 1
         s.load[slot] = 0
+        s.calls[slot] = 0
         s.actors[slot] = self._new_actor(slot, s.gens[slot])
         self.replaced += 1
 
     def _dispatch_ray(self) -> None:
+        """Queued programs to actors, each holding at most `max_in_flight` programs in at most
+        two calls of up to `ray_batch` programs: one call runs in the actor while the other's
+        results travel back, and programs that queue up meanwhile go out together."""
         s = self._slots
+        most = max(1, min(self.cfg.ray_batch, (self.cfg.max_in_flight + 1) // 2))
         for slot in s.active():
-            while s.load[slot] < self.cfg.max_in_flight and self._queue:
-                key, pair = self._queue.popleft()
-                ref = s.actors[slot].run.remote(*pair)
-                s.inflight[ref] = (key, pair, slot, s.gens[slot])
-                s.load[slot] += 1
+            while s.calls[slot] < 2 and s.load[slot] < self.cfg.max_in_flight and self._queue:
+                n = min(most, self.cfg.max_in_flight - s.load[slot], len(self._queue))
+                chunk = [self._queue.popleft() for _ in range(n)]
+                ref = s.actors[slot].run_batch.remote([pair for _, pair in chunk])
+                s.inflight[ref] = (chunk, slot, s.gens[slot])
+                s.load[slot] += n
+                s.calls[slot] += 1
 
     def _poll_ray(self, timeout_s: float) -> list[tuple[Hashable, Result]]:
         import ray
@@ -221,30 +244,47 @@ class ExecutorPool:
             if timeout_s > 0:
                 time.sleep(min(timeout_s, 0.05))
             return []
-        ready, _ = ray.wait(list(s.inflight), num_returns=len(s.inflight),
-                            timeout=timeout_s, fetch_local=False)
+        refs = list(s.inflight)
+        # Wait for the first call to come back, then take every other one already back
+        # (waiting for all of them would leave actors idle until the slowest call ends).
+        ready, _ = ray.wait(refs, num_returns=1, timeout=timeout_s, fetch_local=False)
+        if ready and len(refs) > 1:
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
         out = []
+        failure: BaseException | None = None
         for ref in ready:
             item = s.inflight.pop(ref, None)
             if item is None:  # already resubmitted with the rest of a dead actor's work
                 continue
-            key, pair, slot, gen = item
+            chunk, slot, gen = item
             current = gen == s.gens[slot]
             if current:
-                s.load[slot] -= 1
+                s.load[slot] -= len(chunk)
+                s.calls[slot] -= 1
             try:
-                out.append((key, ray.get(ref)))
+                results = ray.get(ref)
             except (ActorDiedError, ActorUnavailableError, RayActorError):
                 if current and slot not in s.retired:
                     # Everything this actor held is lost with it: submit it all again.
-                    for other, (k2, p2, s2, g2) in list(s.inflight.items()):
+                    for other, (chunk2, s2, g2) in list(s.inflight.items()):
                         if s2 == slot and g2 == gen:
                             del s.inflight[other]
-                            self._queue.appendleft((k2, p2))
+                            self._queue.extendleft(reversed(chunk2))
                     self._replace(slot)
-                self._queue.appendleft((key, pair))
+                self._queue.extendleft(reversed(chunk))
+                continue
+            except Exception as exc:  # the call itself failed: every program in it did
+                results = [exc] * len(chunk)
+            for (key, _), res in zip(chunk, results):
+                if isinstance(res, BaseException):
+                    failure = failure or res
+                else:
+                    out.append((key, res))
         self._reap_retired()
         self._dispatch_ray()
+        if failure is not None:
+            self._stash.extend(out)  # returned by the next poll()
+            raise failure
         return out
 
     def _reap_retired(self) -> None:
@@ -263,6 +303,7 @@ class ExecutorPool:
             s.actors.pop()
             s.gens.pop()
             s.load.pop()
+            s.calls.pop()
 
     def resize(self, n: int) -> int:
         """Grow or shrink the pool (Ray only). Shrinking retires the newest actors: they take no

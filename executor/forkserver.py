@@ -12,9 +12,9 @@ imports the harness and the modules programs commonly use, then splits in two:
   process that forks should write as few as possible.
 * the *supervisor* (the process the worker started) serves the worker's requests, length-
   prefixed pickles on two pipes, one program at a time, in order (the worker may queue the
-  next request while one runs). It never forks. It hands the zygote,
-  over a Unix socket, the descriptors of each run (the request, standard input, the output
-  and record pipes) and gets back a pidfd of the child, with which it enforces wall-clock
+  next request while one runs). It never forks. It hands the zygote, over a Unix socket,
+  each run's request and descriptors (standard input, the output, record and dump pipes)
+  and gets back a pidfd of the child, with which it enforces wall-clock
   deadlines per test and per program, asks for a stack dump on timeout and kills. It drains
   and caps the output and returns raw observations; the worker judges them
   (`executor.judge`). The expected outputs never reach either process, so no child can read
@@ -29,6 +29,7 @@ from __future__ import annotations
 import _signal
 import _socket
 import ctypes
+import errno
 import json
 import marshal
 import os
@@ -467,18 +468,22 @@ class Server:
         child_req["start"] = start
         child_req["workdir"] = self._fresh_workdir()
         data = pack(child_req)
-        req_fds = []
-        if len(data) < _INLINE_MAX:
-            msg = b"r" + data
-        else:
-            msg, req_fds = b"m", [self._memfd("rltf-request", data)]
+        req_fds: list[int] = []
         stdin_fd = (self._devnull if stdin_data is None
                     else self._memfd("rltf-stdin", stdin_data.encode("utf-8", "replace")))
         pipes = {name: os.pipe() for name in ("out", "err", "rec", "dump")}
         t0 = time.monotonic()
+        fds = [stdin_fd, pipes["out"][1], pipes["err"][1], pipes["rec"][1], pipes["dump"][1]]
         try:
-            send_fds(self.zygote, msg, [stdin_fd, pipes["out"][1], pipes["err"][1],
-                                        pipes["rec"][1], pipes["dump"][1], *req_fds])
+            try:
+                if len(data) >= _INLINE_MAX:
+                    raise OSError(errno.EMSGSIZE, "large request")
+                send_fds(self.zygote, b"r" + data, fds)
+            except OSError as err:  # too large for one message here: as a memfd
+                if err.errno != errno.EMSGSIZE:
+                    raise
+                req_fds.append(self._memfd("rltf-request", data))
+                send_fds(self.zygote, b"m", fds + req_fds)
         except OSError as err:
             raise ZygoteDied(f"the zygote is gone: {err}") from None
         finally:
@@ -801,7 +806,7 @@ def main() -> None:
     uid_base = int(sys.argv[4]) if len(sys.argv) > 4 else 61000
     pin = (sys.argv[5] if len(sys.argv) > 5 else "pin") == "pin"
     # 0-4 stay taken (0, 1, 3 and 4 by /dev/null, 2 by the worker's stderr pipe), so every
-    # descriptor made from here on is >= 5 and a child's dup2 onto 0-4 never clobbers another.
+    # descriptor made from here on is >= 5 and the zygote's dup2 onto 0-4 never clobbers another.
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 3, 4):
         if fd != devnull:

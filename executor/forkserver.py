@@ -402,6 +402,8 @@ class Server:
         self.zygote = zygote
         self.in_fd = in_fd
         self.workdir = self.workdir_of(iso)
+        # Private tmpfs mounts (see sandbox._lock_down_filesystem); elsewhere they are the host's.
+        self._scratch = ("/tmp", "/dev/shm") if "read-only fs" in iso.features else ()
         self.runs = 0
         self._devnull = os.open(os.devnull, os.O_RDONLY)
         self._codes: dict[str, object] = {}  # compiled probe test code, by source
@@ -431,9 +433,33 @@ class Server:
         return plan
 
     # -- one child -------------------------------------------------------------------------
+    def _clear_scratch(self) -> None:
+        """Remove what earlier programs left in the sandbox's private /tmp and /dev/shm (tmpfs
+        mounts of this fork-server alone, in the tiers with a file-system namespace), so that no
+        program finds another's files there."""
+        for top in self._scratch:
+            try:
+                names = os.listdir(top)
+            except OSError:
+                continue
+            for name in names:
+                path = os.path.join(top, name)
+                if path == self.iso.work_root:
+                    continue
+                import shutil
+
+                try:
+                    if stat.S_ISDIR(os.lstat(path).st_mode):
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        os.unlink(path)
+                except OSError:
+                    pass
+
     def _fresh_workdir(self) -> str:
         """The run's working directory, empty and the program's own: the last run's, when the
         program left it as it found it (the common case), made anew otherwise."""
+        self._clear_scratch()
         workdir = self.workdir
         owner = self.iso.uid if self.iso.uid is not None else os.getuid()
         try:

@@ -252,3 +252,21 @@ def test_forged_test_start_times(hostile_worker):
             "    while True:\n        pass\n")
     r = judge(hostile_worker, prog)
     assert r.outcome == "timeout" and r.duration_s < 4
+
+
+def test_files_left_in_tmp_do_not_reach_the_next_program(hostile_worker):
+    # The sandbox's /tmp and /dev/shm are private to its fork-server, and emptied between
+    # programs: one sample cannot leave anything for the next to find.
+    if "read-only fs" not in hostile_worker.isolation:
+        pytest.skip("no file-system namespace here: /tmp is the host's")
+    name = f"rltf-leak-{uuid.uuid4().hex}"
+    writer = (f"import os\ndef f(x):\n    for d in ('/tmp', '/dev/shm'):\n"
+              f"        os.makedirs(d + '/{name}-dir', exist_ok=True)\n"
+              f"        open(d + '/{name}', 'w').write(str(x))\n    return x * x\n")
+    first = hostile_worker.run(SQUARE, Solution(task_id="square", completion=writer))
+    assert first.outcome == "pass"  # the writes themselves were allowed
+    reader = (f"import os\ndef f(x):\n    left = [p for d in ('/tmp', '/dev/shm') for p in "
+              f"(d + '/{name}', d + '/{name}-dir') if os.path.exists(p)]\n"
+              "    return x * x if not left else -1\n")
+    second = hostile_worker.run(SQUARE, Solution(task_id="square", completion=reader))
+    assert second.outcome == "pass", second

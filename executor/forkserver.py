@@ -406,7 +406,6 @@ class Server:
         self._scratch = ("/tmp", "/dev/shm") if "read-only fs" in iso.features else ()
         self.runs = 0
         self._devnull = os.open(os.devnull, os.O_RDONLY)
-        self._codes: dict[str, object] = {}  # compiled probe test code, by source
         self._rlimits: dict[tuple, tuple] = {}
         self.inbox: list[dict] = []  # prepared requests read while a child ran
         self.closed = False  # the worker closed its end
@@ -415,14 +414,6 @@ class Server:
     def workdir_of(iso: sandbox.Isolation) -> str:
         """Every run's working directory (and HOME), emptied before each run."""
         return os.path.join(iso.work_root, "run")
-
-    def _compiled(self, src: str, filename: str):
-        code = self._codes.get(src)
-        if code is None:
-            if len(self._codes) > 4096:
-                self._codes.clear()
-            code = self._codes[src] = compile(src, filename, "exec")
-        return code
 
     def _rlimit_plan(self, limits: dict) -> tuple:
         key = tuple(sorted(limits.items()))
@@ -698,17 +689,8 @@ class Server:
             child_req["inputs"] = req["inputs"] if req["format"] == "call" else []
             child_req["code"] = item["code"]
             child_req["rlimits"] = self._rlimit_plan(req["limits"])
-            child_req["codes"] = {}
-            if req["format"] == "assert":  # test code is trusted: compile it here, once
-                try:
-                    codes = {"setup": self._compiled(req["setup"], "<setup>")}
-                    for i, src in enumerate(req["tests"]):
-                        codes[i] = self._compiled(src, "<tests>")
-                    child_req["codes"] = codes
-                    child_req["setup"] = None  # the child needs only the compiled code
-                    child_req["tests"] = [None] * len(req["tests"])
-                except SyntaxError:
-                    pass  # the child compiles the sources, and reports the error per test
+            # Assert tests come compiled by the worker, as one marshalled blob.
+            child_req["codes"] = req.get("probe_codes")
             item["child_req"] = child_req
         except Exception as exc:  # answered as this request's internal error, in its turn
             item["error"] = exc

@@ -19,6 +19,7 @@ import copy
 import faulthandler
 import io
 import json
+import marshal
 import os
 import struct
 import sys
@@ -31,6 +32,7 @@ PROGRAM_FILE = "<program>"
 REC_FD = 3
 DUMP_FD = 4
 _write = os.write
+_marshal_loads = marshal.loads
 _now = time.monotonic  # private: a program that replaces time.monotonic changes nothing here
 _pack = struct.Struct(">I").pack
 _dumps = json.dumps
@@ -280,9 +282,10 @@ def run_assert(code, req: dict, start: int) -> None:
     rnd = make_random("setup")
     test_ns = {"__builtins__": builtins, "__name__": "tests", PROG: prog, ASSERT: probe,
                RANDOM: rnd}
-    codes = req.get("codes") or {}
+    blob = req.get("codes")  # the compiled tests, marshalled (see testcode.AssertPlan)
+    codes = _marshal_loads(blob) if blob else {}
     try:
-        exec(codes.get("setup") or compile(req["setup"], "<setup>", "exec"), test_ns)
+        exec(codes.get("setup") or compile(req["setup"] or "", "<setup>", "exec"), test_ns)
     except _BaseException as exc:
         send({"t": "setup_error", "err": error_info(exc)})
         return

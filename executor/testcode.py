@@ -122,6 +122,7 @@ class _Rewrite(ast.NodeTransformer):
         self.prog = prog
         self.mode = mode  # "probe" | "judge" | "setup"
         self.site = site_start
+        self.uses_random = False  # whether it turned an import of `random` into RANDOM
 
     def visit(self, node):
         # An expression that names nothing of the program holds nothing to rewrite (imports
@@ -139,6 +140,7 @@ class _Rewrite(ast.NodeTransformer):
         keep, extra = [], []
         for alias in node.names:
             if alias.name == "random":
+                self.uses_random = True
                 extra.append(_at(node, ast.Assign(
                     [_at(node, ast.Name(alias.asname or "random", ast.Store()))],
                     _at(node, ast.Name(RANDOM, ast.Load())))))
@@ -151,6 +153,7 @@ class _Rewrite(ast.NodeTransformer):
         if node.module != "random" or node.level:
             return node
         out = []
+        self.uses_random = True
         for alias in node.names:
             if alias.name == "*":
                 raise TestCodeError("`from random import *` in test code is not supported")
@@ -192,12 +195,12 @@ def _parse(src: str, what: str) -> ast.Module:
 
 @dataclass
 class AssertPlan:
-    """Both rewritten copies of an assert-format problem's test code: the probe copy as source
-    text (it is sent to the sandbox), the judge copy compiled (it runs here)."""
+    """Both rewritten copies of an assert-format problem's test code, compiled here: the probe
+    copy as one marshalled blob (it is sent to the sandbox), the judge copy as code objects
+    (it runs here)."""
 
-    probe_setup: str
-    probe_tests: list[str]
-    judge_codes: dict = field(repr=False)  # test index (None: the setup) -> code object
+    probe_codes: bytes = field(repr=False)  # marshal of {"setup": code, k: code}
+    judge_codes: dict = field(default_factory=dict, repr=False)  # k (None: setup) -> code
     program_names: list[str] = field(default_factory=list)
     uses_random: bool = True  # whether the test code imports `random` (a private generator)
 
@@ -206,31 +209,46 @@ class AssertPlan:
         return self.judge_codes[k]
 
 
+def _compile_tree(tree: ast.Module, filename: str, what: str):
+    try:  # every node the rewrite makes is located, so the tree compiles as it is
+        return compile(tree, filename, "exec")
+    except (TypeError, ValueError):
+        try:
+            return compile(ast.unparse(tree), filename, "exec")
+        except SyntaxError as err:
+            raise TestCodeError(f"{what} does not compile: {err.msg}") from None
+    except SyntaxError as err:  # parses, but does not compile: `yield` outside a function
+        raise TestCodeError(f"{what} does not compile: {err.msg} (line {err.lineno})") from None
+
+
 def plan_assert_tests(setup: str | None, tests: list[str]) -> AssertPlan:
     """Rewrite setup and tests into the probe (sandbox) and judge (parent) copies."""
+    import marshal
+
     setup_tree = _parse(setup or "", "setup code")
     test_trees = [_parse(t, f"test {i}") for i, t in enumerate(tests)]
     bound, read = _names([setup_tree, *test_trees])
     prog = {name for name in read if name not in bound and name not in _BUILTIN_NAMES}
 
-    sites, probe_tests, judge_codes = 0, [], {}
+    sites, uses_random = 0, False
+    probe_codes: dict = {}
+    judge_codes: dict = {}
     for k, (src, tree) in enumerate(zip(tests, test_trees)):
         # The parsed tree becomes the probe copy; a second parse becomes the judge copy. Both
         # number the test's assertions from `sites` on.
         probe = _Rewrite(prog, "probe", sites)
-        probe_tests.append(ast.unparse(probe.visit(tree)))
+        probe_codes[k] = _compile_tree(probe.visit(tree), "<tests>", f"test {k}")
         judge_tree = _Rewrite(prog, "judge", sites).visit(ast.parse(src))
-        try:  # every node the rewrite makes is located, so the tree compiles as it is
-            judge_codes[k] = compile(judge_tree, "<tests>", "exec")
-        except (TypeError, ValueError):
-            judge_codes[k] = compile(ast.unparse(judge_tree), "<tests>", "exec")
+        judge_codes[k] = _compile_tree(judge_tree, "<tests>", f"test {k}")
         sites = probe.site
-    setup_src = ast.unparse(_Rewrite(prog, "setup", 0).visit(setup_tree))
-    judge_codes[None] = compile(setup_src, "<setup>", "exec")
+        uses_random = uses_random or probe.uses_random
+    rewrite = _Rewrite(prog, "setup", 0)
+    # The setup runs on both sides, from the same code.
+    probe_codes["setup"] = judge_codes[None] = _compile_tree(
+        rewrite.visit(setup_tree), "<setup>", "setup code")
     return AssertPlan(
-        probe_setup=setup_src,
-        probe_tests=probe_tests,
+        probe_codes=marshal.dumps(probe_codes),
         judge_codes=judge_codes,
         program_names=sorted(prog),
-        uses_random=any(RANDOM in src for src in [setup_src, *probe_tests]),
+        uses_random=uses_random or rewrite.uses_random,
     )

@@ -222,8 +222,8 @@ class Worker:
                        "processes": cfg.max_processes},
         }
         if problem.format == "assert":
-            req.update(inputs=[], setup=plan.probe_setup, tests=plan.probe_tests,
-                       uses_random=plan.uses_random)
+            req.update(inputs=[], setup=None, tests=[None] * len(problem.tests),
+                       probe_codes=plan.probe_codes, uses_random=plan.uses_random)
         else:  # inputs only: expected outputs stay here
             req["inputs"] = [t["input"] for t in problem.tests]
         return req

@@ -181,3 +181,13 @@ def test_dataclass_under_postponed_annotations(worker):
                 tests=[{"input": "3 -4\n", "output": "7\n"}])
     r = run(worker, p, prog + "a, b = map(int, input().split())\nprint(norm1(a, b))\n")
     assert r.outcome == "pass", r
+
+
+def test_assert_test_code_that_does_not_compile_is_reported_as_broken_data(worker):
+    # It parses, but `return` outside a function does not compile: the test data is at fault,
+    # not the program, and the caller gets a result saying so (not an exception).
+    broken = Problem(task_id="broken-tests", prompt="", format="assert", entry_point="f",
+                     tests=["return 1", "assert f(1) == 1"])
+    r = run(worker, broken, "def f(x):\n    return x\n")
+    assert (r.outcome, r.error_type) == ("fail", "TestCodeError")
+    assert "test 0 does not compile" in r.error_message

@@ -145,6 +145,7 @@ class ExecutorPool:
         # Results of submit()ted programs that arrived while imap() was waiting for its own;
         # the next poll() returns them, so mixing the two never loses a result.
         self._stash: list[tuple[Hashable, Result]] = []
+        self._unplannable: dict[int, Problem] = {}  # problems whose tests cannot be planned
         if use_ray:
             import ray
 
@@ -362,13 +363,35 @@ class ExecutorPool:
             remaining = deadline - time.monotonic()
             if out or failure or not waiting or remaining <= 0:
                 break
-            ready, _, _ = select.select(list(waiting), [], [], remaining)
+            ready, _, _ = select.select(list(waiting), [], [], 0)
+            if not ready and self._plan_ahead():
+                continue  # a queued problem's tests rewritten while the sandboxes ran
+            if not ready:
+                ready, _, _ = select.select(list(waiting), [], [], remaining)
             for fd in ready:
                 waiting[fd].receive()
         if failure is not None:
             self._stash.extend(out)  # returned by the next poll()
             raise failure
         return out
+
+    def _plan_ahead(self, look: int = 16) -> bool:
+        """While every fork-server is busy, rewrite the assert tests of one queued problem not
+        seen before (the work its first program would otherwise do when its turn comes).
+        True if it did."""
+        plans = self._workers[0]._plans
+        for i, (_, (problem, _)) in enumerate(self._queue):
+            if i >= look:
+                break
+            if (problem.format == "assert" and id(problem) not in self._unplannable
+                    and not plans.has(problem)):
+                try:
+                    plans.get(problem)
+                except Exception:  # reported with its programs, in their turn
+                    if not plans.has(problem):  # not kept: do not try again here
+                        self._unplannable[id(problem)] = problem
+                return True
+        return False
 
     # -- public ----------------------------------------------------------------------------
     def submit(self, key: Hashable, problem: Problem, solution: Solution) -> None:

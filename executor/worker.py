@@ -49,6 +49,11 @@ class _PlanCache:
         with self._lock:
             self._plans.clear()
 
+    def has(self, problem: Problem) -> bool:
+        key = (problem.task_id, problem.setup, tuple(problem.tests))
+        with self._lock:
+            return key in self._plans
+
     def get(self, problem: Problem) -> AssertPlan:
         key = (problem.task_id, problem.setup, tuple(problem.tests))
         with self._lock:

@@ -239,3 +239,28 @@ def test_closing_a_fork_server_twice_leaves_other_descriptors_alone():
         os.close(r)
         os.close(wr)
         w.close()
+
+
+def test_queued_problems_tests_are_rewritten_while_the_sandboxes_run():
+    # While the only worker runs a slow program, the pool's loop rewrites the assert tests of
+    # problems still waiting in its queue, so their programs start without that delay.
+    from executor.worker import _PlanCache
+
+    def problem(i):
+        return Problem(task_id=f"ahead-{i}", prompt="", format="assert", entry_point="f",
+                       tests=[f"assert f({i}) == {i * i}"])
+
+    with ExecutorPool(ExecutorConfig(workers=1)) as pool:
+        plans = pool._workers[0]._plans = _PlanCache()  # this test's own
+        pool._lanes[0].worker._plans = plans
+        slow = "import time\ndef f(x):\n    time.sleep(1.0)\n    return x * x\n"
+        for i in range(5):
+            pool.submit(i, problem(i), Solution(task_id=f"ahead-{i}", sample_id=i,
+                                                completion=slow if i == 0 else GOOD))
+        assert [plans.has(problem(i)) for i in range(5)] == [True, True, False, False, False]
+        assert pool.poll(0.5) == []  # the slow program is still running
+        assert all(plans.has(problem(i)) for i in range(5))
+        got = {}
+        while len(got) < 5:
+            got.update(pool.poll(5.0))
+        assert all(r.outcome == "pass" for r in got.values())

@@ -30,9 +30,10 @@ Pair = tuple[Problem, Solution]
 class ExecutorActor:
     """What each Ray executor actor runs: a Worker behind a small remote interface.
 
-    `run` calls are queued to one thread that drives the worker's fork-server through a Lane,
-    so the next program is already waiting at the fork-server while the current one runs, and
-    Ray's per-call work overlaps with judging instead of adding to it."""
+    Calls are queued to one thread that drives the worker's fork-server through a Lane, so
+    the next program is already waiting at the fork-server while the current one runs, and
+    Ray's per-call work overlaps with judging instead of adding to it. A call's programs are
+    answered together: the event loop wakes once per call, not once per program."""
 
     def __init__(self, cfg):
         import queue
@@ -45,25 +46,22 @@ class ExecutorActor:
         self._thread.start()
 
     async def run(self, problem: Problem, solution: Solution) -> Result:
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-        self._jobs.put((done, loop, problem, solution))
-        return await done
+        (res,) = await self.run_batch([(problem, solution)])
+        if isinstance(res, BaseException):
+            raise res
+        return res
 
     async def run_batch(self, pairs: list[Pair]) -> list:
         """Several programs in one call (Ray's per-call work is paid once): their results in
         order, or, for a program the worker failed on, the exception."""
         import asyncio
 
-        loop = asyncio.get_running_loop()
-        futures = []
-        for problem, solution in pairs:
-            done = loop.create_future()
-            self._jobs.put((done, loop, problem, solution))
-            futures.append(done)
-        return list(await asyncio.gather(*futures, return_exceptions=True))
+        if not pairs:
+            return []
+        batch = _Batch(asyncio.get_running_loop(), len(pairs))
+        for i, (problem, solution) in enumerate(pairs):
+            self._jobs.put(((batch, i), problem, solution))
+        return await batch.done
 
     def _serve(self) -> None:
         import queue
@@ -73,21 +71,18 @@ class ExecutorActor:
             try:
                 while lane.room():  # Lane.add queues every job before it can fail
                     try:
-                        done, loop, problem, solution = self._jobs.get(block=not lane.jobs)
+                        key, problem, solution = self._jobs.get(block=not lane.jobs)
                     except queue.Empty:
                         break
-                    lane.add((done, loop), problem, solution)
-                (done, loop), res = lane.next()
+                    lane.add(key, problem, solution)
+                (batch, i), res = lane.next()
             except BaseException as exc:  # the worker itself failed: say so to every caller
                 for job in lane.jobs:
-                    job_done, job_loop = job.key
-                    job_loop.call_soon_threadsafe(_settle, job_done, None, exc)
+                    job_batch, job_i = job.key
+                    job_batch.answer(job_i, exc)
                 lane.jobs.clear()
                 continue
-            if isinstance(res, BaseException):
-                loop.call_soon_threadsafe(_settle, done, None, res)
-            else:
-                loop.call_soon_threadsafe(_settle, done, res, None)
+            batch.answer(i, res)
 
     def info(self) -> dict:
         import os
@@ -97,13 +92,27 @@ class ExecutorActor:
                 "restarts": self.worker.restarts}
 
 
-def _settle(done, result, error) -> None:
-    if done.cancelled():
-        return
-    if error is not None:
-        done.set_exception(error)
-    else:
-        done.set_result(result)
+class _Batch:
+    """The programs of one actor call; answered (from the lane's thread) all at once."""
+
+    __slots__ = ("loop", "done", "results", "left")
+
+    def __init__(self, loop, n: int):
+        self.loop = loop
+        self.done = loop.create_future()
+        self.results: list = [None] * n
+        self.left = n
+
+    def answer(self, i: int, res) -> None:
+        self.results[i] = res
+        self.left -= 1
+        if self.left == 0:
+            self.loop.call_soon_threadsafe(_settle, self.done, self.results)
+
+
+def _settle(done, results) -> None:
+    if not done.cancelled():
+        done.set_result(results)
 
 
 class _RaySlots:

@@ -91,14 +91,15 @@ class ExecutorConfig(Section):
     )
     max_in_flight: int = Field(
         default=32, ge=1,
-        description="Programs handed to each worker at a time; the rest wait in the pool's "
-        "queue (imap pulls no further ahead: backpressure).",
+        description="Programs in flight per worker: a Ray executor actor holds at most this "
+        "many, and imap takes at most this many per worker ahead of their results "
+        "(backpressure); the rest wait in the pool's queue.",
     )
     ray_batch: int = Field(
         default=16, ge=1,
         description="Most programs one call to a Ray executor actor carries: Ray's per-call "
-        "work (scheduling, serialising the problem) is paid once per call. Each actor's "
-        "max_in_flight is split in at least two calls, so one always waits in the actor.",
+        "work (scheduling, serialising the problem) is paid once per call. An actor has at "
+        "most two calls, so that one waits in it while the other's results travel back.",
     )
     float_tolerance: float = Field(
         default=1e-6, ge=0,

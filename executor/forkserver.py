@@ -316,15 +316,8 @@ def _child(msg: bytes, extra: list[int], uid: int | None) -> None:
     limits, privileges, then the harness. Never returns."""
     try:
         os.setsid()
-        if extra:  # the request came as a memfd (too large to travel inline)
-            size, parts, got = os.fstat(extra[0]).st_size, [], 0
-            while got < size:
-                part = os.pread(extra[0], size - got, got)
-                if not part:
-                    break
-                parts.append(part)
-                got += len(part)
-            data = b"".join(parts)
+        if extra:  # the request came as a memfd (too large to travel inline), read from 0
+            data = _read_exact(extra[0], os.fstat(extra[0]).st_size)
         else:
             data = memoryview(msg)[1:]
         os.closerange(_FIRST_FREE_FD, 65536)
@@ -428,6 +421,8 @@ class Server:
         """Remove what earlier programs left in the sandbox's private /tmp and /dev/shm (tmpfs
         mounts of this fork-server alone, in the tiers with a file-system namespace), so that no
         program finds another's files there."""
+        import shutil
+
         for top in self._scratch:
             try:
                 names = os.listdir(top)
@@ -437,8 +432,6 @@ class Server:
                 path = os.path.join(top, name)
                 if path == self.iso.work_root:
                     continue
-                import shutil
-
                 try:
                     if stat.S_ISDIR(os.lstat(path).st_mode):
                         shutil.rmtree(path, ignore_errors=True)
@@ -473,9 +466,7 @@ class Server:
     @staticmethod
     def _memfd(name: str, data: bytes) -> int:
         fd = os.memfd_create(name)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data)
         os.lseek(fd, 0, os.SEEK_SET)
         return fd
 
@@ -492,13 +483,15 @@ class Server:
         t0 = time.monotonic()
         fds = [stdin_fd, pipes["out"][1], pipes["err"][1], pipes["rec"][1], pipes["dump"][1]]
         try:
-            try:
-                if len(data) >= _INLINE_MAX:
-                    raise OSError(errno.EMSGSIZE, "large request")
-                send_fds(self.zygote, b"r" + data, fds)
-            except OSError as err:  # too large for one message here: as a memfd
-                if err.errno != errno.EMSGSIZE:
-                    raise
+            inline = len(data) < _INLINE_MAX
+            if inline:
+                try:
+                    send_fds(self.zygote, b"r" + data, fds)
+                except OSError as err:  # too large for one message on this kernel
+                    if err.errno != errno.EMSGSIZE:
+                        raise
+                    inline = False
+            if not inline:
                 req_fds.append(self._memfd("rltf-request", data))
                 send_fds(self.zygote, b"m", fds + req_fds)
         except OSError as err:

@@ -49,13 +49,16 @@ class _PlanCache:
         with self._lock:
             self._plans.clear()
 
+    @staticmethod
+    def _key(problem: Problem) -> tuple:
+        return (problem.task_id, problem.setup, tuple(problem.tests))
+
     def has(self, problem: Problem) -> bool:
-        key = (problem.task_id, problem.setup, tuple(problem.tests))
         with self._lock:
-            return key in self._plans
+            return self._key(problem) in self._plans
 
     def get(self, problem: Problem) -> AssertPlan:
-        key = (problem.task_id, problem.setup, tuple(problem.tests))
+        key = self._key(problem)
         with self._lock:
             plan = self._plans.get(key)
             if plan is not None:

@@ -29,7 +29,7 @@ _DATA_SOURCES = {
 _DELEGATED = {
     "sft": ("learner.sft", "main"),
     "eval": ("evaluation.run", "main"),
-    "gen-tests": ("problems.gen_tests", "main"),
+    "gen-tests": ("problems.gen_cli", "main"),
     "scale": ("cluster.controller", "main"),
 }
 

@@ -147,11 +147,14 @@ class DataConfig(Section):
     source: Literal["synth", "jsonl"] = Field(
         default="synth",
         description="synth: the built-in seeded suite; jsonl: problems files (train_file, "
-        "heldout_file) in the DESIGN.md format, e.g. from `rltf data apps`.",
+        "heldout_file) in the DESIGN.md format, e.g. from `rltf data apps`, or datasets "
+        "folders from `rltf gen-tests --hf-out`.",
     )
     synth_n: int = Field(default=400, ge=10, description="Tasks in the built-in suite.")
-    train_file: str | None = Field(default=None, description="Training problems (jsonl).")
-    heldout_file: str | None = Field(default=None, description="Held-out problems (jsonl).")
+    train_file: str | None = Field(
+        default=None, description="Training problems: a JSONL file or a datasets folder.")
+    heldout_file: str | None = Field(
+        default=None, description="Held-out problems: a JSONL file or a datasets folder.")
     max_heldout: int | None = Field(
         default=None, ge=1, description="Evaluate on at most this many held-out problems.")
 

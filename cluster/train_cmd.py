@@ -39,7 +39,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def load_problems(cfg) -> dict[str, list]:
-    from executor.records import Problem, read_jsonl
+    from problems.gen_dataset import read_problems
     from problems.synth import generate_suite
 
     if cfg.data.source == "synth":
@@ -48,7 +48,7 @@ def load_problems(cfg) -> dict[str, list]:
                 "heldout": [p for p in suite if p.split == "heldout"], "all": suite}
     out = {}
     for name, path in (("train", cfg.data.train_file), ("heldout", cfg.data.heldout_file)):
-        probs, bad = read_jsonl(path, Problem)
+        probs, bad = read_problems(path)  # a JSONL file or a datasets folder
         for b in bad:
             print(f"skipped {b}", file=sys.stderr)
         out[name] = probs

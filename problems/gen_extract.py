@@ -1,19 +1,24 @@
-"""Static half of `rltf gen-tests`: find typed top-level functions and make them standalone.
+"""Static half of `rltf gen-tests`: find top-level functions and make them standalone.
 
-    found, items = scan_module(text, "json.decoder", path="json/decoder.py")
-    # items: Candidate (typed parameters, standalone solution, prompt, dedup key) or Rejected
+    found, items = scan_module(text, "json.decoder", path="json/decoder.py", calls=index)
+    # items: Candidate (parameters, standalone solution, prompt, dedup key) or Rejected
 
-For each top-level `def` of a module: its parameters' types come from annotations (or, where
-allowed, from simple default values); its standalone program is the function together with
+For each top-level `def` of a module: each parameter's type comes from the first source that
+gives one (`problems.gen_types`: annotation, docstring, doctest, call sites in the corpus,
+default value); parameters still untyped are left for runtime probing in the sandbox. The
+doctests and literal call sites that call the function also become its first inputs. Its
+standalone program is the function together with
 the module-level imports, helpers, classes and constants it needs, found by following the
 names it reads from module scope (transitively, with Python's scoping rules); its prompt is
 the `def` line and docstring, HumanEval style, after the imports its annotations need; its
 dedup key is its AST with names, docstring, annotations and constants normalised.
 
-Rejected functions carry a reason: async function, decorated, no parameters, no annotations,
-partly annotated, unsupported annotation, returns None, depends on module state (a name not
-bound at module level, `global`, `globals()`, module dunders such as `__file__`), imports
-outside the standard library (beyond `extra_imports`).
+Rejected functions carry a reason: async function, decorated, no parameters, no docstring
+(unless `allow_bare`), no annotations / partly annotated (with `infer=False`, which asks for
+full annotations), unsupported annotation, returns None (annotated so, or no `return` with a
+value and no `yield`), depends on module state (a name not bound at module level, `global`,
+`globals()`, module dunders such as `__file__`), imports outside the standard library (beyond
+`extra_imports`).
 """
 
 from __future__ import annotations
@@ -23,10 +28,13 @@ import builtins
 import copy
 import hashlib
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from problems.gen_inputs import Spec, Unsupported, parse_annotation, spec_of_default
+from problems.gen_callsites import CallIndex, Names
+from problems.gen_docstrings import NOT_LITERAL, Call, examples, literal, param_type_phrases
+from problems.gen_inputs import Spec, Unsupported, parse_annotation
 from problems.gen_scopes import bindings, imports_in, module_refs
+from problems.gen_types import bind, static_type
 
 _BUILTINS = frozenset(dir(builtins)) - {"__doc__", "__spec__", "__loader__", "__package__",
                                         "__build_class__", "__import__"}
@@ -40,8 +48,10 @@ STDLIB = frozenset(sys.stdlib_module_names) | {"__future__"}
 class Param:
     name: str
     kind: str  # "pos" (positional or keyword) | "kwonly" | "vararg" (items of *args)
-    spec: Spec
+    spec: Spec | None  # None: unknown until runtime probing
     has_default: bool
+    source: str | None = None  # which source gave the type (problems.gen_types.SOURCES)
+    values: tuple = ()  # literal values doctests and call sites pass it (edge inputs)
 
 
 @dataclass
@@ -52,11 +62,23 @@ class Candidate:
     path: str
     lineno: int
     params: list[Param]
-    typed: str  # "annotated": every parameter and the return; "inferred": some from defaults
+    typed: str  # "annotated": every parameter and the return; "inferred": any other source
     solution: str
     prompt: str
     key: str
     has_docstring: bool
+    seeds: list = field(default_factory=list)  # (args, kwargs) of literal doctest/call sites
+    doctests: list = field(default_factory=list)  # own doctest Calls with their want text
+    raises: frozenset = frozenset()  # built-in exceptions the program raises explicitly
+
+    @property
+    def unknown(self) -> list[Param]:
+        """Parameters no static source typed."""
+        return [p for p in self.params if p.spec is None]
+
+    @property
+    def type_sources(self) -> dict[str, str]:
+        return {p.name: p.source or "unknown" for p in self.params}
 
 
 @dataclass
@@ -211,7 +233,8 @@ def _render(ix: ModuleIndex, stmts: set[int], aliases: dict[int, list[ast.alias]
 
 
 # -- one function ----------------------------------------------------------------------------
-def _params(fn: ast.FunctionDef, ix: ModuleIndex, infer: bool) -> tuple[list[Param], str]:
+def _params(fn: ast.FunctionDef, ix: ModuleIndex, infer: bool, own: list[Call],
+            elsewhere: list[Call]) -> tuple[list[Param], str]:
     a = fn.args
     positional = [*a.posonlyargs, *a.args]
     pos_defaults = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
@@ -220,32 +243,80 @@ def _params(fn: ast.FunctionDef, ix: ModuleIndex, infer: bool) -> tuple[list[Par
     if not rows and not (a.vararg and a.vararg.annotation is not None):
         raise _Reject("no parameters")
     annotated = [x.annotation is not None for x, _, _ in rows]
-    if not any(annotated) and fn.returns is None:
-        if not (infer and all(d is not None for _, _, d in rows)):
-            raise _Reject("no annotations")
-    params, inferred = [], fn.returns is None
+    if not infer and not all(annotated):
+        raise _Reject("partly annotated" if any(annotated) else "no annotations")
+    if not infer and fn.returns is None:
+        raise _Reject("partly annotated", "return annotation")
+    names = ([x.arg for x in positional], [x.arg for x in a.kwonlyargs], a.vararg is not None,
+             a.kwarg is not None)
+    bound_own = [b for b in (bind(c, *names) for c in own) if b is not None]
+    bound_else = [b for b in (bind(c, *names) for c in elsewhere) if b is not None]
+    phrases = param_type_phrases(ast.get_docstring(fn, clean=True))
+    params = []
     for x, kind, default in rows:
+        values = [b[x.arg] for b in bound_own + bound_else if x.arg in b]
         if x.annotation is not None:
             try:
                 spec = parse_annotation(x.annotation, ix.origin, ix.alias)
             except Unsupported as err:
                 raise _Reject("unsupported annotation", f"{x.arg}: {err}") from None
+            source = "annotation"
         else:
-            value = default.value if isinstance(default, ast.Constant) else None
-            spec = spec_of_default(value) if infer and default is not None else None
-            if spec is None:
-                raise _Reject("partly annotated", f"parameter {x.arg}")
-            inferred = True
-        params.append(Param(x.arg, kind, spec, default is not None))
+            spec, source = static_type(
+                x.arg, phrases.get(x.arg), [b[x.arg] for b in bound_own if x.arg in b],
+                [b[x.arg] for b in bound_else if x.arg in b],
+                literal(default) if default is not None else NOT_LITERAL, default is not None)
+        seen = {repr(v): v for v in reversed(values) if v is not NOT_LITERAL}
+        params.append(Param(x.arg, kind, spec, default is not None, source,
+                            tuple(reversed(seen.values()))[:8]))
     if a.vararg is not None and a.vararg.annotation is not None:
         try:
             spec = parse_annotation(a.vararg.annotation, ix.origin, ix.alias)
         except Unsupported as err:
             raise _Reject("unsupported annotation", f"*{a.vararg.arg}: {err}") from None
-        params.append(Param(a.vararg.arg, "vararg", spec, True))
-    if inferred and not infer:
-        raise _Reject("partly annotated", "return annotation")
-    return params, "inferred" if inferred else "annotated"
+        params.append(Param(a.vararg.arg, "vararg", spec, True, "annotation"))
+    typed = all(p.source == "annotation" for p in params) and fn.returns is not None
+    return params, "annotated" if typed else "inferred"
+
+
+def _seeds(own: list[Call], elsewhere: list[Call], names: tuple) -> list[tuple[list, dict]]:
+    """(args, kwargs) of the calls whose arguments are all literals, doctests first."""
+    out, seen = [], set()
+    for c in own + elsewhere:
+        if c.complete and bind(c, *names) is not None:
+            key = repr((c.args, sorted(c.kwargs.items())))
+            if key not in seen:
+                seen.add(key)
+                out.append((list(c.args), dict(c.kwargs)))
+    return out[:12]
+
+
+def _returns_value(fn: ast.FunctionDef) -> bool:
+    """Whether the function's own body (not nested functions) returns a value or yields."""
+    stack = list(fn.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            continue
+        if isinstance(node, ast.Return) and node.value is not None and not (
+                isinstance(node.value, ast.Constant) and node.value.value is None):
+            return True
+        if isinstance(node, (ast.Yield, ast.YieldFrom)):
+            return True
+        stack.extend(ast.iter_child_nodes(node))
+    return False
+
+
+def _raised(solution: str) -> frozenset[str]:
+    """Built-in exception classes that `raise` statements of the program name."""
+    out = set()
+    for node in ast.walk(ast.parse(solution)):
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            if isinstance(exc, ast.Name) and isinstance(getattr(builtins, exc.id, None), type) \
+                    and issubclass(getattr(builtins, exc.id), Exception):
+                out.add(exc.id)
+    return frozenset(out)
 
 
 def _check_decorators(fn: ast.FunctionDef, ix: ModuleIndex) -> None:
@@ -328,13 +399,25 @@ def dedup_key(fn: ast.FunctionDef) -> str:
 
 
 def _candidate(fn: ast.stmt, ix: ModuleIndex, index: int, task_id: str, path: str,
-               infer: bool, extra: frozenset[str]) -> Candidate:
+               infer: bool, extra: frozenset[str], calls: CallIndex | None, names: Names,
+               allow_bare: bool) -> Candidate:
     if isinstance(fn, ast.AsyncFunctionDef):
         raise _Reject("async function")
     _check_decorators(fn, ix)
-    params, typed = _params(fn, ix, infer)
+    if not fn.args.args and not fn.args.posonlyargs and not fn.args.kwonlyargs and not (
+            fn.args.vararg and fn.args.vararg.annotation is not None):
+        raise _Reject("no parameters")
+    if ast.get_docstring(fn, clean=False) is None and not allow_bare:
+        raise _Reject("no docstring", "kept only with --allow-bare")
+    own = [c for _, c in examples(ast.get_docstring(fn, clean=True),
+                                  lambda f: True if names.resolve(f) == task_id else None,
+                                  where=f"doctest:{task_id}")]
+    elsewhere = calls.calls(task_id) if calls is not None else []
+    params, typed = _params(fn, ix, infer, own, elsewhere)
     if fn.returns is not None and isinstance(fn.returns, ast.Constant) and fn.returns.value is None:
         raise _Reject("returns None")
+    if fn.returns is None and not _returns_value(fn):
+        raise _Reject("returns None", "no return with a value")
     stmts, aliases = _closure(ix, index, extra)
     solution = _render(ix, stmts, aliases)
     prompt, has_doc = _prompt(fn, ix)
@@ -343,18 +426,28 @@ def _candidate(fn: ast.stmt, ix: ModuleIndex, index: int, task_id: str, path: st
             compile(src, f"<{what}>", "exec", dont_inherit=True)
         except SyntaxError as err:
             raise _Reject("depends on module state", f"{what} does not compile: {err.msg}")
+    a = fn.args
+    sig = ([x.arg for x in [*a.posonlyargs, *a.args]], [x.arg for x in a.kwonlyargs],
+           a.vararg is not None, a.kwarg is not None)
     return Candidate(task_id=task_id, module=ix.module, name=fn.name, path=path,
                      lineno=fn.lineno, params=params, typed=typed, solution=solution,
-                     prompt=prompt, key=dedup_key(fn), has_docstring=has_doc)
+                     prompt=prompt, key=dedup_key(fn), has_docstring=has_doc,
+                     seeds=_seeds(own, elsewhere, sig),
+                     doctests=[c for c in own if c.complete and c.want is not None],
+                     raises=_raised(solution))
 
 
 def scan_module(text: str, module: str, path: str = "", is_package: bool = False,
-                infer_defaults: bool = True, extra_imports: frozenset[str] = frozenset()
+                infer_defaults: bool = True, extra_imports: frozenset[str] = frozenset(),
+                calls: CallIndex | None = None, allow_bare: bool = True
                 ) -> tuple[int, list[Candidate | Rejected]]:
     """(number of top-level functions, one Candidate or Rejected for each). Only the last
-    definition of a name counts; earlier ones are rejected as redefined."""
+    definition of a name counts; earlier ones are rejected as redefined. `calls` holds the
+    corpus's call sites (None: none known); `infer_defaults=False` asks for annotations;
+    `allow_bare=False` rejects functions without a docstring."""
     tree = ast.parse(text)
     ix = ModuleIndex(tree, text, module, is_package)
+    names = Names(module, is_package, tree)
     fns = [(i, s) for i, s in enumerate(tree.body)
            if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))]
     last = {s.name: i for i, s in fns}
@@ -366,7 +459,8 @@ def scan_module(text: str, module: str, path: str = "", is_package: bool = False
                                 "the name is bound more than once"))
             continue
         try:
-            out.append(_candidate(fn, ix, i, task_id, path, infer_defaults, extra_imports))
+            out.append(_candidate(fn, ix, i, task_id, path, infer_defaults, extra_imports,
+                                  calls, names, allow_bare))
         except _Reject as rej:
             out.append(Rejected(task_id, path, fn.lineno, rej.reason, rej.detail))
         except RecursionError:

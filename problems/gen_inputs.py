@@ -353,6 +353,8 @@ def to_literal(v: Any, sort_dicts: bool = False) -> str:
     dict entries too (for expected values: dict equality ignores order, but a program's dict
     may be filled in an order that depends on the seed)."""
     t = type(v)
+    if t is int and v.bit_length() > 4000:  # repr refuses over 4300 digits; too long anyway
+        raise Unliteral("integer too large to write")
     if v is None or t in (bool, int, str, bytes, bytearray, range):
         return repr(v)
     if t is float:

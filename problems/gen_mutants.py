@@ -15,7 +15,7 @@ written). Operators:
 * `and_or`: `and` and `or` swapped;
 * `return_none`: `return X` becomes `return None`;
 * `drop_branch`: an `if` loses its body (what remains is its `else`, or nothing), or, when it
-  has an `else`, loses that.
+  has an `else` (or `elif`), loses that.
 
 A mutant's id (`op:site:variant`) depends only on the program text, so the generator, its
 report and the benchmark name the same mutant the same way. A mutant is killed when the
@@ -83,8 +83,10 @@ class _DropIf(ast.NodeTransformer):
     def visit_If(self, node: ast.If):
         if node is not self.target:
             return self.generic_visit(node)
-        keep = node.orelse if self.variant == 0 else node.body
-        return keep or ast.Pass()
+        if self.variant == 1:  # the else goes
+            node.orelse = []
+            return node
+        return node.orelse or ast.Pass()  # the body goes: what remains is the else
 
 
 def _apply(fn: ast.FunctionDef, site: tuple[str, int, int]) -> ast.FunctionDef:

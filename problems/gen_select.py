@@ -35,7 +35,9 @@ APPROX_SETUP = '''def approx(got, expected):
     """Equal, except that floats may differ by a relative 1e-6 (absolute 1e-9 near zero)."""
     import math
 
-    if type(expected) is float and type(got) in (int, float):
+    numbers = (int, float)
+    if type(got) in numbers and type(expected) in numbers and float in (type(got),
+                                                                       type(expected)):
         return got == expected or math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-9)
     if type(got) is not type(expected):
         return False
@@ -107,7 +109,7 @@ def uses_approx(tests: list[str]) -> bool:
 
 def close(a: Any, b: Any) -> bool:
     """What the tests check: equal, with floats within the tolerance of `approx`."""
-    if type(b) is float and type(a) in (int, float):
+    if type(a) in (int, float) and type(b) in (int, float) and float in (type(a), type(b)):
         return a == b or (math.isnan(a) and math.isnan(b)) or math.isclose(
             a, b, rel_tol=REL_TOL, abs_tol=ABS_TOL)
     if type(a) is not type(b):

@@ -7,11 +7,10 @@ For each top-level `def` of a module: each parameter's type comes from the first
 gives one (`problems.gen_types`: annotation, docstring, doctest, call sites in the corpus,
 default value); parameters still untyped are left for runtime probing in the sandbox. The
 doctests and literal call sites that call the function also become its first inputs. Its
-standalone program is the function together with
-the module-level imports, helpers, classes and constants it needs, found by following the
-names it reads from module scope (transitively, with Python's scoping rules); its prompt is
-the `def` line and docstring, HumanEval style, after the imports its annotations need; its
-dedup key is its AST with names, docstring, annotations and constants normalised.
+standalone program is the function with what it needs from its module
+(`problems.gen_standalone`); its prompt is the `def` line and docstring, HumanEval style,
+after the imports its annotations need; its dedup key is its AST with names, docstring,
+annotations and constants normalised.
 
 Rejected functions carry a reason: async function, decorated, no parameters, no docstring
 (unless `allow_bare`), no annotations / partly annotated (with `infer=False`, which asks for
@@ -27,22 +26,15 @@ import ast
 import builtins
 import copy
 import hashlib
-import sys
 from dataclasses import dataclass, field
 
 from problems.gen_callsites import CallIndex, Names
 from problems.gen_docstrings import NOT_LITERAL, Call, examples, literal, param_type_phrases
 from problems.gen_inputs import Spec, Unsupported, parse_annotation
-from problems.gen_scopes import bindings, imports_in, module_refs
+from problems.gen_standalone import ModuleIndex, Reject, closure, render
 from problems.gen_types import bind, static_type
 
-_BUILTINS = frozenset(dir(builtins)) - {"__doc__", "__spec__", "__loader__", "__package__",
-                                        "__build_class__", "__import__"}
-_MODULE_DUNDERS = {"__file__", "__spec__", "__loader__", "__package__", "__path__",
-                   "__cached__", "__doc__", "__all__", "__builtins__", "__dict__"}
 _PURE_DECORATORS = {"functools.lru_cache", "functools.cache"}
-STDLIB = frozenset(sys.stdlib_module_names) | {"__future__"}
-
 
 @dataclass
 class Param:
@@ -90,148 +82,6 @@ class Rejected:
     detail: str = ""
 
 
-# -- the module ----------------------------------------------------------------------------
-class ModuleIndex:
-    def __init__(self, tree: ast.Module, text: str, module: str, is_package: bool):
-        self.tree, self.text, self.module = tree, text, module
-        self.lines = text.splitlines()
-        self.package = module if is_package else module.rpartition(".")[0]
-        self.future = any(isinstance(s, ast.ImportFrom) and s.module == "__future__"
-                          and any(a.name == "annotations" for a in s.names) for s in tree.body)
-        self.binders: dict[str, list[int]] = {}
-        for i, stmt in enumerate(tree.body):
-            for name in bindings(stmt):
-                self.binders.setdefault(name, []).append(i)
-
-    def absolute(self, node: ast.ImportFrom) -> str:
-        if not node.level:
-            return node.module or ""
-        parts = self.package.split(".") if self.package else []
-        base = parts[: len(parts) - (node.level - 1)] if node.level > 1 else parts
-        return ".".join(base + ([node.module] if node.module else []))
-
-    def origin(self, name: str) -> str | None:
-        """Where a module-level name comes from: 'typing.List', 'builtins.int', or None."""
-        idx = self.binders.get(name)
-        if not idx:
-            return f"builtins.{name}" if name in _BUILTINS else None
-        if len(idx) != 1:
-            return None
-        stmt = self.tree.body[idx[0]]  # an import, or e.g. `if TYPE_CHECKING:` holding one
-        for imp in [stmt] if isinstance(stmt, (ast.Import, ast.ImportFrom)) else imports_in(stmt):
-            for a in imp.names:
-                if (a.asname or a.name.split(".")[0]) == name:
-                    if isinstance(imp, ast.Import):
-                        return a.name if a.asname else name
-                    return f"{self.absolute(imp)}.{a.name}"
-        return None
-
-    def alias(self, name: str) -> ast.expr | None:
-        """The value of a module-level alias bound once by `Name = value`, else None."""
-        idx = self.binders.get(name)
-        if not idx or len(idx) != 1:
-            return None
-        stmt = self.tree.body[idx[0]]
-        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and \
-                isinstance(stmt.targets[0], ast.Name):
-            return stmt.value
-        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
-            return stmt.value
-        return None
-
-    def source_of(self, stmt: ast.stmt) -> str:
-        start = min([stmt.lineno] + [d.lineno for d in getattr(stmt, "decorator_list", [])])
-        return "\n".join(self.lines[start - 1: stmt.end_lineno])
-
-
-class _Reject(Exception):
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(reason)
-        self.reason, self.detail = reason, detail
-
-
-def _import_allowed(name: str, extra: frozenset[str]) -> bool:
-    top = name.split(".")[0]
-    return top in STDLIB or top in extra
-
-
-def _closure(ix: ModuleIndex, first: int, extra: frozenset[str]
-             ) -> tuple[set[int], dict[int, list[ast.alias]]]:
-    """Top-level statements and import aliases that statement `first` needs, transitively."""
-    stmts: set[int] = set()
-    aliases: dict[int, list[ast.alias]] = {}
-    todo: list[str] = []
-    seen: set[str] = set()
-    queue = [first]
-    while todo or queue:
-        while queue:
-            i = queue.pop()
-            if i in stmts:
-                continue
-            stmts.add(i)
-            stmt = ix.tree.body[i]
-            for imp in imports_in(stmt):
-                mod = ix.absolute(imp) if isinstance(imp, ast.ImportFrom) else None
-                for name in ([mod] if mod is not None else [a.name for a in imp.names]):
-                    if not _import_allowed(name, extra):
-                        raise _Reject("imports outside the standard library", name)
-            refs, declared = module_refs(stmt, ix.future)
-            if declared:
-                raise _Reject("depends on module state", f"global {', '.join(sorted(declared))}")
-            todo.extend(sorted(refs, reverse=True))  # popped in sorted order
-        if not todo:
-            break
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        if name in _MODULE_DUNDERS or name == "globals":
-            raise _Reject("depends on module state", f"uses {name}")
-        idx = ix.binders.get(name)
-        if not idx:
-            if name in _BUILTINS:
-                continue
-            raise _Reject("depends on module state", f"name {name!r} is not bound at module level")
-        for i in idx:
-            stmt = ix.tree.body[i]
-            if isinstance(stmt, (ast.Import, ast.ImportFrom)):
-                for a in stmt.names:
-                    if (a.asname or a.name.split(".")[0]) == name:
-                        mod = ix.absolute(stmt) if isinstance(stmt, ast.ImportFrom) else a.name
-                        if not _import_allowed(mod, extra):
-                            raise _Reject("imports outside the standard library", mod)
-                        if a.name == "*":
-                            raise _Reject("depends on module state", "star import")
-                        if a not in aliases.setdefault(i, []):
-                            aliases[i].append(a)
-            else:
-                queue.append(i)
-    return stmts, aliases
-
-
-def _render(ix: ModuleIndex, stmts: set[int], aliases: dict[int, list[ast.alias]]) -> str:
-    blocks: list[tuple[bool, str]] = []
-    if ix.future:
-        blocks.append((True, "from __future__ import annotations"))
-    for i in sorted(set(stmts) | set(aliases)):
-        if i in aliases:
-            stmt = ix.tree.body[i]
-            names = [a for a in stmt.names if a in aliases[i]]  # in the order written
-            if isinstance(stmt, ast.Import):
-                new: ast.stmt = ast.Import(names=names)
-            else:
-                new = ast.ImportFrom(module=ix.absolute(stmt), names=names, level=0)
-            blocks.append((True, ast.unparse(new)))
-        if i in stmts:
-            blocks.append((False, ix.source_of(ix.tree.body[i])))
-    out = ""
-    for k, (is_import, src) in enumerate(blocks):
-        if k:
-            out += "\n" if is_import and blocks[k - 1][0] else "\n\n\n"
-        out += src
-    return out + "\n"
-
-
 # -- one function ----------------------------------------------------------------------------
 def _params(fn: ast.FunctionDef, ix: ModuleIndex, infer: bool, own: list[Call],
             elsewhere: list[Call]) -> tuple[list[Param], str]:
@@ -241,12 +91,12 @@ def _params(fn: ast.FunctionDef, ix: ModuleIndex, infer: bool, own: list[Call],
     rows = [(x, "pos", d) for x, d in zip(positional, pos_defaults)]
     rows += [(x, "kwonly", d) for x, d in zip(a.kwonlyargs, a.kw_defaults)]
     if not rows and not (a.vararg and a.vararg.annotation is not None):
-        raise _Reject("no parameters")
+        raise Reject("no parameters")
     annotated = [x.annotation is not None for x, _, _ in rows]
     if not infer and not all(annotated):
-        raise _Reject("partly annotated" if any(annotated) else "no annotations")
+        raise Reject("partly annotated" if any(annotated) else "no annotations")
     if not infer and fn.returns is None:
-        raise _Reject("partly annotated", "return annotation")
+        raise Reject("partly annotated", "return annotation")
     names = ([x.arg for x in positional], [x.arg for x in a.kwonlyargs], a.vararg is not None,
              a.kwarg is not None)
     bound_own = [b for b in (bind(c, *names) for c in own) if b is not None]
@@ -259,7 +109,7 @@ def _params(fn: ast.FunctionDef, ix: ModuleIndex, infer: bool, own: list[Call],
             try:
                 spec = parse_annotation(x.annotation, ix.origin, ix.alias)
             except Unsupported as err:
-                raise _Reject("unsupported annotation", f"{x.arg}: {err}") from None
+                raise Reject("unsupported annotation", f"{x.arg}: {err}") from None
             source = "annotation"
         else:
             spec, source = static_type(
@@ -273,7 +123,7 @@ def _params(fn: ast.FunctionDef, ix: ModuleIndex, infer: bool, own: list[Call],
         try:
             spec = parse_annotation(a.vararg.annotation, ix.origin, ix.alias)
         except Unsupported as err:
-            raise _Reject("unsupported annotation", f"*{a.vararg.arg}: {err}") from None
+            raise Reject("unsupported annotation", f"*{a.vararg.arg}: {err}") from None
         params.append(Param(a.vararg.arg, "vararg", spec, True, "annotation"))
     typed = all(p.source == "annotation" for p in params) and fn.returns is not None
     return params, "annotated" if typed else "inferred"
@@ -329,7 +179,7 @@ def _check_decorators(fn: ast.FunctionDef, ix: ModuleIndex) -> None:
             base = ix.origin(target.value.id)
             name = f"{base}.{target.attr}" if base else None
         if name not in _PURE_DECORATORS:
-            raise _Reject("decorated", ast.unparse(d))
+            raise Reject("decorated", ast.unparse(d))
 
 
 def _prompt(fn: ast.FunctionDef, ix: ModuleIndex) -> tuple[str, bool]:
@@ -359,7 +209,7 @@ def _prompt(fn: ast.FunctionDef, ix: ModuleIndex) -> tuple[str, bool]:
                 for a in stmt.names:
                     if (a.asname or a.name.split(".")[0]) == name:
                         aliases.setdefault(i, []).append(a)
-    header = _render(ix, set(), aliases) if (aliases or ix.future) else ""
+    header = render(ix, set(), aliases) if (aliases or ix.future) else ""
     sep = "\n\n" if header else ""
     return header + sep + "\n".join(lines) + "\n", doc is not None
 
@@ -402,30 +252,30 @@ def _candidate(fn: ast.stmt, ix: ModuleIndex, index: int, task_id: str, path: st
                infer: bool, extra: frozenset[str], calls: CallIndex | None, names: Names,
                allow_bare: bool) -> Candidate:
     if isinstance(fn, ast.AsyncFunctionDef):
-        raise _Reject("async function")
+        raise Reject("async function")
     _check_decorators(fn, ix)
     if not fn.args.args and not fn.args.posonlyargs and not fn.args.kwonlyargs and not (
             fn.args.vararg and fn.args.vararg.annotation is not None):
-        raise _Reject("no parameters")
+        raise Reject("no parameters")
     if ast.get_docstring(fn, clean=False) is None and not allow_bare:
-        raise _Reject("no docstring", "kept only with --allow-bare")
+        raise Reject("no docstring", "kept only with --allow-bare")
     own = [c for _, c in examples(ast.get_docstring(fn, clean=True),
                                   lambda f: True if names.resolve(f) == task_id else None,
                                   where=f"doctest:{task_id}")]
     elsewhere = calls.calls(task_id) if calls is not None else []
     params, typed = _params(fn, ix, infer, own, elsewhere)
     if fn.returns is not None and isinstance(fn.returns, ast.Constant) and fn.returns.value is None:
-        raise _Reject("returns None")
+        raise Reject("returns None")
     if fn.returns is None and not _returns_value(fn):
-        raise _Reject("returns None", "no return with a value")
-    stmts, aliases = _closure(ix, index, extra)
-    solution = _render(ix, stmts, aliases)
+        raise Reject("returns None", "no return with a value")
+    stmts, aliases = closure(ix, index, extra)
+    solution = render(ix, stmts, aliases)
     prompt, has_doc = _prompt(fn, ix)
     for what, src in (("solution", solution), ("prompt", prompt + "    pass\n")):
         try:
             compile(src, f"<{what}>", "exec", dont_inherit=True)
         except SyntaxError as err:
-            raise _Reject("depends on module state", f"{what} does not compile: {err.msg}")
+            raise Reject("depends on module state", f"{what} does not compile: {err.msg}")
     a = fn.args
     sig = ([x.arg for x in [*a.posonlyargs, *a.args]], [x.arg for x in a.kwonlyargs],
            a.vararg is not None, a.kwarg is not None)
@@ -461,7 +311,7 @@ def scan_module(text: str, module: str, path: str = "", is_package: bool = False
         try:
             out.append(_candidate(fn, ix, i, task_id, path, infer_defaults, extra_imports,
                                   calls, names, allow_bare))
-        except _Reject as rej:
+        except Reject as rej:
             out.append(Rejected(task_id, path, fn.lineno, rej.reason, rej.detail))
         except RecursionError:
             out.append(Rejected(task_id, path, fn.lineno, "depends on module state",

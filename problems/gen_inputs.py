@@ -10,9 +10,11 @@ import alias; string annotations. Bare `list`, `dict`, `tuple`, `set` get int (s
 Anything else (Any, object, Callable, classes, TypeVars) is unsupported.
 
 Edge values come first (0, 1, -1, large ints, empty containers and strings, ...), then random
-values; both depend only on the generator's seed. Sets of strings (or of anything whose hash
-varies between processes) are not generated: the assert judge matches recorded calls by
-their encoded arguments, and such a set's order differs between the sandbox and the judge.
+values (strings: words, the program's own string constants spliced together, indented lines
+of words, random characters); both depend only on the generator's seed. Sets of strings (or of
+anything whose hash varies between processes) are not generated: the assert judge matches
+recorded calls by their encoded arguments, and such a set's order differs between the sandbox
+and the judge.
 `to_literal` renders a value as Python source that rebuilds it exactly.
 """
 
@@ -303,8 +305,16 @@ class InputGen:
         if k == "float":
             return round(r.uniform(-100, 100), r.choice((0, 1, 2, 3)))
         if k == "str":
-            if r.random() < 0.4:
+            roll = r.random()
+            if roll < 0.35:
                 return r.choice(_WORDS + _STR_EDGES)
+            if roll < 0.55 and self.consts.get("str"):  # the program's own strings, spliced
+                parts = self.consts["str"] + list(_WORDS[:8]) + [" "]
+                return "".join(r.choice(parts) for _ in range(r.randint(2, 4)))
+            if roll < 0.7:  # text: words on lines, some indented
+                return "\n".join(" " * r.choice((0, 0, 2, 4)) + " ".join(
+                    r.choice(_WORDS) for _ in range(r.randint(1, 3)))
+                    for _ in range(r.randint(1, 3)))
             return "".join(r.choice(_ALPHABET) for _ in range(r.randint(0, 10)))
         if k == "bool":
             return r.random() < 0.5

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import collections
 import fnmatch
-import json
 import os
 import time
 from dataclasses import dataclass, field

@@ -44,27 +44,24 @@ def _timed(report, name: str, t0: float) -> float:
 
 
 def _probe(cands, sb, st, report) -> list:
+    """Types for the parameters still unknown; every candidate's sources go to the report."""
     todo = [c for c in cands if c.unknown]
-    if not todo:
-        return list(cands)
-    if not st.probe:
-        for c in todo:
-            report.drop(c.task_id, "parameter types unknown",
-                        ", ".join(p.name for p in c.unknown) + " (probing is off)", c.path,
-                        c.lineno)
-        return [c for c in cands if not c.unknown]
-    found = probe_types(todo, sb.record, seed=st.seed, time_limit_s=st.probe_time_limit_s)
+    found = probe_types(todo, sb.record, seed=st.seed, time_limit_s=st.probe_time_limit_s) \
+        if todo and st.probe else {}
     report.counts["probe_runs"] += sum(o.runs for o in found.values())
     out = []
     for c in cands:
         got = found.get(c.task_id)
-        if got is not None and got.specs is None:
-            report.drop(c.task_id, "parameter types unknown", got.detail, c.path, c.lineno)
-            continue
-        if got is not None:
+        if got is not None and got.specs is not None:
             for p in c.params:
                 if p.spec is None:
                     p.spec, p.source = got.specs[p.name], "probe"
+        report.type_sources[c.task_id] = c.type_sources
+        if c.unknown:
+            detail = got.detail if got is not None else \
+                ", ".join(p.name for p in c.unknown) + " (probing is off)"
+            report.drop(c.task_id, "parameter types unknown", detail, c.path, c.lineno)
+            continue
         out.append(c)
     return out
 

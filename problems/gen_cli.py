@@ -160,7 +160,8 @@ def _write(args, argv, problems, report) -> int:
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
         with open(args.report, "w", encoding="utf-8") as fh:
             json.dump({**s, "command": ["rltf", "gen-tests", *(argv or sys.argv[1:])],
-                       "dropped_functions": report.dropped_functions}, fh, indent=1)
+                       "dropped_functions": report.dropped_functions,
+                       "type_sources": report.type_sources}, fh, indent=1)
     share = s["kept_share_of_functions_with_params"]
     print(f"found {s['functions_found']} functions ({s['functions_with_params']} with "
           f"parameters) in {s['files_scanned']} files; kept {s['kept']} problems "

@@ -28,8 +28,9 @@ Ray actors on the cluster (`cluster.address`, or a local Ray instance): the proj
 executor actors judge, and recorder actors (`rltf-gen-<i>`) record outputs.
 
 The report (JSON) counts functions found, kept, and dropped by reason (each function with its
-reason), parameters by type source, inputs dropped by cause, the reference pass rate, the
-mutation scores and the wall time of each phase. Differences from the paper: the paper
+reason), parameters by type source (and lists each function's parameters with their source,
+`type_sources`), inputs dropped by cause, the reference pass rate, the mutation scores and the
+wall time of each phase. Differences from the paper: the paper
 generates tests for existing problems' reference programs; here any function with a
 docstring becomes a problem, and the choice of tests is steered by mutants.
 """
@@ -101,6 +102,7 @@ class GenReport:
     inputs: collections.Counter = field(default_factory=collections.Counter)
     counts: collections.Counter = field(default_factory=collections.Counter)
     reference: collections.Counter = field(default_factory=collections.Counter)
+    type_sources: dict = field(default_factory=dict)  # task id -> {parameter: source}
     timings_s: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
@@ -113,7 +115,7 @@ class GenReport:
         """What one chunk adds (saved with it, merged on resume)."""
         return {"dropped_functions": self.dropped_functions, "inputs": dict(self.inputs),
                 "counts": dict(self.counts), "reference": dict(self.reference),
-                "timings_s": self.timings_s}
+                "type_sources": self.type_sources, "timings_s": self.timings_s}
 
     def merge(self, part: dict) -> None:
         for d in part["dropped_functions"]:
@@ -121,6 +123,7 @@ class GenReport:
         self.inputs.update(part["inputs"])
         self.counts.update(part["counts"])
         self.reference.update(part["reference"])
+        self.type_sources.update(part["type_sources"])
         for k, v in part["timings_s"].items():
             self.timings_s[k] = self.timings_s.get(k, 0.0) + v
 
@@ -272,6 +275,10 @@ def summary(report: GenReport, problems: list) -> dict:
     by_source = collections.Counter(s for p in problems
                                     for s in set(p.metadata["type_sources"].values()))
     params = collections.Counter(s for p in problems for s in p.metadata["type_sources"].values())
+    typed = collections.Counter(s for srcs in report.type_sources.values() for s in srcs.values())
+    doctests = collections.Counter()
+    for p in problems:
+        doctests.update(p.metadata.get("doctests", {}))
     return {
         "sources": report.sources, "files_scanned": report.files_scanned,
         "files_unparseable": report.files_unparseable,
@@ -283,7 +290,9 @@ def summary(report: GenReport, problems: list) -> dict:
         "dropped": dict(report.dropped.most_common()),
         "kept_by_type_source": dict(by_source.most_common()),
         "kept_params_by_type_source": dict(params.most_common()),
+        "params_by_type_source": dict(typed.most_common()),  # every function typed
         "kept_typed": dict(collections.Counter(p.metadata["typed"] for p in problems)),
+        "doctest_examples": dict(doctests),  # of kept problems: ran, and read as written
         "kept_with_docstring": sum(bool(p.metadata["has_docstring"]) for p in problems),
         "inputs": dict(report.inputs), "counts": dict(report.counts),
         "tests_total": sum(n_tests),

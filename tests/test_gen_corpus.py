@@ -130,6 +130,8 @@ def test_cli_writes_jsonl_and_a_datasets_folder(corpus, tmp_path):
     assert datasets.load_from_disk(str(hf))["task_id"] == ["words.initials", "words.count_vowels"]
     report = json.loads(rep.read_text())
     assert report["kept_by_type_source"] == {"docstring": 1, "probe": 1}
+    assert report["type_sources"] == {"words.initials": {"name": "docstring"},
+                                      "words.count_vowels": {"text": "probe"}}
     assert main(["gen-tests", "--source", str(corpus), "--out", str(out),
                  "--min-mutation-score", "2"]) == 2  # a clear refusal, not a traceback
 

@@ -24,6 +24,7 @@ Stages, each one batch of sandboxed runs over the whole chunk:
 
 from __future__ import annotations
 
+import collections
 import random
 import time
 
@@ -154,6 +155,63 @@ class _Drop(tuple):
     detail = property(lambda self: self[1])
 
 
+SECOND_CHANCE = ("constant output", "too few valid inputs", "all inputs raise", "timeout")
+
+
+def _usable(cands, inputs, first, sb, st, report) -> dict:
+    """{task_id: rows that can become tests}. A function whose recorded calls do not make
+    enough tests (constant output, too few valid, all raising, timeouts) gets a second
+    chance: inputs from tiny domains (`make_inputs(small=True)`), recorded and pooled with
+    the first ones."""
+    tallies = {c.task_id: collections.Counter() for c in cands}
+
+    def check(c, ins, obs, counts):
+        rows, reason, detail = valid_rows(ins, obs, counts, st.min_tests, st.max_test_chars,
+                                          c.raises)
+        return _Drop(reason, detail) if reason else rows
+
+    held = _Held()
+    firsts = _each(cands, held, lambda c: check(c, inputs[c.task_id], first[c.task_id][1],
+                                                tallies[c.task_id]))
+    retry = []
+    for c in cands:
+        why = held.reasons.get(c.task_id)
+        if why is not None and why[0] in SECOND_CHANCE:
+            retry.append(c)
+            continue
+        report.inputs.update(tallies[c.task_id])
+        if why is not None:
+            report.drop(c.task_id, *why, c.path, c.lineno)
+    more = _each(retry, report, lambda c: make_inputs(c, st.seed, st.per_function *
+                                                      st.pool_factor, small=True))
+    retry = [c for c in retry if c.task_id in more]
+    report.counts["second_chance"] += len(retry)
+    second = sb.record([ProbeJob(c.task_id, c.solution, c.name, more[c.task_id], None, True)
+                        for c in retry], st.time_limit_s)
+
+    def pooled(c):
+        seen = {to_literal((tuple(a), k)) for a, k in inputs[c.task_id]}
+        extra = [(i, row) for i, row in enumerate(more[c.task_id])
+                 if to_literal((tuple(row[0]), row[1])) not in seen]
+        obs = second[c.task_id][1]
+        ins = inputs[c.task_id] + [row for _, row in extra]
+        return check(c, ins, first[c.task_id][1] + [obs[i] for i, _ in extra], report.inputs)
+
+    again = _each(retry, report, pooled)
+    report.counts["second_chance_kept"] += len(again)
+    return {**firsts, **again}
+
+
+class _Held:
+    """Drops held back (the first look of `_usable`, before a second chance)."""
+
+    def __init__(self):
+        self.reasons: dict[str, tuple[str, str]] = {}
+
+    def drop(self, task_id: str, reason: str, detail: str = "", *where) -> None:
+        self.reasons[task_id] = (reason, detail)
+
+
 def run_chunk(cands, sb, st, report) -> list[Problem]:
     t0 = time.monotonic()
     cands = _probe(cands, sb, st, report)
@@ -166,12 +224,7 @@ def run_chunk(cands, sb, st, report) -> list[Problem]:
                        for c in cands], st.time_limit_s)
     t0 = _timed(report, "record", t0)
 
-    def usable(c):
-        rows, reason, detail = valid_rows(inputs[c.task_id], first[c.task_id][1], report.inputs,
-                                          st.min_tests, st.max_test_chars, c.raises)
-        return _Drop(reason, detail) if reason else rows
-
-    pool = _each(cands, report, usable)
+    pool = _usable(cands, inputs, first, sb, st, report)
     cands = [c for c in cands if c.task_id in pool]
 
     # 3. mutants on the same inputs; the guide share steers the choice of tests

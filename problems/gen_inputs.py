@@ -219,7 +219,8 @@ _STR_EDGES = ("", "a", "hello world", " ", "Hello, World!", "0", "123", "a.b.c",
               "CamelCase", "/path/to/file.txt", "x=1&y=2", "  padded  ", "ÄÖü ß", "\n", "-5")
 _BYTES_EDGES = (b"", b"a", b"hello", b"\x00\xff", b"123")
 _WORDS = ("foo", "bar", "baz", "spam", "eggs", "x", "key", "value", "1.2.3", "a/b", "é", "Z9",
-          "test", "__init__", "http://example.com", "None", "True", "3.14", "a b", "tab\t")
+          "test", "__init__", "http://example.com", "None", "True", "3.14", "a b", "tab\t",
+          "1, 2, 3", "10 20 30", "(4, 5)", "7,8", "level", "Python is fun")
 _ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ._-/:,@#"
 
 
@@ -250,10 +251,14 @@ class InputGen:
     """Seeded values for specs: `edges(spec)` lists edge values, `sample(spec)` draws one.
     `consts` (from `harvest_constants`) adds the program's own literals to both."""
 
-    def __init__(self, rng: random.Random, max_len: int = 4, consts: dict | None = None):
+    def __init__(self, rng: random.Random, max_len: int = 4, consts: dict | None = None,
+                 small: bool = False):
         self.rng = rng
         self.max_len = max_len
         self.consts = consts or {}
+        # small: a second chance for functions whose outputs never varied; values from tiny
+        # domains (ints 0-4, strings over "ab "), longer containers: repeats and equal items
+        self.small = small
 
     def edges(self, spec: Spec) -> list:
         k, a = spec.kind, spec.args
@@ -297,6 +302,10 @@ class InputGen:
         r, k, a = self.rng, spec.kind, spec.args
         if k in self.consts and r.random() < 0.35:
             return r.choice(self.consts[k])
+        if self.small and k in ("int", "float", "str") and r.random() < 0.8:
+            if k == "str":
+                return "".join(r.choice("ab ") for _ in range(r.randint(0, 6)))
+            return r.randint(0, 4) if k == "int" else r.choice((0.0, 0.5, 1.0, 1.5, 2.0))
         if k == "int":
             roll = r.random()
             if roll < 0.7:
@@ -329,7 +338,7 @@ class InputGen:
             return self.sample(r.choice(a), depth)
         if k == "tuple":
             return tuple(self.sample(s, depth + 1) for s in a)
-        n = r.randint(0, max(0, self.max_len - depth))
+        n = r.randint(0, max(0, self.max_len + 3 * self.small - depth))
         if k == "list":
             return [self.sample(a[0], depth + 1) for _ in range(n)]
         if k == "tuplevar":

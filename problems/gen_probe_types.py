@@ -6,14 +6,16 @@ For each function, hypotheses assign a type to every unknown parameter; each hyp
 tried on a few generated inputs (`per_hypothesis`), all of a function's hypotheses in one
 sandboxed run (inputs interleaved, so a run cut short by its time budget hurts every
 hypothesis alike). A hypothesis is *acceptable* when the calls it made raised TypeError or
-AttributeError at most half the time and at least one returned; among acceptable ones the
+AttributeError (not about None) at most half the time and at least one returned; among acceptable ones the
 best is the one where most calls return, then the most plausible by the parameters' names
 (`n`, `count` int; `s`, `text` str; `arr`, `nums` list of int; `test_tup` tuple; `matrix`
 list of lists...), then the most calls returning.
 
 Round 1 tries each parameter's most plausible type, every parameter at one common type, and
 each parameter's next two types; later rounds (up to `rounds`) change one parameter at a time
-around the best so far, while that keeps improving. A function with no acceptable hypothesis
+around the best so far, while that keeps improving (among hypotheses that still fail, one
+whose type errors come from later lines counts as better: `arr.sort()` passed, `b.sort()`
+did not). A function with no acceptable hypothesis
 is dropped as "parameter types unknown".
 """
 
@@ -30,16 +32,17 @@ LIST_INT, LIST_STR, LIST_FLOAT = (Spec("list", (s,)) for s in (INT, STR, FLOAT))
 TUPLE_INT, TUPLE_STR = Spec("tuplevar", (INT,)), Spec("tuplevar", (STR,))
 LIST_LIST_INT = Spec("list", (LIST_INT,))
 LIST_PAIRS = Spec("list", (Spec("tuple", (INT, INT)),))
-DICT_STR_INT = Spec("dict", (STR, INT))
+DICT_STR_INT, DICT_STR_LIST = Spec("dict", (STR, INT)), Spec("dict", (STR, LIST_INT))
+DICT_INT_INT = Spec("dict", (INT, INT))
 GENERIC = (INT, STR, LIST_INT, FLOAT, LIST_STR, TUPLE_INT, LIST_LIST_INT, DICT_STR_INT,
-           LIST_PAIRS, BOOL, LIST_FLOAT, TUPLE_STR, BYTES)
+           LIST_PAIRS, BOOL, LIST_FLOAT, TUPLE_STR, BYTES, DICT_STR_LIST)
 TYPE_ERRORS = ("TypeError", "AttributeError")
 
 # Names (matched in this order) and the types they suggest, most plausible first.
 _PRIORS: list[tuple[re.Pattern, tuple[Spec, ...]]] = [(re.compile(p, re.I), t) for p, t in [
     (r"^(flag|reverse|strict|verbose|is_\w+|has_\w+|use_\w+|allow_\w+)$", (BOOL,)),
     (r"tup|tuple", (TUPLE_INT, TUPLE_STR, Spec("tuple", (INT, INT)))),
-    (r"dict|^d\d?$|^dic|mapping|^map$", (DICT_STR_INT,)),
+    (r"dict|^d\d?$|^dic|mapping|^map$", (DICT_STR_INT, DICT_STR_LIST, DICT_INT_INT)),
     (r"matrix|grid|^mat\d?$|board|cost|table|2d|^m\d?$", (LIST_LIST_INT, INT)),
     (r"words|strings|names|lines|strs|str_?list|tokens|sentences", (LIST_STR,)),
     (r"pairs|edges|intervals|points|test_list|coords", (LIST_PAIRS, LIST_INT, LIST_LIST_INT)),
@@ -74,18 +77,28 @@ class ProbeOutcome:
     runs: int  # sandboxed runs spent
 
 
-def _score(obs: list) -> tuple[int, int, int]:
-    """(calls that returned, calls that raised TypeError/AttributeError, calls that ran)."""
+def type_error(o) -> bool:
+    """A TypeError or AttributeError not about None (arguments are never None here, so
+    `'NoneType' object has no attribute ...` comes from the function's own logic)."""
+    err = o.error or {}
+    return o.status == "error" and err.get("type") in TYPE_ERRORS and \
+        "NoneType" not in str(err.get("msg", ""))
+
+
+def _score(obs: list) -> tuple[int, int, int, float]:
+    """(calls that returned, calls that raised a type error, calls that ran, the mean line
+    of those errors: a hypothesis whose calls fail later in the code got further)."""
     ok = sum(o.ok or o.status == "unserialisable" for o in obs)
-    bad = sum(o.status == "error" and (o.error or {}).get("type") in TYPE_ERRORS for o in obs)
+    lines = [(o.error or {}).get("line") or 0 for o in obs if type_error(o)]
     ran = sum(o.status in ("ok", "error", "unserialisable") for o in obs)
-    return ok, bad, ran
+    return ok, len(lines), ran, sum(lines) / len(lines) if lines else 0.0
 
 
-def _key(stats: tuple[int, int, int], rank: int) -> tuple:
-    ok, bad, ran = stats
+def _key(stats: tuple, rank: int) -> tuple:
+    ok, bad, ran, depth = stats
     acceptable = ran > 0 and ok > 0 and 2 * bad <= ran
-    return (acceptable, acceptable and 2 * ok > ran, -rank if acceptable else 0, ok, -bad)
+    return (acceptable, acceptable and 2 * ok > ran, -rank if acceptable else 0, ok, -bad,
+            depth)
 
 
 def _first_round(unknown: list[str], options: dict[str, list[Spec]]) -> list[dict]:
@@ -107,7 +120,7 @@ def _sig(h: dict) -> str:
 
 
 def probe_types(cands, record, seed: int = 0, per_hypothesis: int = 6, max_hypotheses: int = 16,
-                rounds: int = 3, time_limit_s: float = 0.5) -> dict[str, ProbeOutcome]:
+                rounds: int = 4, time_limit_s: float = 0.5) -> dict[str, ProbeOutcome]:
     """Types for every candidate's unknown parameters. `record(jobs, time_limit_s)` runs
     `executor.probe.ProbeJob`s in the sandbox: {key: (worker index, observations)}."""
     from executor.probe import ProbeJob
@@ -118,7 +131,7 @@ def probe_types(cands, record, seed: int = 0, per_hypothesis: int = 6, max_hypot
         options = {p: plausible(p) for p in unknown}
         state[c.task_id] = {"cand": c, "unknown": unknown, "options": options, "tried": set(),
                             "best": None, "todo": _first_round(unknown, options), "runs": 0}
-    # best: (hypothesis, (returned, type errors, ran), rank by names)
+    # best: (hypothesis, _score(...), rank by names)
     for _ in range(rounds):
         jobs, plans = [], {}
         for tid, st in state.items():
@@ -162,7 +175,7 @@ def probe_types(cands, record, seed: int = 0, per_hypothesis: int = 6, max_hypot
                 rank = sum(st["options"][p].index(h[p]) for p in st["unknown"])
                 if st["best"] is None or _key(stats, rank) > _key(st["best"][1], st["best"][2]):
                     st["best"], improved = (h, stats, rank), True
-            ok, bad, ran = st["best"][1]
+            ok, bad, ran, _ = st["best"][1]
             if improved and (bad or 2 * ok <= ran):  # not yet clean: change one at a time
                 st["todo"] = _around(st["best"][0], st["unknown"], st["options"], st["tried"])
     out = {}
@@ -171,7 +184,7 @@ def probe_types(cands, record, seed: int = 0, per_hypothesis: int = 6, max_hypot
         if best is None:
             out[tid] = ProbeOutcome(None, st.get("failed", "nothing ran"), st["runs"])
             continue
-        h, (ok, bad, ran), _ = best
+        h, (ok, bad, ran, _), _ = best
         desc = ", ".join(f"{p}: {h[p]}" for p in st["unknown"])
         if _key(best[1], 0)[0]:
             out[tid] = ProbeOutcome(h, f"{desc} ({ok}/{ran} calls returned)", st["runs"])

@@ -39,19 +39,23 @@ def _couple(values: list, specs: list[Spec], rng: random.Random) -> list:
     return out
 
 
-def make_inputs(cand, seed: int, n: int, specs: dict[str, Spec] | None = None
-                ) -> list[tuple[list, dict]]:
+def make_inputs(cand, seed: int, n: int, specs: dict[str, Spec] | None = None,
+                small: bool = False) -> list[tuple[list, dict]]:
     """Up to n distinct (args, kwargs) for `cand` (a gen_extract.Candidate); `specs`
-    replaces the types of the parameters it names (runtime probing tries hypotheses so)."""
+    replaces the types of the parameters it names (runtime probing tries hypotheses so);
+    `small` draws random rows only, from tiny domains (`InputGen`'s second chance)."""
     specs = specs or {}
-    gen = InputGen(random.Random(f"{seed}:{cand.task_id}:{sorted(map(str, specs.items()))}"),
-                   consts=harvest_constants(ast.parse(cand.solution)))
+    key = f"{seed}:{cand.task_id}:{sorted(map(str, specs.items()))}" + (":small" if small else "")
+    gen = InputGen(random.Random(key), consts=harvest_constants(ast.parse(cand.solution)),
+                   small=small)
     fixed = [p for p in cand.params if p.kind != "vararg"]
     types = [specs.get(p.name, p.spec) for p in fixed]
     var = next((p for p in cand.params if p.kind == "vararg"), None)
     edges = [_edge_values(gen, p, t, p.name not in specs) for p, t in zip(fixed, types)]
     rows: list[list] = [[e[(k + j * min(k, 1)) % len(e)] for j, e in enumerate(edges)]
                         for k in range(min(n // 2, max([len(e) for e in edges] + [1])))]
+    if small:
+        rows = []
     out, seen = [], set()
 
     def add(args: list, kwargs: dict) -> None:
@@ -63,7 +67,7 @@ def make_inputs(cand, seed: int, n: int, specs: dict[str, Spec] | None = None
             seen.add(key)
             out.append((args, kwargs))
 
-    if not specs:
+    if not specs and not small:
         for args, kwargs in cand.seeds:
             add(list(args), dict(kwargs))
     attempts = 0

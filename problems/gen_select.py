@@ -38,7 +38,10 @@ APPROX_SETUP = '''def approx(got, expected):
     numbers = (int, float)
     if type(got) in numbers and type(expected) in numbers and float in (type(got),
                                                                        type(expected)):
-        return got == expected or math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-9)
+        try:
+            return got == expected or math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-9)
+        except OverflowError:  # an int too large for a float
+            return False
     if type(got) is not type(expected):
         return False
     if type(expected) in (list, tuple):
@@ -110,8 +113,11 @@ def uses_approx(tests: list[str]) -> bool:
 def close(a: Any, b: Any) -> bool:
     """What the tests check: equal, with floats within the tolerance of `approx`."""
     if type(a) in (int, float) and type(b) in (int, float) and float in (type(a), type(b)):
-        return a == b or (math.isnan(a) and math.isnan(b)) or math.isclose(
-            a, b, rel_tol=REL_TOL, abs_tol=ABS_TOL)
+        try:
+            return a == b or (math.isnan(a) and math.isnan(b)) or math.isclose(
+                a, b, rel_tol=REL_TOL, abs_tol=ABS_TOL)
+        except OverflowError:  # an int too large for a float
+            return False
     if type(a) is not type(b):
         return False
     if type(a) in (list, tuple):

@@ -93,6 +93,10 @@ def test_float_results_compare_with_a_tolerance():
         assert passed is ok, got
         assert killed_by(r, Observation("ok", got)) is (not ok)
     assert row(3).test == "assert candidate(1) == 3"  # no float: plain equality
+    ns["candidate"] = lambda x: [10 ** 400, 2]  # too large for a float: unequal, no error
+    with pytest.raises(AssertionError):
+        exec(r.test, ns)
+    assert killed_by(r, Observation("ok", [10 ** 400, 2])) is True
 
 
 def test_a_test_that_expects_the_exception():

@@ -184,6 +184,16 @@ def test_inputs_are_deterministic_for_a_seed_and_vary_with_it():
     assert len({to_literal((tuple(x), y)) for x, y in a}) == 20  # distinct
 
 
+def test_second_chance_inputs_come_from_tiny_domains():
+    _, (cand,) = scan_module(SAMPLE, "m")
+    small = make_inputs(cand, 0, 30, small=True)
+    assert small != make_inputs(cand, 0, 30)
+    assert small[0][0][:2] != [[], ""]  # no edge rows: those ran the first time
+    ints = [x for args, _ in small for x in args[0]]
+    assert sum(0 <= x <= 4 for x in ints) >= 0.6 * len(ints)  # repeats and equal items
+    assert max(len(args[0]) for args, _ in small) > 4  # longer lists than the first time
+
+
 # -- extraction ----------------------------------------------------------------------------
 MODULE = textwrap.dedent('''\
     """A module."""

@@ -6,8 +6,9 @@
 --stdlib: the generator on the standard library's pure modules (`PURE_MODULES`: modules whose
   functions compute on their arguments, with no files, network, processes, threads or
   terminal), with --allow-bare. Prints functions found, those with at least one parameter,
-  problems kept (target: >= 40% of those with a parameter), by source of types, and the
-  baseline of the same command with annotations only (the generator before type inference).
+  problems kept (target: >= 40% of those with a parameter), by source of types, what the
+  default settings keep (functions with a docstring), and the baseline of the same command
+  with annotations only (the generator before type inference).
 --mbpp: the MBPP reference solutions (the shared fixture), written one task a file, as an
   untyped corpus (--allow-bare: they have no docstrings). Prints the tasks whose function
   became a problem (target >= 60%), and, of the mutants of each kept function that MBPP's
@@ -82,28 +83,38 @@ def stdlib(args) -> dict:
     problems, s, wall = _run(files, st, args.workers, work / "stdlib", "stdlib")
     base_st = GenSettings(seed=args.seed, allow_bare=True, infer_types=False, probe=False)
     _, base, _ = _run(files, base_st, args.workers, work / "stdlib-annotated", "baseline")
-    with_doc = s["kept_with_docstring"]
+    _, plain, _ = _run(files, GenSettings(seed=args.seed), args.workers,
+                       work / "stdlib-default", "default")
+    with_doc = plain["kept"]
     out = {"modules": len(PURE_MODULES), "functions_found": s["functions_found"],
            "functions_with_params": s["functions_with_params"], "kept": s["kept"],
            "kept_share": s["kept_share_of_functions_with_params"],
-           "kept_with_docstring": with_doc, "kept_by_type_source": s["kept_by_type_source"],
+           "kept_default_settings": with_doc, "kept_by_type_source": s["kept_by_type_source"],
            "kept_params_by_type_source": s["kept_params_by_type_source"],
+           "params_by_type_source": s["params_by_type_source"],
+           "mutation_score_at_least_half": sum(
+               p.metadata["mutation"]["score"] is not None
+               and p.metadata["mutation"]["score"] >= 0.5 for p in problems),
            "dropped": s["dropped"], "mutation_score_mean": s["mutation_score"]["mean"],
            "tests_total": s["tests_total"], "tests_raising": s["tests_raising"],
            "baseline_annotations_only_kept": base["kept"], "wall_s": round(wall, 1),
            "recheck": recheck(problems, args.workers)}
     print(f"stdlib ({len(PURE_MODULES)} pure modules): {out['functions_found']} functions, "
           f"{out['functions_with_params']} with parameters; kept {out['kept']} problems = "
-          f"{out['kept_share']:.1%} of those (target >= 40%); {with_doc} have a docstring "
-          f"(kept without --allow-bare)")
+          f"{out['kept_share']:.1%} of those (target >= 40%), with --allow-bare; the default "
+          f"settings (functions with a docstring only) keep {with_doc}")
     print(f"  baseline, annotations only (the generator before): {base['kept']} problems; "
           f"ratio {out['kept'] / max(base['kept'], 1):.1f}x")
     print("  kept by type source (a problem counts under each source of its parameters): "
           + ", ".join(f"{k} {v}" for k, v in out["kept_by_type_source"].items()))
     print("  parameters of kept problems by source: "
           + ", ".join(f"{k} {v}" for k, v in out["kept_params_by_type_source"].items()))
-    print(f"  mutation score mean {out['mutation_score_mean']:.3f}; references passing their "
-          f"own generated tests: {out['recheck']['pass']}/{out['recheck']['references']}")
+    print("  parameters of every function that reached typing, by source: "
+          + ", ".join(f"{k} {v}" for k, v in out["params_by_type_source"].items()))
+    print(f"  mutation score mean {out['mutation_score_mean']:.3f} "
+          f"({out['mutation_score_at_least_half']} problems at 0.5 or more); references "
+          f"passing their own generated tests: {out['recheck']['pass']}/"
+          f"{out['recheck']['references']}")
     return out
 
 

@@ -8,10 +8,13 @@ Stages, each one batch of sandboxed runs over the whole chunk:
    (`problems.gen_probe_types`), or the function is dropped as "parameter types unknown";
 2. record: the reference runs on `pool_factor x per_function` inputs (`problems.gen_rows`),
    with side effects and line coverage watched; the usable calls become candidate tests
-   (`problems.gen_select.valid_rows`);
+   (`problems.gen_select.valid_rows`); a function whose calls make too few tests (constant
+   output, too few valid, all raising, timeouts) gets a second set of inputs from tiny
+   domains, pooled with the first;
 3. mutants: up to `max_mutants` mutants of the reference (`problems.gen_mutants`) run on the
-   same inputs (short limits); a `guide_fraction` of them steer the choice of tests, which
-   then goes greedily for mutants killed, lines covered and outputs seen;
+   same inputs (short limits, eight mutants to a sandboxed run); a `guide_fraction` of them
+   steer the choice of tests, which then goes greedily for mutants killed, lines covered and
+   outputs seen;
 4. rerun: the chosen inputs again, reversed, on another fork-server: a function whose
    results change is dropped as nondeterministic;
 5. verify: the problem's reference is judged against its tests by the executor pool and

@@ -245,13 +245,17 @@ def run_chunk(cands, sb, st, report) -> list[Problem]:
     kills: dict[str, list[set]] = {}  # per row: ids of the mutants its test rejects
 
     def pick(c):
+        # Whether a call times out depends on the machine's load as much as on the mutant:
+        # such kills pick the test a mutant is judged on first (stage 6), never the tests.
         rows = pool[c.task_id]
         kills[c.task_id] = [set() for _ in rows]
+        steer = [set() for _ in rows]
         for m in muts[c.task_id]:
             for i, o in enumerate(seen[(c.task_id, m.id)]):
                 if o is not None and killed_by(rows[i], o):
                     kills[c.task_id][i].add(m.id)
-        steer = [k & guide[c.task_id] for k in kills[c.task_id]]
+                    if o.status != "timeout" and m.id in guide[c.task_id]:
+                        steer[i].add(m.id)
         return choose(rows, st.per_function, steer, max(1, st.per_function // 3))
 
     chosen = _each(cands, report, pick)

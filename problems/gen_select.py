@@ -25,7 +25,6 @@ outputs not yet seen.
 from __future__ import annotations
 
 import collections
-import math
 from typing import Any, NamedTuple
 
 from executor.probe import Observation, same_value
@@ -51,7 +50,6 @@ APPROX_SETUP = '''def approx(got, expected):
                                                      for k, v in expected.items())
     return got == expected
 '''
-REL_TOL, ABS_TOL = 1e-6, 1e-9
 
 
 class Row(NamedTuple):
@@ -110,21 +108,13 @@ def uses_approx(tests: list[str]) -> bool:
     return any(t.startswith("assert approx(") for t in tests)
 
 
-def close(a: Any, b: Any) -> bool:
-    """What the tests check: equal, with floats within the tolerance of `approx`."""
-    if type(a) in (int, float) and type(b) in (int, float) and float in (type(a), type(b)):
-        try:
-            return a == b or (math.isnan(a) and math.isnan(b)) or math.isclose(
-                a, b, rel_tol=REL_TOL, abs_tol=ABS_TOL)
-        except OverflowError:  # an int too large for a float
-            return False
-    if type(a) is not type(b):
-        return False
-    if type(a) in (list, tuple):
-        return len(a) == len(b) and all(map(close, a, b))
-    if type(a) is dict:
-        return a.keys() == b.keys() and all(close(a[k], b[k]) for k in a)
-    return same_value(a, b)
+def _approx():
+    ns: dict = {}
+    exec(APPROX_SETUP, ns)
+    return ns["approx"]
+
+
+close = _approx()  # what the tests check: the same `approx` as their setup code
 
 
 def killed_by(row: Row, obs: Observation) -> bool | None:

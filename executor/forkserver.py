@@ -739,6 +739,10 @@ class Server:
                 for i in range(start, len(tests)):
                     tests[i] = {"status": "error", "err": rec.get("err")}
                 return len(tests)
+            if t == "setup":  # the setup's calls into the program, as the first run made them
+                if "setup_events" not in resp:
+                    resp["setup_events"] = rec.get("events")
+                continue
             k = rec.get("k")
             if not isinstance(k, int) or not (start <= k < len(tests)):
                 continue
@@ -746,8 +750,9 @@ class Server:
                 current = k
                 began.setdefault(k, 0.0)
             elif t == "end" and tests[k]["status"] == "not_run":
-                obs: dict = {"status": "error" if rec.get("err") else "ok"}
-                for key in ("v", "events", "err"):
+                obs: dict = {"status": "error" if rec.get("err") else
+                             "unjudgeable" if "u" in rec else "ok"}
+                for key in ("v", "events", "err", "u"):
                     if key in rec:
                         obs[key] = rec[key]
                 if stdio:

@@ -40,6 +40,9 @@ _encode = serialize.encode
 _decode = serialize.decode
 _Unserialisable = serialize.Unserialisable
 _BaseException = BaseException
+_type = type
+_Module = type(sys)
+_BUILTIN_NAMES = dict(builtins.__dict__)  # as they were before any program ran
 _MAX_MSG = 400
 
 # Names APPS-style programs expect without importing them (the APPS harness adds these).
@@ -174,9 +177,9 @@ def run_call(code, req: dict, start: int) -> None:
             fn = _find_callable(ns, fn_name)
             result = fn(*copy.deepcopy(req["inputs"][k]))
             end = {"t": "end", "k": k, "v": _encode(result)}
-        except _Unserialisable as exc:
-            end = {"t": "end", "k": k, "err": {"type": "TypeError", "line": None,
-                                               "msg": f"unserialisable result: {exc}"}}
+        except _Unserialisable as exc:  # not the program's error: the judge cannot compare
+            end = {"t": "end", "k": k, "u": f"the returned value cannot cross to the judge: "
+                                            f"{exc}"}
         except _BaseException as exc:
             end = {"t": "end", "k": k, "err": error_info(exc)}
         if k + 1 < n:
@@ -237,11 +240,12 @@ class _Recorder:
         except _BaseException as exc:
             event["err"] = error_info(exc)
             raise
+        real: list = []  # objects that cross by identity: the test code keeps the real ones
         try:
-            enc = _encode(result)
-        except _Unserialisable as exc:
-            event["err"] = {"type": "TypeError", "line": None, "msg": f"unserialisable: {exc}"}
-            raise TypeError(str(exc)) from None
+            enc = _encode(result, real)
+        except _Unserialisable as exc:  # the judge reports the test as unjudgeable
+            event["u"] = f"the value {self.name}() returned cannot cross to the judge: {exc}"
+            return result
         event["v"] = enc
         if pre is not None and not _all_scalars(args, kwargs):  # else nothing could change
             try:
@@ -250,7 +254,7 @@ class _Recorder:
                     event["post"] = post
             except _Unserialisable:
                 pass
-        return _decode(enc)
+        return _decode(enc, real)
 
 
 def run_assert(code, req: dict, start: int) -> None:
@@ -258,18 +262,31 @@ def run_assert(code, req: dict, start: int) -> None:
     if ns is None:
         return
     entry = req["entry_point"]
-    events: list = []
+    events: list = []  # the calls of the setup, then of each test in turn
 
     def prog(name: str):
         real = entry if name == "candidate" else name
         if real not in ns:
+            # A built-in name the program might have redefined (see testcode.plan_for): it
+            # did not, so the test means the built-in, and the judge uses its own.
+            if name in _BUILTIN_NAMES:
+                return _BUILTIN_NAMES[name]
             raise NameError(f"name '{name}' is not defined")
         value = ns[real]
+        if _type(value) is _Module:  # the judge uses its own module of that name
+            events.append({"k": "value", "name": name, "v": _encode(value)})
+            return value
         if callable(value):
             return _Recorder(events, name, value)
-        enc = _encode(value)
+        objects: list = []
+        try:
+            enc = _encode(value, objects)
+        except _Unserialisable as exc:
+            events.append({"k": "value", "name": name, "u": f"{name} cannot cross to the "
+                                                            f"judge: {exc}"})
+            return value
         events.append({"k": "value", "name": name, "v": enc})
-        return _decode(enc)
+        return _decode(enc, objects)
 
     def probe(site: int, *holes) -> None:
         events.append({"k": "group", "site": site})
@@ -289,6 +306,8 @@ def run_assert(code, req: dict, start: int) -> None:
     except _BaseException as exc:
         send({"t": "setup_error", "err": error_info(exc)})
         return
+    if events:  # the setup called into the program (e.g. built a tree of its Nodes)
+        send({"t": "setup", "events": list(events)})
     n = len(req["tests"])
     uses_random = req.get("uses_random", True)
     send({"t": "begin", "k": start, "ts": _now()})

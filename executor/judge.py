@@ -9,7 +9,13 @@ The program never sees what is expected. Here, per test:
   tuples equal lists, floats compare within a tolerance, and, as APPS harnesses do, an
   expected output wrapped in a one-element list also accepts the bare value.
 * `assert`: the judge copy of the test code runs here, replaying the program's recorded calls
-  (`executor.testcode`).
+  (`executor.testcode`), the setup's calls first.
+
+Values the program returns are rebuilt here as trusted objects (`executor.serialize`,
+`executor.values`) and compared by Python's own rules for those types; no program code runs
+here. A test that needs something of a value the judge cannot safely compare (a program
+object's method, a value too large to cross) is `unjudgeable`: it does not pass, and it is
+not blamed on the program (see `Result` in `executor.records`).
 
 A test with no well-formed record fails. The program's outcome is its first error (by test
 order) if any test raised, timed out, crashed or printed too much; otherwise pass or fail.
@@ -19,11 +25,15 @@ from __future__ import annotations
 
 import builtins
 import math
+from collections import deque
 from typing import Any
 
 from executor import serialize
 from executor.records import Problem, Result
 from executor.testcode import JUDGE, PROG, RANDOM, AssertPlan, make_random
+from executor.values import ProgramObject, Unjudgeable
+
+_BUILTIN_NAMES = vars(builtins)
 
 _ERROR_OUTCOME = {"timeout": "timeout", "memory_error": "memory_error",
                   "output_limit": "output_limit", "error": "runtime_error",
@@ -121,9 +131,18 @@ def _mirror(target: Any, new: Any) -> None:
     """Apply the in-place change the program made to an argument."""
     if isinstance(target, (list, bytearray)) and isinstance(new, type(target)):
         target[:] = new
-    elif isinstance(target, (dict, set)) and isinstance(new, type(target)):
+    elif isinstance(target, (dict, set, deque)) and isinstance(new, type(target)):
         target.clear()
-        target.update(new)
+        (target.extend if isinstance(target, deque) else target.update)(new)
+    elif type(target) is ProgramObject and type(new) is ProgramObject:
+        fields = object.__getattribute__(target, "_rltf_fields")
+        fields.clear()
+        fields.update(object.__getattribute__(new, "_rltf_fields"))
+
+
+def _unjudgeable(ev: dict) -> None:
+    if "u" in ev:
+        raise Unjudgeable(str(ev["u"]))
 
 
 class Replay:
@@ -160,7 +179,10 @@ class Replay:
                  if ev.get("name") == name}
         if "call" not in kinds and "value" in kinds:
             ev = self._find("value", name)
+            _unjudgeable(ev)
             return serialize.decode(ev["v"])
+        if not kinds and name in _BUILTIN_NAMES:  # a built-in the program did not redefine
+            return _BUILTIN_NAMES[name]
 
         def stub(*args, **kwargs):
             try:
@@ -169,6 +191,7 @@ class Replay:
             except serialize.Unserialisable:
                 enc, check = None, False
             ev = replay._find("call", name, enc, check)
+            _unjudgeable(ev)
             if "err" in ev:
                 raise _program_exception(ev["err"])
             if "post" in ev:
@@ -207,16 +230,15 @@ class Replay:
             raise AssertionError(f"assertion {site} is false")
 
 
-def judge_assert_test(plan: AssertPlan, setup_ns: dict, k: int, events: list[dict]
-                      ) -> tuple[str, dict | None]:
-    """(status, error) of test k from its recorded program calls."""
-    replay = Replay(events)
-    ns = setup_ns  # one namespace for all tests of a program, as in the sandbox
-    ns.update({PROG: replay.prog, JUDGE: replay.judge})
-    if plan.uses_random:
-        ns[RANDOM] = make_random(f"test-{k}")
+def _run_judge_code(code, ns: dict) -> tuple[str, dict | None]:
+    """(status, error) of running one piece of judge code (a test, or the setup)."""
     try:
-        exec(plan.judge_code(k), ns)
+        exec(code, ns)
+    except Unjudgeable as exc:
+        return "unjudgeable", {"type": "Unjudgeable", "line": None, "msg": str(exc)[:400]}
+    except RecursionError:
+        return "unjudgeable", {"type": "Unjudgeable", "line": None,
+                               "msg": "the values are nested too deeply to compare"}
     except Exception as exc:
         err = getattr(exc, "_rltf_err", None)
         if err is not None:
@@ -227,12 +249,25 @@ def judge_assert_test(plan: AssertPlan, setup_ns: dict, k: int, events: list[dic
     return "pass", None
 
 
-def judge_setup_namespace(plan: AssertPlan) -> dict:
-    ns: dict = {"__builtins__": builtins, "__name__": "tests", RANDOM: make_random("setup")}
-    replay = Replay([])
+def judge_assert_test(plan: AssertPlan, setup_ns: dict, k: int, events: list[dict]
+                      ) -> tuple[str, dict | None]:
+    """(status, error) of test k from its recorded program calls."""
+    replay = Replay(events)
+    ns = setup_ns  # one namespace for all tests of a program, as in the sandbox
     ns.update({PROG: replay.prog, JUDGE: replay.judge})
-    exec(plan.judge_code(None), ns)
-    return ns
+    if plan.uses_random:
+        ns[RANDOM] = make_random(f"test-{k}")
+    return _run_judge_code(plan.judge_code(k), ns)
+
+
+def judge_setup_namespace(plan: AssertPlan, events: list[dict] | None = None
+                          ) -> tuple[dict, tuple[str, dict | None]]:
+    """The tests' namespace after the judge copy of the setup ran, replaying the setup's
+    recorded calls into the program; and (status, error) of that run ("pass" when it ran)."""
+    ns: dict = {"__builtins__": builtins, "__name__": "tests", RANDOM: make_random("setup")}
+    replay = Replay(events or [])
+    ns.update({PROG: replay.prog, JUDGE: replay.judge})
+    return ns, _run_judge_code(plan.judge_code(None), ns)
 
 
 # -- the verdict ------------------------------------------------------------------------------
@@ -260,7 +295,7 @@ def judge_program(problem: Problem, resp: dict, plan: AssertPlan | None = None,
     obs_list = resp["tests"]
     statuses: list[str] = []
     errors: list[dict | None] = []
-    setup_ns = None
+    setup = None
     for k in range(n):
         obs = obs_list[k] if k < len(obs_list) else {"status": "not_run"}
         st, err = obs.get("status", "not_run"), obs.get("err")
@@ -274,20 +309,33 @@ def judge_program(problem: Problem, resp: dict, plan: AssertPlan | None = None,
                     st = "pass" if call_matches(got, problem.tests[k]["output"], tol) else "fail"
                 else:
                     assert plan is not None
-                    if setup_ns is None:
-                        setup_ns = judge_setup_namespace(plan)
-                    st, err = judge_assert_test(plan, setup_ns, k, obs.get("events") or [])
+                    if setup is None:
+                        setup = judge_setup_namespace(plan, resp.get("setup_events"))
+                    setup_ns, (setup_st, setup_err) = setup
+                    if setup_st != "pass":
+                        st, err = setup_st, setup_err
+                    else:
+                        st, err = judge_assert_test(plan, setup_ns, k, obs.get("events") or [])
             except (KeyError, ValueError, TypeError):
                 st, err = "fail", None  # malformed record: a failure, never a pass
+            except Unjudgeable as exc:  # e.g. a call-format value that cannot be compared
+                st, err = "unjudgeable", {"type": "Unjudgeable", "line": None,
+                                          "msg": str(exc)[:400]}
         elif st == "error":
             st = _status_of_error(err)
+        elif st == "unjudgeable":
+            err = {"type": "Unjudgeable", "line": None, "msg": str(obs.get("u"))[:400]}
         statuses.append(st)
         errors.append(err)
     passed = statuses.count("pass")
-    first_bad = next((i for i, s in enumerate(statuses) if s not in ("pass", "fail")), None)
+    first_bad = next((i for i, s in enumerate(statuses)
+                      if s not in ("pass", "fail", "unjudgeable")), None)
     if passed == n:
         return Result(outcome="pass", passed=passed, tests=statuses, **base)
-    if first_bad is None:
+    if first_bad is None:  # failed; say why when a test could not be judged
+        unjudged = next((errors[i] for i, s in enumerate(statuses) if s == "unjudgeable"), None)
+        if unjudged:
+            base.update(error_type="Unjudgeable", error_message=unjudged.get("msg"))
         return Result(outcome="fail", passed=passed, tests=statuses, **base)
     err = errors[first_bad] or {}
     if resp.get("import_error") and statuses[first_bad] in ("error", "crash", "memory_error",

@@ -18,9 +18,12 @@ Format = Literal["stdio", "call", "assert"]
 Outcome = Literal[
     "pass", "fail", "runtime_error", "syntax_error", "timeout", "memory_error", "output_limit"
 ]
-# One status for each unit test of a program.
+# One status for each unit test of a program. `unjudgeable`: the test needs something of a
+# value that the judge cannot compare without running program code (a program object's method
+# or `__repr__`, a value too large or too deep to cross); see `Result`.
 TestStatus = Literal[
-    "pass", "fail", "error", "timeout", "memory_error", "output_limit", "crash", "not_run"
+    "pass", "fail", "error", "timeout", "memory_error", "output_limit", "crash", "not_run",
+    "unjudgeable"
 ]
 OUTCOMES: tuple[str, ...] = Outcome.__args__  # type: ignore[attr-defined]
 
@@ -79,7 +82,14 @@ class Solution(BaseModel):
 
 
 class Result(BaseModel):
-    """The verdict on one solution. `error_line` is 1-based in the completion as given."""
+    """The verdict on one solution. `error_line` is 1-based in the completion as given.
+
+    A test the judge cannot decide (status `unjudgeable`) does not pass, and it is not the
+    program's error: when no test raised, timed out or crashed, the outcome is `fail`, with
+    `error_type` "Unjudgeable", `error_message` naming the value and what the test needed of
+    it, and no `error_line` (so the fine-grained reward blames no line). The outcomes stay the
+    seven of DESIGN.md, so rewards and pass@k need no new case; a caller that wants to keep
+    such programs out of training or evaluation finds them by that `error_type`."""
 
     model_config = ConfigDict(extra="forbid")
 

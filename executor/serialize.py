@@ -1,24 +1,49 @@
-"""Exact, type-checked serialisation of plain Python values between sandbox and judge.
+"""Exact, type-checked serialisation of Python values between sandbox and judge.
 
 A program under test hands its return values to the trusted parent through `encode`, which
-accepts only exact built-in types (`type(v) is int`, never a subclass), so an object whose
-`__eq__` always answers True, or a subclass of list with a forged `__eq__`, cannot pass
-through: it is rejected as unserialisable. The parent rebuilds plain values with `decode` and
-compares them itself.
+reads every value through the built-in types' own C-level accessors (never a method the
+program could override: no `__eq__`, `__hash__`, `__repr__`, `__iter__` of the program runs),
+and the parent rebuilds them with `decode`, as its own trusted objects, and compares them
+itself. An object with a forged `__eq__` therefore crosses as what it is made of.
 
-Covered: None, bool, int (any size), float (nan, inf, -0.0), complex, str, bytes, bytearray,
-list, tuple, dict (any hashable keys), set, frozenset, range, dict views, and iterators or
-generators (materialised; decoded as an iterator over the items, so `list(f(x))` works and
-`f(x) == [...]` stays False as it would be for the real iterator). Not covered: instances of
-user classes, functions, modules, numpy values.
+Covered, and rebuilt as the same type in the judge: None, bool, int (any size), float (nan,
+inf, -0.0), complex, str, bytes, bytearray, list, tuple, dict (any hashable keys), set,
+frozenset, range, dict views, Counter, OrderedDict, defaultdict (its factory when it is a
+built-in type), deque (with maxlen), namedtuples (as a namedtuple with the same fields),
+Fraction, Decimal. Iterators and generators are materialised and decoded as an iterator over
+the items (so `list(f(x))` works and `f(x) == [...]` stays False, as for the real iterator).
+
+A subclass of one of these built-in or standard types (a Counter subclass, an IntEnum, a
+class deriving from list) crosses as its base value, read through the base type's own
+accessors: Python compares such values as their base does unless the class overrides
+`__eq__`, and an override is program code the judge never runs. Instances of other classes
+written in Python (the program's own `Node`, dataclasses, records) cross structurally: class
+name, fields (instance `__dict__` and `__slots__`) recursively, and the names of the class's
+own attributes; each object is sent once and later references point back to it, so shared
+and cyclic structures keep their shape (`executor.values.ProgramObject` in the judge). Enum
+members cross as class and member name. Objects with no safe structure (modules, functions,
+classes, files, sockets, locks...) cross as an opaque token of kind and name
+(`executor.values.Opaque`); a module of the standard library is the judge's own module of
+that name.
+
+A value that cannot cross (nested deeper than 500 levels, more than a million items) raises
+Unserialisable; the judge reports it as unjudgeable, never as the program's error.
+
+`decode(obj)` builds the judge's values; `decode(obj, real)` (in the sandbox) gives back, for
+each object that crossed by identity, the real object from `real` (the list `encode_with`
+filled), so test code in the sandbox keeps working on the program's own objects.
 
 This module is imported by the sandbox harness before the program runs, so it keeps private
-references to the built-ins it needs; a program that rebinds `builtins.type` or `isinstance`
-does not change what it does.
+references to the built-ins it needs; a program that rebinds `builtins.type`, `isinstance` or
+`collections.Counter` does not change what it does.
 """
 
 from __future__ import annotations
 
+import collections as _collections
+import decimal as _decimal
+import enum as _enum
+import fractions as _fractions
 import json as _json
 import math as _math
 import types as _types
@@ -29,131 +54,439 @@ _list = list
 _int = int
 _str = str
 _float = float
-_isinstance = isinstance
+_tuple = tuple
+_dict = dict
 _iter = iter
 _dumps = _json.dumps
 _loads = _json.loads
-_MAX_DEPTH = 64
+_MAX_DEPTH = 500
 _MAX_ITEMS = 1_000_000
+_Counter = _collections.Counter
+_OrderedDict = _collections.OrderedDict
+_defaultdict = _collections.defaultdict
+_deque = _collections.deque
+_Fraction = _fractions.Fraction
+_Decimal = _decimal.Decimal
+_Enum = _enum.Enum
+_Module = _types.ModuleType
 
-_ITERATOR_TYPES = (
+# C-level readers: each one is the built-in type's own, whatever a subclass overrides.
+_mro_of = _type.__dict__["__mro__"].__get__
+_flags_of = _type.__dict__["__flags__"].__get__
+_qualname_of = _type.__dict__["__qualname__"].__get__
+_class_dict = _type.__dict__["__dict__"].__get__
+_HEAPTYPE = 1 << 9
+_list_copy = _list.copy
+_dict_copy = _dict.copy
+_dict_items = _dict.items
+_dict_getitem = _dict.__getitem__
+_tuple_getitem = _tuple.__getitem__
+_od_iter = _OrderedDict.__iter__
+_deque_iter = _deque.__iter__
+_deque_maxlen = _deque.__dict__["maxlen"].__get__
+_dd_factory = _defaultdict.__dict__["default_factory"].__get__
+_fraction_num = _Fraction.__dict__["_numerator"].__get__
+_fraction_den = _Fraction.__dict__["_denominator"].__get__
+_decimal_str = _Decimal.__str__
+_module_dict = _Module.__dict__["__dict__"].__get__
+_member_descriptor = _types.MemberDescriptorType
+_getset_descriptor = _types.GetSetDescriptorType
+_FULL = slice(None)
+# A subclass instance read as its built-in base: int.__pos__(v) is an exact int, and so on.
+_AS_BASE = {_int: _int.__pos__, _float: _float.__pos__, complex: complex.__pos__,
+            _str: _str.__str__, bytes: bytes.__bytes__, bytearray: bytearray.copy,
+            _list: _list_copy, _dict: _dict_copy, set: set.copy, frozenset: frozenset.copy,
+            _tuple: lambda v: _tuple_getitem(v, _FULL)}
+_FACTORIES = {t.__name__: t for t in (_list, _dict, set, _int, _float, _str, _tuple, bytes,
+                                      frozenset, complex, bool)}
+
+_ITERATOR_TYPES = frozenset((
     _types.GeneratorType, _type(_iter([])), _type(_iter(())), _type(_iter("")), map, filter,
     zip, enumerate, reversed, _type(_iter(range(0))), _type(_iter({}.keys())),
     _type(_iter({}.values())), _type(_iter({}.items())), _type(_iter(set())),
-)
+))
+_VIEWS = {_type({}.keys()): "$dk", _type({}.values()): "$dv", _type({}.items()): "$di"}
+
+
+# type -> encoder(_Encoder, value, depth) of the judge's stand-ins; filled by executor.values.
+STANDINS: dict = {}
 
 
 class Unserialisable(TypeError):
-    """The value is not made of plain built-in types."""
+    """The value cannot cross to the judge (too large, too deep)."""
 
 
 def _canonical(encoded) -> str:
     return _dumps(encoded, sort_keys=True)
 
 
-def _enc(v, depth: int, budget: list[int]):
-    if depth > _MAX_DEPTH:
-        raise Unserialisable("value nested too deeply")
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise Unserialisable("value too large")
-    t = _type(v)
-    if v is None or t is bool or t is _str:
-        return v
-    if t is _int:
-        if -(1 << 63) <= v < (1 << 63):
+class _Encoder:
+    """One `encode` call: the item budget, and the objects that crossed by identity."""
+
+    __slots__ = ("budget", "memo", "real")
+
+    def __init__(self, real: list | None):
+        self.budget = _MAX_ITEMS
+        self.memo: dict[int, int] = {}  # id(object) -> its index in `real`
+        self.real = real if real is not None else []
+
+    def enc(self, v, depth: int):
+        if depth > _MAX_DEPTH:
+            raise Unserialisable("the value is nested more than 500 levels deep")
+        self.budget -= 1
+        if self.budget < 0:
+            raise Unserialisable(f"the value has more than {_MAX_ITEMS:,} items")
+        t = _type(v)
+        if v is None or t is bool or t is _str:
             return v
-        return {"$I": hex(v)}
-    if t is _float:
-        if v != v or v in (_math.inf, -_math.inf):
-            return {"$F": repr(v)}
-        return v
-    if t is _list:
-        return [_enc(x, depth + 1, budget) for x in v]
-    if t is tuple:
-        return {"$t": [_enc(x, depth + 1, budget) for x in v]}
-    if t is dict:
-        return {"$d": [[_enc(k, depth + 1, budget), _enc(x, depth + 1, budget)]
-                       for k, x in v.items()]}
-    if t is set or t is frozenset:
+        if t is _int:
+            if -(1 << 63) <= v < (1 << 63):
+                return v
+            return {"$I": hex(v)}
+        if t is _float:
+            if v != v or v in (_math.inf, -_math.inf):
+                return {"$F": repr(v)}
+            return v
+        d = depth + 1
+        enc = self.enc
+        if t is _list:
+            return [enc(x, d) for x in v]
+        if t is _tuple:
+            return {"$t": [enc(x, d) for x in v]}
+        if t is _dict:
+            return {"$d": [[enc(k, d), enc(x, d)] for k, x in v.items()]}
+        if t is set or t is frozenset:
+            return self.set_like(t, v, d)
+        if t in _ITERATOR_TYPES:
+            items = []
+            for x in v:
+                items.append(enc(x, d))
+            return {"$it": items}
+        return self.other(t, v, d)
+
+    def set_like(self, t, v, d: int):
         # Canonical order: iteration order of str/bytes elements depends on the process's
         # hash seed, and the sandbox and the judge must encode equal sets identically.
-        items = [_enc(x, depth + 1, budget) for x in v]
+        items = [self.enc(x, d) for x in v]
         items.sort(key=_canonical)
         return {"$s" if t is set else "$fs": items}
-    if t is complex:
-        return {"$c": [_enc(v.real, depth + 1, budget), _enc(v.imag, depth + 1, budget)]}
-    if t is bytes or t is bytearray:
-        return {"$b" if t is bytes else "$ba": v.hex()}
-    if t is range:
-        return {"$r": [v.start, v.stop, v.step]}
-    if t is _type({}.keys()):
-        return {"$dk": [_enc(x, depth + 1, budget) for x in v]}
-    if t is _type({}.values()):
-        return {"$dv": [_enc(x, depth + 1, budget) for x in v]}
-    if t is _type({}.items()):
-        return {"$di": [[_enc(k, depth + 1, budget), _enc(x, depth + 1, budget)] for k, x in v]}
-    if t in _ITERATOR_TYPES:
-        items = []
-        for x in v:
-            items.append(_enc(x, depth + 1, budget))
-        return {"$it": items}
-    raise Unserialisable(f"values of type {t.__name__} cannot be returned to the judge")
+
+    def items(self, pairs, d: int) -> list:
+        enc = self.enc
+        return [[enc(k, d), enc(x, d)] for k, x in pairs]
+
+    def other(self, t, v, d: int):
+        if t is complex:
+            return {"$c": [self.enc(v.real, d), self.enc(v.imag, d)]}
+        if t is bytes or t is bytearray:
+            return {"$b" if t is bytes else "$ba": v.hex()}
+        if t is range:
+            return {"$r": [self.enc(v.start, d), self.enc(v.stop, d), self.enc(v.step, d)]}
+        view = _VIEWS.get(t)
+        if view is not None:
+            if view == "$di":
+                return {view: self.items(v, d)}
+            return {view: [self.enc(x, d) for x in v]}
+        hook = STANDINS.get(t)
+        if hook is not None:  # the judge's own stand-ins (executor.values), re-encoded
+            return hook(self, v, d)
+        mro = _mro_of(t)
+        if _Enum in mro:
+            return self.enum_member(t, v, mro, d)
+        for base in mro:
+            if base is _Counter:
+                return {"$C": self.items(_dict_items(_dict_copy(v)), d)}
+            if base is _OrderedDict:
+                return {"$od": self.items(((k, _dict_getitem(v, k)) for k in _od_iter(v)), d)}
+            if base is _defaultdict:
+                factory = _dd_factory(v)
+                name = next((n for n, f in _FACTORIES.items() if f is factory), None)
+                return {"$dd": [name, self.items(_dict_items(_dict_copy(v)), d)]}
+            if base is _deque:
+                return {"$dq": [_deque_maxlen(v), [self.enc(x, d) for x in _deque_iter(v)]]}
+            if base is _Fraction:
+                return {"$fr": [self.enc(_fraction_num(v), d), self.enc(_fraction_den(v), d)]}
+            if base is _Decimal:
+                return {"$dec": _decimal_str(v)}
+            if base is _tuple:
+                fields = _class_dict(t).get("_fields") if t is not _tuple else None
+                items = [self.enc(x, d) for x in _tuple_getitem(v, _FULL)]
+                if _type(fields) is _tuple and all(_type(f) is _str for f in fields) \
+                        and _len(fields) == _len(items):
+                    return {"$nt": [_qualname_of(t), _list(fields), items]}
+                return {"$t": items}
+            as_base = _AS_BASE.get(base)
+            if as_base is not None:
+                return self.enc(as_base(v), d - 1)
+        return self.by_identity(t, v, mro, d)
+
+    def enum_member(self, t, v, mro, d: int):
+        for base in mro:  # IntEnum, StrEnum...: compared as their value, as Python does
+            as_base = _AS_BASE.get(base)
+            if as_base is not None:
+                return self.enc(as_base(v), d - 1)
+        fields = _instance_dict(v, mro) or {}
+        return {"$en": [_qualname_of(t), _str(fields.get("_name_", "")),
+                        self.enc(fields.get("_value_"), d)]}
+
+    def by_identity(self, t, v, mro, d: int):
+        """A program object (structure) or an opaque token; each object crosses once."""
+        key = id(v)
+        ref = self.memo.get(key)
+        if ref is not None:
+            return {"$ref": ref}
+        ref = self.memo[key] = _len(self.real)
+        self.real.append(v)
+        if t is _Module:
+            return {"$mod": [ref, _str(_module_dict(v).get("__name__", ""))]}
+        if _is_plain_class(mro):
+            fields = []
+            inst = _instance_dict(v, mro)
+            if inst:
+                for name, x in _dict_items(_dict_copy(inst)):
+                    if _type(name) is _str:
+                        fields.append([name, self.enc(x, d)])
+            for name, x in _slot_values(v, mro):
+                fields.append([name, self.enc(x, d)])
+            return {"$obj": [ref, _qualname_of(t), fields, _class_attributes(t, mro)]}
+        return {"$op": [ref, _qualname_of(t), _name_of(v, t)]}
 
 
-def encode(value) -> object:
-    """A JSON-ready form of `value`; raises Unserialisable for anything not plain."""
+def _is_plain_class(mro) -> bool:
+    """Every class above `object` is written in Python (no C base holding hidden state)."""
+    for cls in mro[:-1]:
+        if not _flags_of(cls) & _HEAPTYPE:
+            return False
+    return _len(mro) > 1
+
+
+def _instance_dict(v, mro) -> dict | None:
+    for cls in mro:
+        desc = _class_dict(cls).get("__dict__")
+        if _type(desc) is _getset_descriptor:
+            return desc.__get__(v, cls)
+    return None
+
+
+def _slot_values(v, mro):
+    for cls in mro:
+        for name, desc in _class_dict(cls).items():
+            if _type(desc) is _member_descriptor and _type(name) is _str:
+                try:
+                    yield name, desc.__get__(v, cls)
+                except AttributeError:  # a slot never set
+                    continue
+
+
+def _class_attributes(t, mro) -> list:
+    """Names the class and its bases define (methods, properties): the judge does not run them,
+    so reading one of them from a program object is unjudgeable, not an AttributeError."""
+    names = set()
+    for cls in mro[:-1]:
+        for name, attr in _class_dict(cls).items():
+            if _type(attr) is _member_descriptor or _type(attr) is _getset_descriptor:
+                continue  # a slot (a field) or the instance dictionary
+            if _type(name) is _str and (not name.startswith("__") or name in _BEHAVIOUR):
+                names.add(name)
+    return sorted(names)
+
+
+# Special methods that give a program object behaviour a test might use (the judge has no code
+# for them): reported with the class, so that using one is unjudgeable, not a TypeError.
+_BEHAVIOUR = frozenset((
+    "__bool__", "__len__", "__iter__", "__getitem__", "__setitem__", "__delitem__",
+    "__contains__", "__call__", "__lt__", "__le__", "__gt__", "__ge__", "__add__", "__radd__",
+    "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__floordiv__", "__mod__",
+    "__pow__", "__neg__", "__pos__", "__abs__", "__int__", "__float__", "__index__",
+    "__round__", "__reversed__", "__getattr__", "__getattribute__"))
+
+
+def _name_of(v, t) -> str:
+    """The qualified name of a function, class or method, read without running its code."""
+    getter = _NAME_GETTERS.get(t)
+    if getter is not None:
+        try:
+            name = getter(v)
+            return name if _type(name) is _str else ""
+        except Exception:
+            return ""
+    if _flags_of(t) & (1 << 31):  # a class (a metaclass instance)
+        return _qualname_of(v)
+    return ""
+
+
+_NAME_GETTERS = {
+    _types.FunctionType: _types.FunctionType.__dict__["__qualname__"].__get__,
+    _types.BuiltinFunctionType: _types.BuiltinFunctionType.__dict__["__qualname__"].__get__,
+    _types.MethodType: lambda m: _NAME_GETTERS[_types.FunctionType](m.__func__)
+    if _type(m.__func__) is _types.FunctionType else "",
+    _type: _qualname_of,
+}
+
+
+def encode(value, real: list | None = None) -> object:
+    """A JSON-ready form of `value`; raises Unserialisable when it cannot cross. Objects that
+    cross by identity are appended to `real`, in the order of their `$ref` numbers."""
     try:
-        return _enc(value, 0, [_MAX_ITEMS])
+        return _Encoder(real).enc(value, 0)
     except RecursionError:
-        raise Unserialisable("value nested too deeply") from None
+        raise Unserialisable("the value is nested too deeply") from None
 
 
 def dumps(value) -> str:
     return _dumps(encode(value), separators=(",", ":"), allow_nan=False)
 
 
-def decode(obj):
-    """Rebuild the value that `encode` described; raises ValueError on a malformed form."""
-    t = _type(obj)
-    if obj is None or t in (bool, _int, _float, _str):
-        return obj
-    if t is _list:
-        return [decode(x) for x in obj]
-    if t is not dict or _len(obj) != 1:
-        raise ValueError(f"malformed encoded value: {obj!r:.80}")
-    (tag, body), = obj.items()
-    if tag == "$I":
-        return _int(body, 16)
-    if tag == "$F":
-        if body not in ("nan", "inf", "-inf"):
-            raise ValueError(f"malformed float {body!r}")
-        return _float(body)
-    if tag == "$t":
-        return tuple(decode(x) for x in body)
-    if tag == "$d":
-        return {decode(k): decode(x) for k, x in body}
-    if tag == "$s":
-        return {decode(x) for x in body}
-    if tag == "$fs":
-        return frozenset(decode(x) for x in body)
-    if tag == "$c":
-        return complex(decode(body[0]), decode(body[1]))
-    if tag == "$b":
-        return bytes.fromhex(body)
-    if tag == "$ba":
-        return bytearray.fromhex(body)
-    if tag == "$r":
-        return range(*body)
-    if tag == "$dk":
-        return dict.fromkeys(decode(x) for x in body).keys()
-    if tag == "$dv":
-        return {i: decode(x) for i, x in enumerate(body)}.values()
-    if tag == "$di":
-        return {decode(k): decode(x) for k, x in body}.items()
-    if tag == "$it":
-        return iter([decode(x) for x in body])
-    raise ValueError(f"unknown tag {tag!r}")
+class _Decoder:
+    __slots__ = ("real", "made")
+
+    def __init__(self, real: list | None):
+        self.real = real
+        self.made: dict[int, object] = {}  # $ref number -> the judge's object
+
+    def dec(self, obj):
+        t = _type(obj)
+        if obj is None or t is bool or t is _int or t is _float or t is _str:
+            return obj
+        if t is _list:
+            return [self.dec(x) for x in obj]
+        if t is not _dict or _len(obj) != 1:
+            raise ValueError(f"malformed encoded value: {obj!r:.80}")
+        (tag, body), = obj.items()
+        fn = _TAGS.get(tag)
+        if fn is None:
+            raise ValueError(f"unknown tag {tag!r}")
+        return fn(self, body)
+
+    def pairs(self, body):
+        return [(self.dec(k), self.dec(x)) for k, x in body]
+
+    def identity(self, ref: int, build):
+        if self.real is not None:  # in the sandbox: the program's own object
+            return self.real[ref]
+        return build()
+
+
+def _dec_ref(dc: _Decoder, ref):
+    if dc.real is not None:
+        return dc.real[ref]
+    if ref not in dc.made:
+        raise ValueError(f"reference to an object not yet seen: {ref!r}")
+    return dc.made[ref]
+
+
+def _dec_obj(dc: _Decoder, body):
+    ref, cls, fields, attrs = body
+    if dc.real is not None:
+        return dc.real[ref]
+    from executor.values import ProgramObject
+
+    obj = ProgramObject(_str(cls), [_str(a) for a in attrs])
+    dc.made[ref] = obj  # before its fields: they may point back to it
+    for name, x in fields:
+        obj._rltf_fields[_str(name)] = dc.dec(x)
+    return obj
+
+
+def _dec_opaque(dc: _Decoder, body):
+    ref, kind, name = body
+    if dc.real is not None:
+        return dc.real[ref]
+    from executor.values import Opaque
+
+    obj = dc.made[ref] = Opaque(_str(kind), _str(name))
+    return obj
+
+
+def _dec_module(dc: _Decoder, body):
+    ref, name = body
+    if dc.real is not None:
+        return dc.real[ref]
+    from executor.values import module_named
+
+    obj = dc.made[ref] = module_named(_str(name))
+    return obj
+
+
+def _dec_enum(dc: _Decoder, body):
+    from executor.values import EnumMember
+
+    cls, name, value = body
+    return EnumMember(_str(cls), _str(name), dc.dec(value))
+
+
+def _dec_namedtuple(dc: _Decoder, body):
+    from executor.values import namedtuple_class
+
+    name, fields, items = body
+    return namedtuple_class(_str(name), _tuple(_str(f) for f in fields))(
+        *[dc.dec(x) for x in items])
+
+
+def _dec_defaultdict(dc: _Decoder, body):
+    name, items = body
+    out = _defaultdict(_FACTORIES.get(name) if name is not None else None)
+    out.update(dc.pairs(items))
+    return out
+
+
+def _dec_float(dc: _Decoder, body):
+    if body not in ("nan", "inf", "-inf"):
+        raise ValueError(f"malformed float {body!r}")
+    return _float(body)
+
+
+def _dec_decimal(dc: _Decoder, body):
+    if _type(body) is not _str:
+        raise ValueError("malformed Decimal")
+    return _Decimal(body)
+
+
+def _dec_deque(dc: _Decoder, body):
+    maxlen, items = body
+    if maxlen is not None and (_type(maxlen) is not _int or maxlen < 0):
+        raise ValueError("malformed deque")
+    return _deque([dc.dec(x) for x in items], maxlen)
+
+
+_TAGS = {
+    "$I": lambda dc, b: _int(b, 16),
+    "$F": _dec_float,
+    "$t": lambda dc, b: _tuple(dc.dec(x) for x in b),
+    "$d": lambda dc, b: _dict(dc.pairs(b)),
+    "$s": lambda dc, b: {dc.dec(x) for x in b},
+    "$fs": lambda dc, b: frozenset(dc.dec(x) for x in b),
+    "$c": lambda dc, b: complex(dc.dec(b[0]), dc.dec(b[1])),
+    "$b": lambda dc, b: bytes.fromhex(b),
+    "$ba": lambda dc, b: bytearray.fromhex(b),
+    "$r": lambda dc, b: range(*[dc.dec(x) for x in b]),
+    "$dk": lambda dc, b: _dict.fromkeys(dc.dec(x) for x in b).keys(),
+    "$dv": lambda dc, b: {i: dc.dec(x) for i, x in enumerate(b)}.values(),
+    "$di": lambda dc, b: _dict(dc.pairs(b)).items(),
+    "$it": lambda dc, b: _iter([dc.dec(x) for x in b]),
+    "$C": lambda dc, b: _Counter(_dict(dc.pairs(b))),
+    "$od": lambda dc, b: _OrderedDict(dc.pairs(b)),
+    "$dd": _dec_defaultdict,
+    "$dq": _dec_deque,
+    "$fr": lambda dc, b: _Fraction(dc.dec(b[0]), dc.dec(b[1])),
+    "$dec": _dec_decimal,
+    "$nt": _dec_namedtuple,
+    "$en": _dec_enum,
+    "$obj": _dec_obj,
+    "$op": _dec_opaque,
+    "$mod": _dec_module,
+    "$ref": _dec_ref,
+}
+
+
+def decode(obj, real: list | None = None):
+    """Rebuild the value that `encode` described; raises ValueError on a malformed form.
+    Without `real`, objects that crossed by identity become the judge's stand-ins
+    (`executor.values`); with it, the program's own objects it lists."""
+    try:
+        return _Decoder(real).dec(obj)
+    except (TypeError, IndexError, KeyError) as err:
+        raise ValueError(f"malformed encoded value: {err}") from None
 
 
 def loads(text: str):

@@ -15,17 +15,28 @@ twice, from two rewritten copies:
   there, on plain values.
 
 A test passes when the judge copy runs to its end. A call the sandbox did not record, an
-assertion whose group of calls is missing, or a false assertion fails it. Limits: values that
-non-assert test statements compute (e.g. `expected = ...` before an assert) are visible in the
-sandbox; test code that uses instances of program classes cannot be judged (their values do
-not serialise). `random` imported by test code is a private generator seeded per test on both
-sides, so both copies draw the same inputs whatever the program does with its own `random`.
+assertion whose group of calls is missing, or a false assertion fails it. `random` imported
+by test code is a private generator seeded per test on both sides, so both copies draw the
+same inputs whatever the program does with its own `random`.
+
+Program names: every name the test code reads without binding it, as in the benchmarks' own
+harnesses, where tests run in the program's namespace. A built-in name (`sum`, `max`) is the
+program's when the program defines it at its top level: `AssertPlan.for_program` finds such
+definitions in the program's text and uses a plan where those names are program names too
+(made once per problem and set of names). A name the program defines only dynamically
+(`globals()[...] = ...`, `from m import *`) is not seen, and the test then uses the built-in.
+
+Limits: values that non-assert test statements compute (e.g. `expected = ...` before an
+assert) are visible in the sandbox; instances of program classes cross structurally (see
+`executor.serialize`), so test code may build them, pass them and read their fields, but a
+method of one that the test itself calls runs nowhere the judge can see: unjudgeable.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
+import re
 from dataclasses import dataclass, field
 
 from executor.testnames import ASSERT, JUDGE, PROG, RANDOM, make_random  # noqa: F401
@@ -193,6 +204,21 @@ def _parse(src: str, what: str) -> ast.Module:
         raise TestCodeError(f"{what} is not valid Python: {err.msg} (line {err.lineno})") from None
 
 
+_BINDERS: dict[str, re.Pattern] = {}
+
+
+def _binds_at_top(program: str, name: str) -> bool:
+    """Whether `program` binds `name` at its top level (def, class, assignment, import, for)."""
+    pattern = _BINDERS.get(name)
+    if pattern is None:
+        n = re.escape(name)
+        pattern = _BINDERS[name] = re.compile(
+            rf"^(?:(?:async\s+)?def|class)\s+{n}\b|^{n}\s*(?:=(?!=)|:|,)|"
+            rf"^(?:from\s+[\w.]+\s+)?import\b[^\n#]*\b{n}\b|^for\b[^\n]*\b{n}\b",
+            re.MULTILINE)
+    return pattern.search(program) is not None
+
+
 @dataclass
 class AssertPlan:
     """Both rewritten copies of an assert-format problem's test code, compiled here: the probe
@@ -203,10 +229,17 @@ class AssertPlan:
     judge_codes: dict = field(default_factory=dict, repr=False)  # k (None: setup) -> code
     program_names: list[str] = field(default_factory=list)
     uses_random: bool = True  # whether the test code imports `random` (a private generator)
+    # Built-in names the test code reads without binding them: a program may redefine them.
+    builtin_reads: tuple[str, ...] = ()
 
     def judge_code(self, k: int | None):
         """The compiled judge copy of test k (None: the setup)."""
         return self.judge_codes[k]
+
+    def shadowed_by(self, program: str) -> frozenset[str]:
+        """The built-in names of `builtin_reads` that `program` defines at its top level."""
+        return frozenset(n for n in self.builtin_reads
+                         if n in program and _binds_at_top(program, n))
 
 
 def _compile_tree(tree: ast.Module, filename: str, what: str):
@@ -221,14 +254,18 @@ def _compile_tree(tree: ast.Module, filename: str, what: str):
         raise TestCodeError(f"{what} does not compile: {err.msg} (line {err.lineno})") from None
 
 
-def plan_assert_tests(setup: str | None, tests: list[str]) -> AssertPlan:
-    """Rewrite setup and tests into the probe (sandbox) and judge (parent) copies."""
+def plan_assert_tests(setup: str | None, tests: list[str],
+                      shadowed: frozenset[str] = frozenset()) -> AssertPlan:
+    """Rewrite setup and tests into the probe (sandbox) and judge (parent) copies. Built-in
+    names in `shadowed` are taken as the program's (see `AssertPlan.for_program`)."""
     import marshal
 
     setup_tree = _parse(setup or "", "setup code")
     test_trees = [_parse(t, f"test {i}") for i, t in enumerate(tests)]
     bound, read = _names([setup_tree, *test_trees])
-    prog = {name for name in read if name not in bound and name not in _BUILTIN_NAMES}
+    free = read - bound
+    builtin_reads = tuple(sorted(free & _BUILTIN_NAMES))
+    prog = {name for name in free if name not in _BUILTIN_NAMES or name in shadowed}
 
     sites, uses_random = 0, False
     probe_codes: dict = {}
@@ -251,4 +288,5 @@ def plan_assert_tests(setup: str | None, tests: list[str]) -> AssertPlan:
         judge_codes=judge_codes,
         program_names=sorted(prog),
         uses_random=uses_random or rewrite.uses_random,
+        builtin_reads=builtin_reads,
     )

@@ -57,15 +57,24 @@ class _PlanCache:
         with self._lock:
             return self._key(problem) in self._plans
 
-    def get(self, problem: Problem) -> AssertPlan:
-        key = self._key(problem)
+    def get(self, problem: Problem, program: str | None = None) -> AssertPlan:
+        """The problem's plan; for `program`, the plan where the built-in names it redefines
+        are the program's (`AssertPlan.shadowed_by`), when there are any."""
+        plan = self._get(self._key(problem), problem, frozenset())
+        if program is not None:
+            shadowed = plan.shadowed_by(program)
+            if shadowed:
+                return self._get(self._key(problem) + (shadowed,), problem, shadowed)
+        return plan
+
+    def _get(self, key: tuple, problem: Problem, shadowed: frozenset) -> AssertPlan:
         with self._lock:
             plan = self._plans.get(key)
             if plan is not None:
                 self._plans.move_to_end(key)
         if plan is None:
             try:
-                plan = plan_assert_tests(problem.setup, list(problem.tests))
+                plan = plan_assert_tests(problem.setup, list(problem.tests), shadowed)
             except TestCodeError as err:
                 plan = err
             with self._lock:
@@ -214,8 +223,8 @@ class Worker:
         """The CPU this worker's programs run on (None: any; see executor.pin_cpus)."""
         return self._server.cpu if self._server else None
 
-    def _plan(self, problem: Problem) -> AssertPlan:
-        return self._plans.get(problem)
+    def _plan(self, problem: Problem, program: str | None = None) -> AssertPlan:
+        return self._plans.get(problem, program)
 
     def _request(self, problem: Problem, program: str, plan: AssertPlan | None) -> dict:
         cfg = self.cfg
@@ -244,7 +253,8 @@ class Worker:
                 f"solution for {solution.task_id} judged against {problem.task_id}")
             return job
         try:
-            job.plan = self._plan(problem) if problem.format == "assert" else None
+            job.plan = (self._plan(problem, solution.completion)
+                        if problem.format == "assert" else None)
         except TestCodeError as err:  # the data is broken, not the program: say so
             job.result = Result(task_id=problem.task_id, sample_id=solution.sample_id,
                                 outcome="fail", passed=0, total=len(problem.tests),

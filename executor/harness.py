@@ -222,11 +222,34 @@ def _all_scalars(args: tuple, kwargs: dict) -> bool:
     return True
 
 
+def _reference(events: list, name: str, value):
+    """What test code gets for a program name (or an attribute of one, `Colour.RED`): a
+    recorder of calls for a callable, else the value, recorded for the judge's replay."""
+    if _type(value) is _Module:  # the judge uses its own module of that name
+        events.append({"k": "value", "name": name, "v": _encode(value)})
+        return value
+    if callable(value):
+        return _Recorder(events, name, value)
+    objects: list = []
+    try:
+        enc = _encode(value, objects)
+    except _Unserialisable as exc:
+        events.append({"k": "value", "name": name, "u": f"{name} cannot cross to the judge: "
+                                                        f"{exc}"})
+        return value
+    events.append({"k": "value", "name": name, "v": enc})
+    return _decode(enc, objects)
+
+
 class _Recorder:
-    """Calls into the program from test code, recorded for the judge's replay."""
+    """Calls into the program from test code, and reads of its attributes (a class's
+    `Colour.RED`, `Solution.method`), recorded for the judge's replay."""
 
     def __init__(self, events: list, name: str, fn):
         self.events, self.name, self.fn = events, name, fn
+
+    def __getattr__(self, attr: str):
+        return _reference(self.events, f"{self.name}.{attr}", getattr(self.fn, attr))
 
     def __call__(self, *args, **kwargs):
         try:
@@ -267,26 +290,12 @@ def run_assert(code, req: dict, start: int) -> None:
     def prog(name: str):
         real = entry if name == "candidate" else name
         if real not in ns:
-            # A built-in name the program might have redefined (see testcode.plan_for): it
+            # A built-in name the program might have redefined (see AssertPlan.shadowed_by): it
             # did not, so the test means the built-in, and the judge uses its own.
             if name in _BUILTIN_NAMES:
                 return _BUILTIN_NAMES[name]
             raise NameError(f"name '{name}' is not defined")
-        value = ns[real]
-        if _type(value) is _Module:  # the judge uses its own module of that name
-            events.append({"k": "value", "name": name, "v": _encode(value)})
-            return value
-        if callable(value):
-            return _Recorder(events, name, value)
-        objects: list = []
-        try:
-            enc = _encode(value, objects)
-        except _Unserialisable as exc:
-            events.append({"k": "value", "name": name, "u": f"{name} cannot cross to the "
-                                                            f"judge: {exc}"})
-            return value
-        events.append({"k": "value", "name": name, "v": enc})
-        return _decode(enc, objects)
+        return _reference(events, name, ns[real])
 
     def probe(site: int, *holes) -> None:
         events.append({"k": "group", "site": site})

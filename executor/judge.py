@@ -145,6 +145,22 @@ def _unjudgeable(ev: dict) -> None:
         raise Unjudgeable(str(ev["u"]))
 
 
+class _Stub:
+    """A program name (a function, a class) in the judge: calling it replays the recorded
+    call; reading an attribute replays the recorded read of `name.attr`."""
+
+    __slots__ = ("_replay", "_name")
+
+    def __init__(self, replay: "Replay", name: str):
+        self._replay, self._name = replay, name
+
+    def __call__(self, *args, **kwargs):
+        return self._replay.call(self._name, args, kwargs)
+
+    def __getattr__(self, attr: str):
+        return self._replay.prog(f"{self._name}.{attr}")
+
+
 class Replay:
     """Stands in for the program while the judge copy of one test runs."""
 
@@ -173,7 +189,7 @@ class Replay:
         raise ReplayMismatch(f"no recorded {kind} of {name!r} matches the test's")
 
     def prog(self, name: str):
-        replay = self
+        """What the judge copy of a test gets for a program name (or `Name.attr`)."""
         # A name the program binds to a callable is called by the test; a plain value is read.
         kinds = {ev.get("k") for ev in self.events[self.pos:self._limit()]
                  if ev.get("name") == name}
@@ -183,30 +199,28 @@ class Replay:
             return serialize.decode(ev["v"])
         if not kinds and name in _BUILTIN_NAMES:  # a built-in the program did not redefine
             return _BUILTIN_NAMES[name]
+        return _Stub(self, name)
 
-        def stub(*args, **kwargs):
-            try:
-                enc = serialize.encode([list(args), kwargs])
-                check = True
-            except serialize.Unserialisable:
-                enc, check = None, False
-            ev = replay._find("call", name, enc, check)
-            _unjudgeable(ev)
-            if "err" in ev:
-                raise _program_exception(ev["err"])
-            if "post" in ev:
-                post_args, post_kwargs = serialize.decode(ev["post"])
-                for a, b in zip(args, post_args):
-                    _mirror(a, b)
-                for key, val in post_kwargs.items():
-                    if key in kwargs:
-                        _mirror(kwargs[key], val)
-            if "v" not in ev:
-                raise ReplayMismatch(f"the call of {name!r} has no recorded result")
-            return serialize.decode(ev["v"])
-
-        stub.__name__ = name
-        return stub
+    def call(self, name: str, args: tuple, kwargs: dict):
+        try:
+            enc = serialize.encode([list(args), kwargs])
+            check = True
+        except serialize.Unserialisable:
+            enc, check = None, False
+        ev = self._find("call", name, enc, check)
+        _unjudgeable(ev)
+        if "err" in ev:
+            raise _program_exception(ev["err"])
+        if "post" in ev:
+            post_args, post_kwargs = serialize.decode(ev["post"])
+            for a, b in zip(args, post_args):
+                _mirror(a, b)
+            for key, val in post_kwargs.items():
+                if key in kwargs:
+                    _mirror(kwargs[key], val)
+        if "v" not in ev:
+            raise ReplayMismatch(f"the call of {name!r} has no recorded result")
+        return serialize.decode(ev["v"])
 
     def judge(self, site: int, expr) -> None:
         start = None

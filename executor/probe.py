@@ -142,8 +142,33 @@ def probe_program(source: str) -> str:
     return source.rstrip("\n") + "\n" + _WRAPPER
 
 
+# The forms of plain data (executor.serialize): a value holding anything else (a Counter, a
+# program's object, a function) is reported as unserialisable, as generated tests need
+# values they can write down as literals.
+_PLAIN_TAGS = frozenset(("$I", "$F", "$t", "$d", "$s", "$fs", "$c", "$b", "$ba", "$r", "$dk",
+                         "$dv", "$di", "$it"))
+
+
+def _plain(encoded) -> bool:
+    todo = [encoded]
+    while todo:
+        item = todo.pop()
+        if type(item) is list:
+            todo.extend(item)
+        elif type(item) is dict:
+            for tag, body in item.items():
+                if tag not in _PLAIN_TAGS:
+                    return False
+                todo.append(body)
+    return True
+
+
 def _observation(obs: dict) -> Observation:
     status, err = obs.get("status", "not_run"), obs.get("err")
+    if status == "unjudgeable" or (status == "ok" and not _plain(obs.get("v"))):
+        return Observation("unserialisable", error=err or {
+            "type": "TypeError", "line": None,
+            "msg": str(obs.get("u") or "unserialisable: the value is not plain data")})
     if status == "ok":
         try:
             kind, value, effects, lines = serialize.decode(obs["v"])
@@ -152,9 +177,6 @@ def _observation(obs: dict) -> Observation:
         except (KeyError, ValueError, TypeError):
             return Observation("error", error={"type": "MalformedRecord", "line": None,
                                                "msg": "the probe's record is malformed"})
-    if status == "error" and err and err.get("type") == "TypeError" and \
-            str(err.get("msg", "")).startswith("unserialisable"):
-        return Observation("unserialisable", error=err)
     return Observation(status, error=err)
 
 

@@ -210,33 +210,51 @@ class _Encoder:
                 return {"$dec": _decimal_str(v)}
             if base is _tuple:
                 fields = _class_dict(t).get("_fields") if t is not _tuple else None
-                items = [self.enc(x, d) for x in _tuple_getitem(v, _FULL)]
                 if _type(fields) is _tuple and all(_type(f) is _str for f in fields) \
-                        and _len(fields) == _len(items):
-                    return {"$nt": [_qualname_of(t), _list(fields), items]}
-                return {"$t": items}
+                        and _len(fields) == _tuple.__len__(v):
+                    return self.namedtuple(t, v, fields, d)
+                return {"$t": [self.enc(x, d) for x in _tuple_getitem(v, _FULL)]}
             as_base = _AS_BASE.get(base)
             if as_base is not None:
                 return self.enc(as_base(v), d - 1)
         return self.by_identity(t, v, mro, d)
+
+    def remember(self, v) -> int | None:
+        """The number of an object that crosses by identity: None the first time (it is
+        numbered now), its number when it crossed before (then it crosses as a `$ref`)."""
+        key = id(v)
+        ref = self.memo.get(key)
+        if ref is not None:
+            return ref
+        self.memo[key] = _len(self.real)
+        self.real.append(v)
+        return None
+
+    def namedtuple(self, t, v, fields, d: int):
+        ref = self.remember(v)  # the sandbox's test code keeps the program's own record
+        if ref is not None:
+            return {"$ref": ref}
+        return {"$nt": [self.memo[id(v)], _qualname_of(t), _list(fields),
+                        [self.enc(x, d) for x in _tuple_getitem(v, _FULL)]]}
 
     def enum_member(self, t, v, mro, d: int):
         for base in mro:  # IntEnum, StrEnum...: compared as their value, as Python does
             as_base = _AS_BASE.get(base)
             if as_base is not None:
                 return self.enc(as_base(v), d - 1)
+        ref = self.remember(v)
+        if ref is not None:
+            return {"$ref": ref}
         fields = _instance_dict(v, mro) or {}
-        return {"$en": [_qualname_of(t), _str(fields.get("_name_", "")),
+        return {"$en": [self.memo[id(v)], _qualname_of(t), _str(fields.get("_name_", "")),
                         self.enc(fields.get("_value_"), d)]}
 
     def by_identity(self, t, v, mro, d: int):
         """A program object (structure) or an opaque token; each object crosses once."""
-        key = id(v)
-        ref = self.memo.get(key)
-        if ref is not None:
-            return {"$ref": ref}
-        ref = self.memo[key] = _len(self.real)
-        self.real.append(v)
+        seen = self.remember(v)
+        if seen is not None:
+            return {"$ref": seen}
+        ref = self.memo[id(v)]
         if t is _Module:
             return {"$mod": [ref, _str(_module_dict(v).get("__name__", ""))]}
         if _is_plain_class(mro):
@@ -409,18 +427,24 @@ def _dec_module(dc: _Decoder, body):
 
 
 def _dec_enum(dc: _Decoder, body):
+    ref, cls, name, value = body
+    if dc.real is not None:
+        return dc.real[ref]
     from executor.values import EnumMember
 
-    cls, name, value = body
-    return EnumMember(_str(cls), _str(name), dc.dec(value))
+    obj = dc.made[ref] = EnumMember(_str(cls), _str(name), dc.dec(value))
+    return obj
 
 
 def _dec_namedtuple(dc: _Decoder, body):
+    ref, name, fields, items = body
+    if dc.real is not None:
+        return dc.real[ref]
     from executor.values import namedtuple_class
 
-    name, fields, items = body
-    return namedtuple_class(_str(name), _tuple(_str(f) for f in fields))(
+    obj = dc.made[ref] = namedtuple_class(_str(name), _tuple(_str(f) for f in fields))(
         *[dc.dec(x) for x in items])
+    return obj
 
 
 def _dec_defaultdict(dc: _Decoder, body):

@@ -105,11 +105,18 @@ _WHOLE = (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp,
           ast.NamedExpr, ast.Await, ast.Yield, ast.YieldFrom)
 
 
+def _dotted(node: ast.AST) -> bool:
+    """A dotted name: `a.b`, `a.b.c`."""
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return isinstance(node, ast.Name)
+
+
 def _holes(node: ast.AST, prog: set[str]) -> list[ast.expr]:
     """Maximal parts of an assertion that call into the program, in evaluation order."""
     if not _mentions(node, prog):
         return []
-    if isinstance(node, ast.Name):
+    if isinstance(node, ast.Name) or _dotted(node):  # `f`, `Colour.RED`, `m.CONST`
         return [node]
     if isinstance(node, ast.Call) and _mentions(node.func, prog):
         return [node]

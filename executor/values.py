@@ -230,6 +230,23 @@ class Opaque:
         self._refuse("takes the length of")
 
 
+def _refused(name: str):
+    def method(self, *args):
+        self._refuse(f"uses {name} of")
+
+    method.__name__ = name
+    return method
+
+
+for _name in ("__getitem__", "__setitem__", "__delitem__", "__contains__", "__lt__", "__le__",
+              "__gt__", "__ge__", "__add__", "__radd__", "__sub__", "__rsub__", "__mul__",
+              "__rmul__", "__truediv__", "__rtruediv__", "__floordiv__", "__rfloordiv__",
+              "__mod__", "__rmod__", "__pow__", "__rpow__", "__neg__", "__pos__", "__abs__",
+              "__int__", "__float__", "__complex__", "__index__", "__round__",
+              "__reversed__", "__and__", "__or__", "__xor__"):
+    setattr(Opaque, _name, _refused(_name))
+
+
 class EnumMember:
     """A member of a program's Enum (without a built-in mixin): class and member name."""
 
@@ -290,29 +307,27 @@ def namedtuple_class(qualname: str, fields: tuple) -> type:
 
 # -- re-encoding the stand-ins (the judge encodes a test's arguments to match recorded calls) --
 def _encode_object(enc, v: ProgramObject, d: int):
-    key = id(v)
-    ref = enc.memo.get(key)
-    if ref is not None:
-        return {"$ref": ref}
-    ref = enc.memo[key] = len(enc.real)
-    enc.real.append(v)
+    seen = enc.remember(v)
+    if seen is not None:
+        return {"$ref": seen}
     get = object.__getattribute__
+    ref = enc.memo[id(v)]
     fields = [[name, enc.enc(x, d)] for name, x in get(v, "_rltf_fields").items()]
     return {"$obj": [ref, get(v, "_rltf_cls"), fields, list(get(v, "_rltf_attrs"))]}
 
 
 def _encode_opaque(enc, v: Opaque, d: int):
-    key = id(v)
-    ref = enc.memo.get(key)
-    if ref is not None:
-        return {"$ref": ref}
-    ref = enc.memo[key] = len(enc.real)
-    enc.real.append(v)
-    return {"$op": [ref, v._rltf_kind, v._rltf_name]}
+    seen = enc.remember(v)
+    if seen is not None:
+        return {"$ref": seen}
+    return {"$op": [enc.memo[id(v)], v._rltf_kind, v._rltf_name]}
 
 
 def _encode_enum(enc, v: EnumMember, d: int):
-    return {"$en": [v.cls, v.name, enc.enc(v.value, d)]}
+    seen = enc.remember(v)
+    if seen is not None:
+        return {"$ref": seen}
+    return {"$en": [enc.memo[id(v)], v.cls, v.name, enc.enc(v.value, d)]}
 
 
 serialize.STANDINS.update({ProgramObject: _encode_object, Opaque: _encode_opaque,

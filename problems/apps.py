@@ -24,6 +24,11 @@ the problem is not from LeetCode, each output is unwrapped. (The executor also a
 value for a wrapped expected output, as APPS's harness does; unwrapping makes the data say what
 it means, and rejects a program that returns `[False]` for `False`.)
 
+Time limits: a record's own `time_limit` (seconds, or CodeContests' {"seconds", "nanos"})
+where it has one; otherwise the limit comes from the references' measured time, and
+references that do not pass are reported (`problems.time_limits`; `--time-limits keep`
+skips that; `--time-refs` bounds the references run per problem).
+
 The statement is the `prompt`; the reference programs go to `solutions`, and `--solutions-out`
 also writes them as Solution records (`sample_id` "ref-<i>") for `rltf exec`. task_id is
 `apps/<split>/<id>` with the id zero-padded to four digits.
@@ -49,6 +54,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from executor.records import Problem, Solution, parse_record, write_jsonl
+from problems import time_limits
 
 DIFFICULTIES = ("introductory", "interview", "competition")
 
@@ -347,6 +353,7 @@ def convert_apps(rec: dict, split: str) -> Problem:
     difficulty = rec.get("difficulty")
     return validated(dict(
         task_id=f"apps/{split}/{number}", prompt=question, format=fmt, tests=tests,
+        time_limit_s=time_limits.dataset_limit(rec.get("time_limit")),
         fn_name=fn_name or None, starter_code=starter,
         solutions=[s for s in solutions if s.strip()],
         difficulty=difficulty if isinstance(difficulty, str) else None,
@@ -424,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="convert at most N problems")
     ap.add_argument("--difficulty", choices=DIFFICULTIES, default=None,
                     help="keep only problems of this difficulty")
+    time_limits.add_arguments(ap)
     args = ap.parse_args(argv)
     tally = Tally("rltf data apps")
     try:
@@ -431,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as err:
         print(f"rltf data apps: {err}", file=sys.stderr)
         return 1
+    problems = time_limits.apply(problems, args, "rltf data apps")
     return write_outputs("rltf data apps", problems, args.out, args.solutions_out, tally)
 
 

@@ -8,6 +8,9 @@ of the test that follows them. The canonical solution is stored whole (prompt + 
 `solutions`, since a program is judged as the complete text.
 
     rltf data humaneval --out humaneval.jsonl [--solutions-out canonical.jsonl]
+
+Time limits come from the canonical solution's measured time (`problems.time_limits`), and a
+canonical solution that does not pass is reported; `--time-limits keep` skips that.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import os
 import sys
 
 from executor.records import Problem, Solution, write_jsonl
+from problems import time_limits
 
 
 def bundled_path() -> str:
@@ -98,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--source", default=None, help="a HumanEval JSONL(.gz); default: bundled")
     ap.add_argument("--solutions-out", default=None,
                     help="also write the canonical solutions as solutions JSONL")
+    time_limits.add_arguments(ap)
     args = ap.parse_args(argv)
-    problems = load_humaneval(args.source)
+    problems = time_limits.apply(load_humaneval(args.source), args, "rltf data humaneval")
     n = write_jsonl(args.out, problems)
     print(f"wrote {n} problems ({sum(len(p.tests) for p in problems)} tests) to {args.out}",
           file=sys.stderr)

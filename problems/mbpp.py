@@ -26,6 +26,10 @@ Each record becomes one problem:
 * `solutions`: the reference `code`, also written as Solution records by `--solutions-out`
   (`sample_id` "ref-0"); task_id is `mbpp/<task_id>`.
 
+Time limits: MBPP gives none, so each problem's limit comes from its reference's measured
+time (`problems.time_limits`; `--time-limits keep` skips that), and a reference that does not
+pass is reported here.
+
 A record that cannot be converted (a missing field, no tests, test code that is not valid
 Python or that the executor cannot judge, a field that is not valid JSON) is reported on
 standard error with its file and line (or row) and the reason, and counted in the final summary
@@ -40,10 +44,12 @@ import ast
 import builtins
 import os
 import sys
+import warnings
 from typing import Any, Iterator
 
 from executor.records import Problem
 from executor.testcode import TestCodeError, plan_assert_tests
+from problems import time_limits
 from problems.apps import (BadRecord, Row, Tally, hub_rows, json_field, json_rows,
                            local_json_files, text_field, validated, write_outputs)
 
@@ -74,7 +80,9 @@ def _called_names(test: str) -> list[str]:
 def _defined_names(code: str) -> set[str]:
     """Top-level functions and classes the reference code defines (empty if it does not parse)."""
     try:
-        tree = ast.parse(code)
+        with warnings.catch_warnings():  # e.g. "invalid escape sequence" in a reference
+            warnings.simplefilter("ignore")
+            tree = ast.parse(code)
     except SyntaxError:
         return set()
     return {n.name for n in tree.body
@@ -188,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="problems JSONL to write")
     ap.add_argument("--solutions-out", default=None,
                     help="also write the reference programs as solutions JSONL")
+    time_limits.add_arguments(ap)
     args = ap.parse_args(argv)
     tally = Tally("rltf data mbpp")
     try:
@@ -195,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as err:
         print(f"rltf data mbpp: {err}", file=sys.stderr)
         return 1
+    problems = time_limits.apply(problems, args, "rltf data mbpp")
     return write_outputs("rltf data mbpp", problems, args.out, args.solutions_out, tally)
 
 

@@ -191,3 +191,53 @@ def test_assert_test_code_that_does_not_compile_is_reported_as_broken_data(worke
     r = run(worker, broken, "def f(x):\n    return x\n")
     assert (r.outcome, r.error_type) == ("fail", "TestCodeError")
     assert "test 0 does not compile" in r.error_message
+
+
+# Standard-library values returned by correct programs, with tests written as the benchmarks
+# write them (compared as Python compares them); each program is also checked in plain Python.
+STDLIB_VALUES = (
+    "from collections import Counter, OrderedDict, defaultdict, deque, namedtuple\n"
+    "from dataclasses import dataclass\nfrom fractions import Fraction\n"
+    "from decimal import Decimal\nimport enum\n"
+    "Point = namedtuple('Point', 'x y')\n"
+    "@dataclass\nclass Item:\n    name: str\n    qty: int = 1\n"
+    "class Colour(enum.Enum):\n    RED = 1\n"
+    "def make(kind):\n"
+    "    return {'counter': Counter('abca'), 'ordered': OrderedDict(b=2, a=1),\n"
+    "            'grouped': defaultdict(list, {'k': [1]}), 'queue': deque([1, 2], maxlen=3),\n"
+    "            'point': Point(1, 2), 'item': Item('x', 2), 'colour': Colour.RED,\n"
+    "            'fraction': Fraction(1, 3), 'decimal': Decimal('0.10'), 'complex': 1j,\n"
+    "            'bytes': b'ab', 'frozen': frozenset({1, 2}), 'range': range(3),\n"
+    "            'gen': (i * i for i in range(3))}[kind]\n")
+STDLIB_TESTS = [
+    "assert make('counter') == {'a': 2, 'b': 1, 'c': 1}",
+    "assert make('counter').most_common(1) == [('a', 2)]",
+    "assert make('ordered') == {'a': 1, 'b': 2} and list(make('ordered')) == ['b', 'a']",
+    "assert make('grouped') == {'k': [1]} and make('grouped')['new'] == []",
+    "assert make('queue') == deque([1, 2]) and make('queue') != [1, 2]",
+    "assert make('point') == (1, 2) and make('point').y == 2",
+    "assert make('item') == Item('x', 2) and make('item').qty == 2",
+    "assert make('colour') == Colour.RED and make('colour').name == 'RED'",
+    "assert make('fraction') == Fraction(1, 3) and make('decimal') == Decimal('0.1')",
+    "assert make('complex') == 1j and make('bytes') == b'ab' and make('frozen') == {1, 2}",
+    "assert make('range') == range(0, 3) and list(make('gen')) == [0, 1, 4]",
+]
+
+
+def test_standard_library_values_and_records_pass(worker):
+    p = Problem(task_id="stdlib", prompt="", format="assert", entry_point="make",
+                setup="from collections import deque\nfrom fractions import Fraction\n"
+                      "from decimal import Decimal\n", tests=STDLIB_TESTS)
+    ns: dict = {"__name__": __name__}
+    exec(STDLIB_VALUES + p.setup + "\n".join(STDLIB_TESTS), ns)  # MBPP's own harness
+    r = run(worker, p, STDLIB_VALUES)
+    assert r.outcome == "pass", r
+    wrong = STDLIB_VALUES.replace("Counter('abca')", "Counter('abcc')").replace(
+        "Item('x', 2)", "Item('x', 3)").replace("maxlen=3", "maxlen=4")
+    r = run(worker, p, wrong)
+    assert r.tests[:2] == ["fail", "fail"] and r.tests[6] == "fail", r
+    call = Problem(task_id="stdlib-call", prompt="", format="call", fn_name="make", tests=[
+        {"input": ["counter"], "output": {"a": 2, "b": 1, "c": 1}},
+        {"input": ["point"], "output": [1, 2]}, {"input": ["queue"], "output": [1, 2]}])
+    # A deque is not a list for Python, nor for APPS's harness: the third test fails.
+    assert run(worker, call, STDLIB_VALUES).tests == ["pass", "pass", "fail"]

@@ -50,14 +50,21 @@ def _sandbox_processes(uid: int | None) -> list[int]:
     return pids
 
 
-def judge(w: Worker, program: str, problem: Problem = SQUARE):
+def survive(w: Worker, program: str, problem: Problem = SQUARE):
+    """The result of `program`, after checking that the executor survived it, still judges
+    correctly, and has nothing left running."""
     server_pid = w.fork_server_pid()
     result = w.run(problem, Solution(task_id=problem.task_id, completion=program))
-    # The executor survived, still judges correctly, and nothing is left running.
     assert w.fork_server_pid() == server_pid, "the fork-server had to be restarted"
     ok = w.run(SQUARE, Solution(task_id="square", completion="def f(x):\n    return x * x\n"))
     assert ok.outcome == "pass"
     assert _sandbox_processes(w.sandbox_uid) == []
+    return result
+
+
+def judge(w: Worker, program: str, problem: Problem = SQUARE):
+    """As `survive`, for a program that must not pass a single test."""
+    result = survive(w, program, problem)
     assert result.outcome != "pass" and result.passed == 0, result
     return result
 
@@ -91,8 +98,9 @@ def test_huge_memory_bomb(hostile_worker):
 
 
 def test_gradual_memory_bomb(hostile_worker):
+    # Each test fills 512 MiB before the limit stops it: given time enough on a busy machine.
     prog = "def f(x):\n    hog = []\n    while True:\n        hog.append(' ' * 10 ** 6)\n"
-    r = judge(hostile_worker, prog)
+    r = judge(hostile_worker, prog, SQUARE.model_copy(update={"time_limit_s": 10.0}))
     assert r.outcome in ("memory_error", "runtime_error")
 
 
@@ -270,3 +278,144 @@ def test_files_left_in_tmp_do_not_reach_the_next_program(hostile_worker):
               "    return x * x if not left else -1\n")
     second = hostile_worker.run(SQUARE, Solution(task_id="square", completion=reader))
     assert second.outcome == "pass", second
+
+
+# -- values that cross by structure: none of the program's own code runs in the judge --------
+COUNTS = Problem(task_id="counts", prompt="", format="assert", entry_point="count",
+                 time_limit_s=2.0, tests=["assert count('abca') == {'a': 2, 'b': 1, 'c': 1}",
+                                          "assert count('') == {}"])
+COUNTS_CALL = Problem(task_id="counts-call", prompt="", format="call", fn_name="count",
+                      time_limit_s=2.0, tests=[{"input": ["abca"],
+                                                "output": {"a": 2, "b": 1, "c": 1}}])
+
+
+def test_counter_subclass_with_a_forged_eq(hostile_worker):
+    forged = ("from collections import Counter\nclass C(Counter):\n"
+              "    def __eq__(self, other):\n        return True\n    __hash__ = None\n"
+              "    def items(self):\n        return [('a', 2), ('b', 1), ('c', 1)]\n"
+              "def count(s):\n    return C('zz')\n")
+    for problem in (COUNTS, COUNTS_CALL):
+        r = judge(hostile_worker, forged, problem)
+        assert r.outcome == "fail"
+        # The same class holding the right counts passes: it crosses as its Counter content.
+        honest = forged.replace("C('zz')", "C(s)")
+        r = hostile_worker.run(problem, Solution(task_id=problem.task_id, completion=honest))
+        assert r.outcome == "pass", r
+
+
+POINTS = Problem(task_id="points", prompt="", format="assert", entry_point="square_point",
+                 time_limit_s=2.0, tests=["assert square_point(3) == Point(9)",
+                                          "assert square_point(4).x == 16",
+                                          "assert str(square_point(2)) == 'Point(4)'"])
+
+
+def test_class_whose_fields_are_forged_at_compare_time(hostile_worker):
+    # __eq__ copies the other side's fields and says yes; __getattribute__, __getattr__ and
+    # __repr__ answer what a test would want. The judge reads the real fields.
+    prog = ("class Point:\n    def __init__(self, x):\n        self.x = x\n"
+            "    def __eq__(self, other):\n"
+            "        object.__setattr__(self, 'x', getattr(other, 'x', None))\n"
+            "        return True\n    __hash__ = object.__hash__\n"
+            "    def __getattribute__(self, name):\n"
+            "        return 16 if name == 'x' else object.__getattribute__(self, name)\n"
+            "    def __repr__(self):\n        return 'Point(4)'\n"
+            "def square_point(n):\n    return Point(0)\n")
+    r = judge(hostile_worker, prog, POINTS)
+    assert r.tests == ["fail", "fail", "unjudgeable"]
+    honest = ("class Point:\n    def __init__(self, x):\n        self.x = x\n"
+              "def square_point(n):\n    return Point(n * n)\n")
+    r = hostile_worker.run(POINTS, Solution(task_id="points", completion=honest))
+    assert r.tests == ["pass", "pass", "unjudgeable"] and r.outcome == "fail"
+    assert r.error_type == "Unjudgeable" and "__repr__" in r.error_message
+
+
+RING = Problem(task_id="ring", prompt="", format="assert", entry_point="ring",
+               time_limit_s=2.0, tests=["assert ring(3) == ring_of([0, 1, 2])",
+                                        "assert ring(2).next.next.value == 0",
+                                        "assert loop() == [[]]"])
+
+
+def test_structures_with_cycles(hostile_worker):
+    # A ring of nodes compares by shape (the judge does not recurse forever); a list that
+    # holds itself cannot cross and is unjudgeable, never a pass and never a crash.
+    prog = ("class N:\n    def __init__(self, value):\n        self.value = value\n"
+            "        self.next = self\n"
+            "def ring_of(values):\n    nodes = [N(v) for v in values]\n"
+            "    for a, b in zip(nodes, nodes[1:] + nodes[:1]):\n        a.next = b\n"
+            "    return nodes[0]\n"
+            "def ring(n):\n    return ring_of(list(range(n)))\n"
+            "def loop():\n    x = []\n    x.append(x)\n    return x\n")
+    r = survive(hostile_worker, prog, RING)
+    assert r.tests == ["pass", "pass", "unjudgeable"] and r.error_type == "Unjudgeable"
+    wrong = prog.replace("list(range(n))", "list(range(n))[::-1]")
+    r = survive(hostile_worker, wrong, RING)
+    assert r.tests[:2] == ["fail", "fail"]
+
+
+HUGE = Problem(task_id="huge", prompt="", format="assert", entry_point="f", time_limit_s=10.0,
+               tests=["assert len(f(1)) == 3"])
+HUGE_CALL = Problem(task_id="huge-call", prompt="", format="call", fn_name="f",
+                    time_limit_s=10.0, tests=[{"input": [1], "output": [0, 0, 0]}])
+
+
+@pytest.mark.parametrize("problem", [HUGE, HUGE_CALL], ids=["assert", "call"])
+def test_huge_structure(hostile_worker, problem):
+    # Ten million items (one list shared a thousand times, so it is cheap to make): the
+    # sandbox stops encoding at a million items, the test is unjudgeable, and the executor
+    # goes on.
+    prog = "def f(x):\n    row = [0] * 10000\n    return [row] * 1000\n"
+    r = judge(hostile_worker, prog, problem)
+    assert r.tests == ["unjudgeable"] and r.error_type == "Unjudgeable"
+    assert "1,000,000 items" in r.error_message
+
+
+FORGED = ("    def __eq__(self, other):\n        return True\n"
+          "    def __ne__(self, other):\n        return False\n    __hash__ = None\n")
+FORGED_KINDS = {  # a value of each kind with a forged __eq__, holding a wrong value
+    "OrderedDict": "from collections import OrderedDict\nclass Liar(OrderedDict):\n{forged}"
+                   "def f(x):\n    return Liar([(1, 0)])\n",
+    "defaultdict": "from collections import defaultdict\nclass Liar(defaultdict):\n{forged}"
+                   "def f(x):\n    return Liar(int, {{1: 0}})\n",
+    "deque": "from collections import deque\nclass Liar(deque):\n{forged}"
+             "def f(x):\n    return Liar([0])\n",
+    "namedtuple": "from collections import namedtuple\n"
+                  "class Liar(namedtuple('B', 'a')):\n{forged}def f(x):\n    return Liar(0)\n",
+    "Fraction": "from fractions import Fraction\nclass Liar(Fraction):\n{forged}"
+                "def f(x):\n    return Liar(1, 3)\n",
+    "Decimal": "from decimal import Decimal\nclass Liar(Decimal):\n{forged}"
+               "def f(x):\n    return Liar('0.5')\n",
+    "IntEnum": "from enum import IntEnum\nclass Liar(IntEnum):\n    Z = 0\n{forged}"
+               "def f(x):\n    return Liar.Z\n",
+    "Enum": "from enum import Enum\nclass Liar(Enum):\n    Z = 0\n{forged}"
+            "def f(x):\n    return Liar.Z\n",
+    "frozenset": "class Liar(frozenset):\n{forged}def f(x):\n    return Liar({{0}})\n",
+    "dataclass": "from dataclasses import dataclass\n@dataclass(eq=False)\n"
+                 "class Liar:\n    a: int = 0\n{forged}def f(x):\n    return Liar()\n",
+}
+EXPECTS = Problem(task_id="expects", prompt="", format="assert", entry_point="f",
+                  time_limit_s=2.0, tests=["assert f(1) == 49", "assert f(2) == [49]",
+                                           "assert f(3) == {1: 49}"])
+
+
+@pytest.mark.parametrize("kind", sorted(FORGED_KINDS))
+def test_forged_eq_on_every_kind_of_value(hostile_worker, kind):
+    prog = FORGED_KINDS[kind].format(forged=FORGED)
+    # The forgery works in plain Python: the program would pass there.
+    ns: dict = {"__name__": __name__}
+    exec(prog, ns)
+    assert ns["f"](1) == 49 and ns["f"](2) == [49]
+    r = judge(hostile_worker, prog, EXPECTS)
+    assert r.outcome == "fail", r
+    judge(hostile_worker, prog, SQUARE.model_copy(update={"time_limit_s": 2.0}))
+
+
+def test_a_patched_standard_module_does_not_reach_the_judge(hostile_worker):
+    # MBPP 596 compares with sys.getsizeof through the program's `import sys`: the judge uses
+    # its own sys, so a program that patches sys.getsizeof gains nothing.
+    problem = Problem(task_id="size", prompt="", format="assert", entry_point="size",
+                      time_limit_s=2.0, tests=["assert size((1, 2)) == sys.getsizeof((1, 2))"])
+    prog = "import sys\nsys.getsizeof = lambda v: 7\ndef size(t):\n    return 7\n"
+    judge(hostile_worker, prog, problem)
+    honest = "import sys\ndef size(t):\n    return sys.getsizeof(t)\n"
+    r = hostile_worker.run(problem, Solution(task_id="size", completion=honest))
+    assert r.outcome == "pass", r

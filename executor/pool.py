@@ -161,7 +161,7 @@ class ExecutorPool:
             self._slots = _RaySlots(self, self.cfg.workers)
             self._infos = ray.get([a.info.remote() for a in self._slots.actors])
         else:
-            self._workers = [Worker(self.cfg) for _ in range(self.cfg.workers)]
+            self._workers = Worker.start_many(self.cfg, self.cfg.workers)
             self._infos = [{"isolation": w.isolation, "tier": w.tier} for w in self._workers]
             self._lanes = [Lane(w) for w in self._workers]
 

@@ -111,16 +111,44 @@ def _claim_uid(base: int, span: int = 4096) -> tuple[int, int]:
 
 
 def claim_cpu() -> tuple[int | None, int | None]:
-    """One CPU for a fork-server's zygote and the programs it forks: the fork-servers of a
-    host take the CPUs this process may use in turn (the lowest free slot, modulo their
-    number). (cpu, lock descriptor), or (None, None) where there is nothing to choose."""
+    """One CPU for a fork-server's zygote and the programs it forks. Slot n of the host's
+    CPU slots stands for CPU n modulo the CPUs this process may use; a fork-server takes the
+    free slot whose CPU the fewest other fork-servers hold (the lowest such slot), so the
+    fork-servers of a host spread over its CPUs whoever started them. (cpu, lock descriptor),
+    or (None, None) where there is nothing to choose."""
     if not hasattr(os, "sched_getaffinity"):
         return None, None
     allowed = sorted(os.sched_getaffinity(0))
     if len(allowed) < 2:
         return None, None
-    slot, fd = _claim("cpus", 0, 4096)
-    return allowed[slot % len(allowed)], fd
+    lock_dir = os.path.join(os.environ.get("TMPDIR") or "/tmp", "rltf-sandbox-cpus")
+    os.makedirs(lock_dir, mode=0o700, exist_ok=True)
+    try:
+        existing = max((int(n) for n in os.listdir(lock_dir) if n.isdigit()), default=-1)
+    except OSError:
+        existing = -1
+    held = [0] * len(allowed)
+    free: list[tuple[int, int]] = []  # (slot, locked descriptor)
+    chosen = (-1, -1)
+    try:
+        for n in range(existing + len(allowed) + 1):
+            fd = os.open(os.path.join(lock_dir, str(n)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                         0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as err:
+                os.close(fd)
+                if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+                held[n % len(allowed)] += 1
+                continue
+            free.append((n, fd))
+        chosen = min(free, key=lambda item: (held[item[0] % len(allowed)], item[0]))
+    finally:
+        for item in free:
+            if item != chosen:
+                os.close(item[1])
+    return allowed[chosen[0] % len(allowed)], chosen[1]
 
 
 def _mount_points() -> list[str]:

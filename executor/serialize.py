@@ -345,6 +345,9 @@ _NAME_GETTERS = {
 def encode(value, real: list | None = None) -> object:
     """A JSON-ready form of `value`; raises Unserialisable when it cannot cross. Objects that
     cross by identity are appended to `real`, in the order of their `$ref` numbers."""
+    t = _type(value)
+    if t is _str or t is bool or value is None or (t is _int and -(1 << 63) <= value < 1 << 63):
+        return value  # the commonest results, without an encoder
     try:
         return _Encoder(real).enc(value, 0)
     except RecursionError:
@@ -507,6 +510,9 @@ def decode(obj, real: list | None = None):
     """Rebuild the value that `encode` described; raises ValueError on a malformed form.
     Without `real`, objects that crossed by identity become the judge's stand-ins
     (`executor.values`); with it, the program's own objects it lists."""
+    t = _type(obj)
+    if obj is None or t is _str or t is _int or t is bool or t is _float:
+        return obj
     try:
         return _Decoder(real).dec(obj)
     except (TypeError, IndexError, KeyError) as err:

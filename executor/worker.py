@@ -104,7 +104,8 @@ class ForkServer:
     """A running `python -m executor.forkserver` and the pipes to it."""
 
     def __init__(self, isolation: str, uid_base: int, pin_cpu: bool = True,
-                 start_timeout_s: float = 60.0):
+                 start_timeout_s: float = 60.0, wait: bool = True):
+        """Start the fork-server; with `wait`, wait until it is ready (else call `ready`)."""
         to_srv_r, self._to_srv = os.pipe()
         self._from_srv, from_srv_w = os.pipe()
         self.pipe_capacity = _widen(self._to_srv)
@@ -119,7 +120,13 @@ class ForkServer:
             start_new_session=True)
         os.close(to_srv_r)
         os.close(from_srv_w)
-        hello = self.receive(start_timeout_s)
+        self._start_timeout_s = start_timeout_s
+        if wait:
+            self.ready()
+
+    def ready(self) -> None:
+        """Wait for the fork-server's hello; raises RuntimeError if it could not start."""
+        hello = self.receive(self._start_timeout_s)
         if not hello.get("ok"):
             self.close()
             raise RuntimeError(f"sandbox could not start: {hello.get('error')}")
@@ -131,8 +138,8 @@ class ForkServer:
 
     def receive(self, timeout_s: float) -> dict:
         """The next message: the hello, then the answer to the oldest unanswered request."""
-        ready, _, _ = select.select([self._from_srv], [], [], timeout_s)
-        if not ready:
+        readable, _, _ = select.select([self._from_srv], [], [], timeout_s)
+        if not readable:
             raise ForkServerDied(f"fork-server did not answer within {timeout_s:.0f}s")
         try:
             return forkserver.read_msg(self._from_srv)
@@ -197,7 +204,7 @@ class Worker:
     """Judges programs in its own fork-server: one at a time (`run`), or through a `Lane`,
     which keeps the next request waiting at the fork-server while the current one runs."""
 
-    def __init__(self, cfg=None, plans: _PlanCache | None = None):
+    def __init__(self, cfg=None, plans: _PlanCache | None = None, wait: bool = True):
         from cluster.config import ExecutorConfig
 
         self.cfg = cfg or ExecutorConfig()
@@ -205,10 +212,27 @@ class Worker:
         self._plans = plans or _PLANS
         self._server: ForkServer | None = None
         self.restarts = 0
-        self._start()
+        self._start(wait)
 
-    def _start(self) -> None:
-        self._server = ForkServer(self.cfg.isolation, self.cfg.uid_base, self.cfg.pin_cpus)
+    def _start(self, wait: bool = True) -> None:
+        self._server = ForkServer(self.cfg.isolation, self.cfg.uid_base, self.cfg.pin_cpus,
+                                  wait=wait)
+
+    @classmethod
+    def start_many(cls, cfg, n: int) -> list["Worker"]:
+        """n workers whose fork-servers start at the same time (each takes a few hundred
+        milliseconds to start: together, the pool is ready in about the time of one)."""
+        workers: list[Worker] = []
+        try:
+            for _ in range(n):
+                workers.append(cls(cfg, wait=False))
+            for w in workers:
+                w._server.ready()
+        except BaseException:
+            for w in workers:
+                w.close()
+            raise
+        return workers
 
     @property
     def isolation(self) -> str:

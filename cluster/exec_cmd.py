@@ -32,16 +32,11 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("overrides", nargs="*", help="config overrides, section.key=value")
 
 
-def run(args: argparse.Namespace) -> int:
-    from cluster.config import load_config
-    from executor.pool import ExecutorPool
-
-    overrides = list(args.overrides)
-    if args.workers is not None:
-        overrides.append(f"executor.workers={args.workers}")
-    cfg = load_config(args.config, overrides)
-    problems, bad_p = read_jsonl(args.problems, Problem)
-    solutions, bad_s = read_jsonl(args.solutions, Solution)
+def _read_inputs(problems_path: str, solutions_path: str) -> tuple[list, int, list]:
+    """(problem, solution) pairs, the number of malformed lines, the solutions whose task is
+    unknown; each skipped line or solution is reported on stderr."""
+    problems, bad_p = read_jsonl(problems_path, Problem)
+    solutions, bad_s = read_jsonl(solutions_path, Solution)
     for bad in bad_p + bad_s:
         print(f"skipped {bad}", file=sys.stderr)
     by_id = {p.task_id: p for p in problems}
@@ -53,9 +48,17 @@ def run(args: argparse.Namespace) -> int:
             unknown.append(s)
     for s in unknown:
         print(f"skipped solution {s.sample_id!r}: unknown task_id {s.task_id!r}", file=sys.stderr)
-    if not pairs:
-        print("nothing to run: no solution matches a problem", file=sys.stderr)
-        return 2
+    return pairs, len(bad_p) + len(bad_s), unknown
+
+
+def run(args: argparse.Namespace) -> int:
+    from cluster.config import load_config
+    from executor.pool import ExecutorPool
+
+    overrides = list(args.overrides)
+    if args.workers is not None:
+        overrides.append(f"executor.workers={args.workers}")
+    cfg = load_config(args.config, overrides)
     ray_started = False
     if args.ray:
         import ray
@@ -67,7 +70,12 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     results: dict[int, object] = {}
     try:
+        # The sandboxes start while the files are read.
         with ExecutorPool(cfg.executor, use_ray=args.ray) as pool:
+            pairs, bad, unknown = _read_inputs(args.problems, args.solutions)
+            if not pairs:
+                print("nothing to run: no solution matches a problem", file=sys.stderr)
+                return 2
             bar = None
             if not args.quiet:
                 from tqdm import tqdm
@@ -98,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         "wall_s": wall,
         "workers": cfg.executor.workers,
         "isolation": tier,
-        "skipped_lines": len(bad_p) + len(bad_s),
+        "skipped_lines": bad,
         "unknown_task_ids": len(unknown),
     }
     print(format_summary(summary))

@@ -161,8 +161,10 @@ class ExecutorPool:
             self._slots = _RaySlots(self, self.cfg.workers)
             self._infos = ray.get([a.info.remote() for a in self._slots.actors])
         else:
-            self._workers = Worker.start_many(self.cfg, self.cfg.workers)
-            self._infos = [{"isolation": w.isolation, "tier": w.tier} for w in self._workers]
+            # Work may be queued while the fork-servers start (the first assert tests are
+            # rewritten meanwhile); one that cannot start raises at the first poll.
+            self._workers = Worker.start_many(self.cfg, self.cfg.workers, wait=False)
+            self._infos = []
             self._lanes = [Lane(w) for w in self._workers]
 
     # -- info --------------------------------------------------------------------------
@@ -170,13 +172,19 @@ class ExecutorPool:
     def size(self) -> int:
         return len(self._slots.active()) if self.use_ray else len(self._workers)
 
+    def _info(self) -> list[dict]:
+        if not self.use_ray and not self._infos and self._workers:
+            self._infos = [{"isolation": w.ready().isolation, "tier": w.tier}
+                           for w in self._workers]
+        return self._infos
+
     @property
     def isolation(self) -> str:
-        return self._infos[0]["isolation"] if self._infos else "none"
+        return self._info()[0]["isolation"] if self._info() else "none"
 
     @property
     def tier(self) -> str:
-        return self._infos[0]["tier"] if self._infos else "none"
+        return self._info()[0]["tier"] if self._info() else "none"
 
     def backlog(self) -> int:
         """Programs submitted and not yet returned by poll()."""
@@ -476,6 +484,10 @@ class ExecutorPool:
                 except Exception:
                     pass
         else:
+            try:
+                self._info()  # kept for `isolation` and `tier` after the pool is closed
+            except Exception:  # a fork-server that never started: nothing to keep
+                pass
             for w in self._workers:
                 w.close()
 

@@ -121,23 +121,41 @@ class ForkServer:
         os.close(to_srv_r)
         os.close(from_srv_w)
         self._start_timeout_s = start_timeout_s
+        # Until the hello comes: requests may already be queued in the pipe meanwhile.
+        self._starting = True
+        self.isolation, self.tier, self.notes = "starting", "starting", []
+        self.uid: int | None = None
+        self.cpu: int | None = None
         if wait:
             self.ready()
 
     def ready(self) -> None:
-        """Wait for the fork-server's hello; raises RuntimeError if it could not start."""
-        hello = self.receive(self._start_timeout_s)
+        """Wait for the fork-server's hello (once); raises RuntimeError if it could not
+        start."""
+        if not self._starting:
+            return
+        self._starting = False
+        hello = self._read(self._start_timeout_s)
         if not hello.get("ok"):
             self.close()
             raise RuntimeError(f"sandbox could not start: {hello.get('error')}")
-        self.isolation: str = hello["isolation"]
-        self.tier: str = hello["tier"]
-        self.notes: list[str] = hello.get("notes", [])
-        self.uid: int | None = hello.get("uid")
-        self.cpu: int | None = hello.get("cpu")  # the CPU its programs run on (None: any)
+        self.isolation = hello["isolation"]
+        self.tier = hello["tier"]
+        self.notes = hello.get("notes", [])
+        self.uid = hello.get("uid")
+        self.cpu = hello.get("cpu")  # the CPU its programs run on (None: any)
 
-    def receive(self, timeout_s: float) -> dict:
-        """The next message: the hello, then the answer to the oldest unanswered request."""
+    def receive(self, timeout_s: float) -> dict | None:
+        """The answer to the oldest unanswered request. While the fork-server starts, its
+        hello comes first: then None when no answer is waiting behind it yet."""
+        if self._starting:
+            self.ready()
+            readable, _, _ = select.select([self._from_srv], [], [], 0)
+            if not readable:
+                return None
+        return self._read(timeout_s)
+
+    def _read(self, timeout_s: float) -> dict:
         readable, _, _ = select.select([self._from_srv], [], [], timeout_s)
         if not readable:
             raise ForkServerDied(f"fork-server did not answer within {timeout_s:.0f}s")
@@ -219,20 +237,29 @@ class Worker:
                                   wait=wait)
 
     @classmethod
-    def start_many(cls, cfg, n: int) -> list["Worker"]:
+    def start_many(cls, cfg, n: int, wait: bool = True) -> list["Worker"]:
         """n workers whose fork-servers start at the same time (each takes a few hundred
-        milliseconds to start: together, the pool is ready in about the time of one)."""
+        milliseconds to start: together, the pool is ready in about the time of one).
+        Without `wait`, they may get work at once: it waits in their pipes while they start,
+        and a fork-server that cannot start raises at the first answer awaited from it."""
         workers: list[Worker] = []
         try:
             for _ in range(n):
                 workers.append(cls(cfg, wait=False))
-            for w in workers:
-                w._server.ready()
+            if wait:
+                for w in workers:
+                    w.ready()
         except BaseException:
             for w in workers:
                 w.close()
             raise
         return workers
+
+    def ready(self) -> "Worker":
+        """Wait until the fork-server has started (see `start_many`)."""
+        if self._server is not None:
+            self._server.ready()
+        return self
 
     @property
     def isolation(self) -> str:
@@ -443,7 +470,8 @@ class Lane:
         return None
 
     def receive(self) -> None:
-        """Read the answer to the oldest job (blocks until it comes)."""
+        """Read the answer to the oldest job (blocks until it comes, or until the hello of a
+        fork-server that was starting)."""
         job = self.jobs[0]
         try:
             job.resp = self.worker._server.receive(job.wait_s)

@@ -84,7 +84,8 @@ class ExecutorConfig(Section):
     pin_cpus: bool = Field(
         default=True,
         description="Run each worker's sandbox (its fork-server's zygote and every program "
-        "forked from it) on one CPU, the workers of a host taking the CPUs in turn: a "
+        "forked from it) on one CPU, the one that the fewest other fork-servers of the host "
+        "hold: a "
         "program starts where the memory it shares with the zygote is cached, and no core "
         "idles while a fork hands over to its child (about 15% more programs/s with 2 "
         "workers on 2 cores). A program's threads then share that CPU.",

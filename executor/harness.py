@@ -253,7 +253,7 @@ class _Recorder:
 
     def __call__(self, *args, **kwargs):
         try:
-            pre = _encode([list(args), kwargs])
+            pre = _encode([list(args), kwargs], None, False)
         except _Unserialisable:
             pre = None
         event = {"k": "call", "name": self.name, "args": pre}
@@ -272,12 +272,15 @@ class _Recorder:
         event["v"] = enc
         if pre is not None and not _all_scalars(args, kwargs):  # else nothing could change
             try:
-                post = _encode([list(args), kwargs])
+                post = _encode([list(args), kwargs], None, False)
                 if post != pre:
                     event["post"] = post
             except _Unserialisable:
                 pass
         return _decode(enc, real)
+
+
+serialize.STANDINS[_Recorder] = lambda enc, v, d: serialize.encode_program_name(enc, v, v.name)
 
 
 def run_assert(code, req: dict, start: int) -> None:

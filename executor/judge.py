@@ -161,6 +161,9 @@ class _Stub:
         return self._replay.prog(f"{self._name}.{attr}")
 
 
+serialize.STANDINS[_Stub] = lambda enc, v, d: serialize.encode_program_name(enc, v, v._name)
+
+
 class Replay:
     """Stands in for the program while the judge copy of one test runs."""
 
@@ -203,7 +206,7 @@ class Replay:
 
     def call(self, name: str, args: tuple, kwargs: dict):
         try:
-            enc = serialize.encode([list(args), kwargs])
+            enc = serialize.encode([list(args), kwargs], None, False)
             check = True
         except serialize.Unserialisable:
             enc, check = None, False

@@ -123,12 +123,13 @@ def _canonical(encoded) -> str:
 class _Encoder:
     """One `encode` call: the item budget, and the objects that crossed by identity."""
 
-    __slots__ = ("budget", "memo", "real")
+    __slots__ = ("budget", "memo", "real", "drain")
 
-    def __init__(self, real: list | None):
+    def __init__(self, real: list | None, drain: bool = True):
         self.budget = _MAX_ITEMS
         self.memo: dict[int, int] = {}  # id(object) -> its index in `real`
         self.real = real if real is not None else []
+        self.drain = drain  # materialise iterators (else: opaque, left as they are)
 
     def enc(self, v, depth: int):
         if depth > _MAX_DEPTH:
@@ -158,6 +159,8 @@ class _Encoder:
         if t is set or t is frozenset:
             return self.set_like(t, v, d)
         if t in _ITERATOR_TYPES:
+            if not self.drain:  # an argument: the program must get it unconsumed
+                return self.by_identity(t, v, _mro_of(t), d)
             items = []
             for x in v:
                 items.append(enc(x, d))
@@ -342,14 +345,15 @@ _NAME_GETTERS = {
 }
 
 
-def encode(value, real: list | None = None) -> object:
+def encode(value, real: list | None = None, drain: bool = True) -> object:
     """A JSON-ready form of `value`; raises Unserialisable when it cannot cross. Objects that
-    cross by identity are appended to `real`, in the order of their `$ref` numbers."""
+    cross by identity are appended to `real`, in the order of their `$ref` numbers. Without
+    `drain`, iterators are not consumed (they cross as opaque values): for arguments."""
     t = _type(value)
     if t is _str or t is bool or value is None or (t is _int and -(1 << 63) <= value < 1 << 63):
         return value  # the commonest results, without an encoder
     try:
-        return _Encoder(real).enc(value, 0)
+        return _Encoder(real, drain).enc(value, 0)
     except RecursionError:
         raise Unserialisable("the value is nested too deeply") from None
 
@@ -417,6 +421,25 @@ def _dec_opaque(dc: _Decoder, body):
 
     obj = dc.made[ref] = Opaque(_str(kind), _str(name))
     return obj
+
+
+def _dec_program_name(dc: _Decoder, body):
+    ref, name = body
+    if dc.real is not None:
+        return dc.real[ref]
+    from executor.values import Opaque
+
+    obj = dc.made[ref] = Opaque("program name", _str(name))
+    return obj
+
+
+def encode_program_name(enc: _Encoder, v, name: str):
+    """A program name the test code holds (a recorder in the sandbox, a stub in the judge),
+    passed to or returned by the program: it crosses as its name."""
+    seen = enc.remember(v)
+    if seen is not None:
+        return {"$ref": seen}
+    return {"$prog": [enc.memo[id(v)], name]}
 
 
 def _dec_module(dc: _Decoder, body):
@@ -502,6 +525,7 @@ _TAGS = {
     "$obj": _dec_obj,
     "$op": _dec_opaque,
     "$mod": _dec_module,
+    "$prog": _dec_program_name,
     "$ref": _dec_ref,
 }
 

@@ -54,6 +54,11 @@ def describe(obj) -> str:
     return f"a {type(obj).__name__} value"
 
 
+def _not_equal(self, other):
+    eq = self.__eq__(other)
+    return eq if eq is NotImplemented else not eq
+
+
 class ProgramObject:
     """An instance of a program's class, as its class name, fields and class attribute names."""
 
@@ -90,9 +95,7 @@ class ProgramObject:
                 return NotImplemented
         return _structural_equal(self, other)
 
-    def __ne__(self, other):
-        eq = self.__eq__(other)
-        return eq if eq is NotImplemented else not eq
+    __ne__ = _not_equal
 
     def __hash__(self) -> int:
         return hash(("ProgramObject", object.__getattribute__(self, "_rltf_cls")))
@@ -200,9 +203,7 @@ class Opaque:
             return (self._rltf_kind, self._rltf_name) == (other._rltf_kind, other._rltf_name)
         return NotImplemented
 
-    def __ne__(self, other):
-        eq = self.__eq__(other)
-        return eq if eq is NotImplemented else not eq
+    __ne__ = _not_equal
 
     def __hash__(self) -> int:
         return hash((self._rltf_kind, self._rltf_name))
@@ -260,9 +261,7 @@ class EnumMember:
             return (self.cls, self.name) == (other.cls, other.name)
         return NotImplemented
 
-    def __ne__(self, other):
-        eq = self.__eq__(other)
-        return eq if eq is NotImplemented else not eq
+    __ne__ = _not_equal
 
     def __hash__(self) -> int:
         return hash((self.cls, self.name))

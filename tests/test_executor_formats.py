@@ -241,3 +241,20 @@ def test_standard_library_values_and_records_pass(worker):
         {"input": ["point"], "output": [1, 2]}, {"input": ["queue"], "output": [1, 2]}])
     # A deque is not a list for Python, nor for APPS's harness: the third test fails.
     assert run(worker, call, STDLIB_VALUES).tests == ["pass", "pass", "fail"]
+
+
+def test_program_functions_and_iterators_as_arguments(worker):
+    # A test may hand the program one of its own functions, or an iterator: the program gets
+    # them as they are (an iterator unconsumed), and the replay still matches the calls.
+    p = Problem(task_id="args", prompt="", format="assert", entry_point="apply", tests=[
+        "assert apply(double, [1, 2]) == [2, 4]",
+        "assert total(iter([1, 2, 3])) == 6",
+        "assert total(x * x for x in range(4)) == 14",
+        "assert apply(lambda v: v + 1, (1,)) == [2]"])
+    prog = ("def double(x):\n    return 2 * x\n"
+            "def apply(f, xs):\n    return [f(x) for x in xs]\n"
+            "def total(it):\n    return sum(it)\n")
+    r = run(worker, p, prog)
+    assert r.outcome == "pass", r
+    r = run(worker, p, prog.replace("sum(it)", "sum(it) + 1"))
+    assert r.tests == ["pass", "fail", "fail", "pass"]

@@ -252,7 +252,7 @@ class _Frames:
             try:  # the C scanner itself: json.loads adds layers of Python per record
                 text = buf[pos + 4:pos + 4 + n].decode("utf-8")
                 rec, stop = _SCAN(text, 0)
-            except (ValueError, StopIteration):
+            except (ValueError, StopIteration, RecursionError):  # garbage, or nested too deep
                 self.bad = True
                 break
             if stop != len(text):

@@ -338,6 +338,9 @@ def judge_program(problem: Problem, resp: dict, plan: AssertPlan | None = None,
             except Unjudgeable as exc:  # e.g. a call-format value that cannot be compared
                 st, err = "unjudgeable", {"type": "Unjudgeable", "line": None,
                                           "msg": str(exc)[:400]}
+            except RecursionError:
+                st, err = "unjudgeable", {"type": "Unjudgeable", "line": None,
+                                          "msg": "the values are nested too deeply to compare"}
         elif st == "error":
             st = _status_of_error(err)
         elif st == "unjudgeable":

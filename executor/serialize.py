@@ -26,8 +26,9 @@ classes, files, sockets, locks...) cross as an opaque token of kind and name
 (`executor.values.Opaque`); a module of the standard library is the judge's own module of
 that name.
 
-A value that cannot cross (nested deeper than 500 levels, more than a million items) raises
-Unserialisable; the judge reports it as unjudgeable, never as the program's error.
+A value that cannot cross (nested deeper than 200 levels, more than a million items) raises
+Unserialisable; the judge reports it as unjudgeable, never as the program's error. (The judge
+rebuilds and compares values recursively, within Python's default recursion limit.)
 
 `decode(obj)` builds the judge's values; `decode(obj, real)` (in the sandbox) gives back, for
 each object that crossed by identity, the real object from `real` (the list `encode_with`
@@ -59,7 +60,7 @@ _dict = dict
 _iter = iter
 _dumps = _json.dumps
 _loads = _json.loads
-_MAX_DEPTH = 500
+_MAX_DEPTH = 200
 _MAX_ITEMS = 1_000_000
 _Counter = _collections.Counter
 _OrderedDict = _collections.OrderedDict
@@ -133,7 +134,7 @@ class _Encoder:
 
     def enc(self, v, depth: int):
         if depth > _MAX_DEPTH:
-            raise Unserialisable("the value is nested more than 500 levels deep")
+            raise Unserialisable(f"the value is nested more than {_MAX_DEPTH} levels deep")
         self.budget -= 1
         if self.budget < 0:
             raise Unserialisable(f"the value has more than {_MAX_ITEMS:,} items")
@@ -370,14 +371,30 @@ class _Decoder:
         self.made: dict[int, object] = {}  # $ref number -> the judge's object
 
     def dec(self, obj):
+        # Lists, tuples and dicts without a comprehension or a call per level: one frame of
+        # recursion per level of nesting.
         t = _type(obj)
         if obj is None or t is bool or t is _int or t is _float or t is _str:
             return obj
+        dec = self.dec
         if t is _list:
-            return [self.dec(x) for x in obj]
+            out = []
+            for x in obj:
+                out.append(dec(x))
+            return out
         if t is not _dict or _len(obj) != 1:
             raise ValueError(f"malformed encoded value: {obj!r:.80}")
         (tag, body), = obj.items()
+        if tag == "$t":
+            out = []
+            for x in body:
+                out.append(dec(x))
+            return _tuple(out)
+        if tag == "$d":
+            made = {}
+            for k, x in body:
+                made[dec(k)] = dec(x)
+            return made
         fn = _TAGS.get(tag)
         if fn is None:
             raise ValueError(f"unknown tag {tag!r}")
@@ -385,11 +402,6 @@ class _Decoder:
 
     def pairs(self, body):
         return [(self.dec(k), self.dec(x)) for k, x in body]
-
-    def identity(self, ref: int, build):
-        if self.real is not None:  # in the sandbox: the program's own object
-            return self.real[ref]
-        return build()
 
 
 def _dec_ref(dc: _Decoder, ref):
@@ -541,7 +553,13 @@ def decode(obj, real: list | None = None):
         return _Decoder(real).dec(obj)
     except (TypeError, IndexError, KeyError) as err:
         raise ValueError(f"malformed encoded value: {err}") from None
+    except RecursionError:  # deeper than anything encode makes: a forged record
+        raise ValueError("malformed encoded value: nested too deeply") from None
 
 
 def loads(text: str):
-    return decode(_loads(text))
+    try:
+        obj = _loads(text)
+    except RecursionError:
+        raise ValueError("malformed encoded value: nested too deeply") from None
+    return decode(obj)

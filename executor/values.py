@@ -89,11 +89,36 @@ class ProgramObject:
         del fields[name]
 
     def __eq__(self, other):
+        # Class name, then fields, recursively; two objects already being compared further up
+        # count as equal (a cycle). One frame per level, besides the comparison's own.
         if type(other) is not ProgramObject:
             other = _as_structure(other)
             if other is None:
                 return NotImplemented
-        return _structural_equal(self, other)
+        if self is other:
+            return True
+        get = object.__getattribute__
+        if get(self, "_rltf_cls") != get(other, "_rltf_cls"):
+            return False
+        fa, fb = get(self, "_rltf_fields"), get(other, "_rltf_fields")
+        if fa.keys() != fb.keys():
+            return False
+        pending = getattr(_active, "pairs", None)
+        if pending is None:
+            pending = _active.pairs = set()
+        key = (id(self), id(other))
+        if key in pending:
+            return True
+        pending.add(key)
+        try:
+            for name, value in fa.items():
+                if not value == fb[name]:
+                    return False
+            return True
+        except RecursionError:
+            raise Unjudgeable(f"{describe(self)} is nested too deeply to compare") from None
+        finally:
+            pending.discard(key)
 
     __ne__ = _not_equal
 
@@ -151,31 +176,7 @@ def _as_structure(obj) -> ProgramObject | None:
     return value if type(value) is ProgramObject else None
 
 
-_active = threading.local()
-
-
-def _structural_equal(a: ProgramObject, b: ProgramObject) -> bool:
-    if a is b:
-        return True
-    get = object.__getattribute__
-    if get(a, "_rltf_cls") != get(b, "_rltf_cls"):
-        return False
-    pending = getattr(_active, "pairs", None)
-    if pending is None:
-        pending = _active.pairs = set()
-    key = (id(a), id(b))
-    if key in pending:  # already being compared further up: a cycle
-        return True
-    fa, fb = get(a, "_rltf_fields"), get(b, "_rltf_fields")
-    if fa.keys() != fb.keys():
-        return False
-    pending.add(key)
-    try:
-        return all(fa[k] == fb[k] for k in fa)
-    except RecursionError:
-        raise Unjudgeable(f"{describe(a)} is nested too deeply to compare") from None
-    finally:
-        pending.discard(key)
+_active = threading.local()  # pairs of objects being compared, per thread
 
 
 class Opaque:

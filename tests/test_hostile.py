@@ -419,3 +419,18 @@ def test_a_patched_standard_module_does_not_reach_the_judge(hostile_worker):
     honest = "import sys\ndef size(t):\n    return sys.getsizeof(t)\n"
     r = hostile_worker.run(problem, Solution(task_id="size", completion=honest))
     assert r.outcome == "pass", r
+
+
+@pytest.mark.parametrize("depth", [600, 100_000])
+def test_forged_records_nested_too_deeply(hostile_worker, depth):
+    # Hand-made records whose values nest deeper than any value the sandbox sends: neither
+    # the supervisor's parser nor the judge's decoder may fail with them.
+    prog = ("import os, struct\ndef frame(b):\n    return struct.pack('>I', len(b)) + b\n"
+            f"V = b'[' * {depth} + b']' * {depth}\n"
+            "def f(x):\n"
+            "    os.write(3, frame(b'{\"t\":\"end\",\"k\":0,\"v\":' + V + b',\"nb\":1.0}'))\n"
+            "    os.write(3, frame(b'{\"t\":\"end\",\"k\":0,\"events\":[{\"k\":\"group\",\"site\""
+            ":0},{\"k\":\"call\",\"name\":\"f\",\"args\":null,\"v\":' + V + b'},"
+            "{\"k\":\"endgroup\"}]}'))\n    os._exit(0)\n")
+    judge(hostile_worker, prog)
+    judge(hostile_worker, prog, SQUARE_ASSERT)

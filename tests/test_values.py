@@ -176,9 +176,31 @@ def test_values_without_structure_are_opaque():
         bool(buffer)
 
 
+def _at_depth(frames: int, fn):
+    """fn() called `frames` Python frames down (the judge runs well inside a call stack)."""
+    return fn() if frames == 0 else _at_depth(frames - 1, fn)
+
+
+def test_the_deepest_values_that_cross_are_judged():
+    head = None
+    for i in range(199):  # a linked list of 199 program objects; dicts and lists as deep
+        node = Node(i)
+        node.right = head
+        head = node
+    nest: object = 0
+    for i in range(199):
+        nest = ([nest], {"k": nest}, (nest,))[i % 3]
+    for value in (head, nest):
+        a, b = _at_depth(60, lambda: cross(value)), _at_depth(60, lambda: cross(value))
+        assert _at_depth(60, lambda: a == b)
+        assert serialize.encode(a) == serialize.encode(value)
+
+
 def test_values_too_large_or_deep_do_not_cross():
     with pytest.raises(serialize.Unserialisable, match="items"):
         serialize.encode([0] * 1_000_001)
+    with pytest.raises(ValueError, match="deep"):  # a forged record deeper than any value
+        serialize.loads("[" * 5000 + "]" * 5000)
     nest: list = []
     for _ in range(600):
         nest = [nest]

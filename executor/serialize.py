@@ -214,8 +214,8 @@ class _Encoder:
                 return {"$dec": _decimal_str(v)}
             if base is _tuple:
                 fields = _class_dict(t).get("_fields") if t is not _tuple else None
-                if _type(fields) is _tuple and all(_type(f) is _str for f in fields) \
-                        and _len(fields) == _tuple.__len__(v):
+                if _type(fields) is _tuple and _len(fields) == _tuple.__len__(v) <= 1024 \
+                        and all(_type(f) is _str for f in fields):
                     return self.namedtuple(t, v, fields, d)
                 return {"$t": [self.enc(x, d) for x in _tuple_getitem(v, _FULL)]}
             as_base = _AS_BASE.get(base)
@@ -551,10 +551,11 @@ def decode(obj, real: list | None = None):
         return obj
     try:
         return _Decoder(real).dec(obj)
-    except (TypeError, IndexError, KeyError) as err:
-        raise ValueError(f"malformed encoded value: {err}") from None
     except RecursionError:  # deeper than anything encode makes: a forged record
         raise ValueError("malformed encoded value: nested too deeply") from None
+    except Exception as err:  # a forged record: a Fraction over 0, a Decimal of "x", ...
+        raise ValueError(f"malformed encoded value: {type(err).__name__}: {err}"[:300]) \
+            from None
 
 
 def loads(text: str):

@@ -201,6 +201,10 @@ def test_values_too_large_or_deep_do_not_cross():
         serialize.encode([0] * 1_000_001)
     with pytest.raises(ValueError, match="deep"):  # a forged record deeper than any value
         serialize.loads("[" * 5000 + "]" * 5000)
+    for forged in ({"$fr": [1, 0]}, {"$dec": "x"}, {"$s": [[1]]}, {"$obj": [0, "A"]},
+                   {"$r": [0, 1, 0]}, {"$q": 1}):
+        with pytest.raises(ValueError):
+            serialize.decode(forged)
     nest: list = []
     for _ in range(600):
         nest = [nest]

@@ -249,6 +249,8 @@ class _Recorder:
         self.events, self.name, self.fn = events, name, fn
 
     def __getattr__(self, attr: str):
+        if attr.startswith("__"):  # introspection (copy, pickle...), not the test's reads
+            raise AttributeError(attr)
         return _reference(self.events, f"{self.name}.{attr}", getattr(self.fn, attr))
 
     def __call__(self, *args, **kwargs):

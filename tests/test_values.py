@@ -53,6 +53,8 @@ class Size(enum.IntEnum):
     bytearray(b"ba"),
     frozenset({1, "a", (2, 3)}),
     range(1, 10, 3),
+    {"a": 1, "b": 2}.keys(),
+    {"a": 1, "b": 2}.items(),
     {"nested": [(1, 2.5), {3}, None, float("inf"), 10 ** 40]},
 ])
 def test_standard_values_cross_as_themselves(value):

@@ -196,6 +196,21 @@ class StepMetrics:
     extra: dict[str, float] = field(default_factory=dict)
 
 
+def skip_cpu_shm_kernel() -> None:
+    """Keep DeepSpeed from compiling its shared-memory all-reduce kernel on CPU.
+
+    On a CPU-only machine DeepSpeed's communication backend compiles a C++ kernel at its first
+    start-up (under `~/.cache/torch_extensions`, or `$TORCH_EXTENSIONS_DIR`). Only DeepSpeed's
+    inference all-reduce uses it; training goes through the gloo process group either way. The
+    build costs a compile on every fresh machine, and a build that is killed half-way leaves a
+    `lock` file that makes every later start-up wait on it forever. So the kernel is marked
+    unavailable, and DeepSpeed falls back to the process group as it does on CPUs without it.
+    """
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+
+
 class PolicyEngine:
     """A DeepSpeed engine on this rank; collective calls must be made on every rank."""
 
@@ -207,6 +222,8 @@ class PolicyEngine:
         self.on_gpu = torch.cuda.is_available()
         if self.on_gpu:
             torch.cuda.set_device(local_rank)
+        else:
+            skip_cpu_shm_kernel()
         deepspeed.init_distributed(dist_backend="nccl" if self.on_gpu else "gloo",
                                    auto_mpi_discovery=False)
         self._seed_all(settings.seed + rank)

@@ -280,7 +280,7 @@ class PolicyEngine:
                              f"got {len(micro_batches)}")
         t0 = time.perf_counter()
         self.engine.train()
-        total, sums, samples = 0.0, {}, 0
+        total, sums, counts, samples = 0.0, {}, {}, 0
         own_norm = None
         for i, mb in enumerate(micro_batches):
             loss, metrics = loss_fn(self.handle, mb)
@@ -293,13 +293,16 @@ class PolicyEngine:
             total += float(loss.detach())
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
+                counts[k] = counts.get(k, 0) + 1
             samples += int(mb.shape[0]) if torch.is_tensor(mb) else int(getattr(mb, "num_samples", 0))
         self.step += 1
         norm = self.engine.get_global_grad_norm()
         if norm is None:
             norm = own_norm
         n = len(micro_batches)
-        extra = {k: v / n for k, v in sums.items()}
+        # each metric averaged over the micro-batches that report it (with sl_mode=alternate
+        # the RL and supervised terms come from different micro-batches)
+        extra = {k: v / counts[k] for k, v in sums.items()}
         if self.critic is not None:
             extra.update(self.critic.step(self.world_size))
         return StepMetrics(step=self.step, loss=total / n,

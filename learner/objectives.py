@@ -42,22 +42,22 @@ def policy_forward(model, batch: PolicyBatch, hidden: bool = False
     return token_logprobs(out.logits, batch.labels, shift=True), states
 
 
-def _reference(path: str, device) -> torch.nn.Module:
+def _reference(path: str, engine) -> torch.nn.Module:
+    """The frozen reference policy of this process, built once (learner/reference.py)."""
     model = _REFERENCE_MODELS.get(path)
     if model is None:
-        from learner.engine import load_model
+        from learner.reference import reference_model
 
-        model = load_model(path).to(device).eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        _REFERENCE_MODELS[path] = model
+        model = _REFERENCE_MODELS[path] = reference_model(path, engine)
     return model
 
 
 @dataclass
 class RLTFObjective:
     """Policy gradient on token rewards (clipped surrogate, or truncated importance weights;
-    + KL to the frozen starting policy) mixed with, or alternated with, the supervised term."""
+    + a KL penalty to the frozen starting policy) with the supervised term, mixed into every
+    micro-batch (sl_mode="mix") or on micro-batches of their own (sl_mode="alternate": the
+    driver interleaves supervised and RL micro-batches within each optimizer step)."""
 
     sl_weight: float = 0.1
     sl_mode: str = "mix"
@@ -65,35 +65,33 @@ class RLTFObjective:
     kl_coef: float = 0.0
     reference_path: str | None = None
     clip_eps: float | None = None  # PPO-style clipped surrogate (learner/loss.py)
+    kl_estimator: str = "k3"  # learner/loss.py kl_penalty
 
     def __call__(self, engine, mb: TrainBatch):
         device = engine.device
         metrics: dict[str, float] = {}
         rl_loss = sl_loss = None
-        step = int(getattr(engine, "global_steps", 0))
-        want_sl = mb.sl is not None and self.sl_weight > 0 and (
-            self.sl_mode == "mix" or step % 2 == 1 or mb.rl is None)
-        want_rl = mb.rl is not None and (self.sl_mode == "mix" or not want_sl)
-        if want_rl:
+        if mb.rl is not None:
             rl = mb.rl.to(device)
             mask = label_mask(rl.labels)
             weights, logp = self._weights(engine, rl, mask, metrics)
             ref = None
             if self.kl_coef > 0 and self.reference_path:
                 with torch.no_grad():
-                    ref = policy_logprobs(_reference(self.reference_path, device), rl)
+                    ref = policy_logprobs(_reference(self.reference_path, engine), rl)
             rl_loss, st = policy_gradient_loss(logp, weights, mask,
                                                rl.behaviour_logprobs, self.ratio_max, ref,
-                                               self.kl_coef, clip_eps=self.clip_eps)
+                                               self.kl_coef, clip_eps=self.clip_eps,
+                                               kl_estimator=self.kl_estimator)
             metrics.update({"loss/pg": st.pg, "loss/kl": st.kl, "is/ratio_mean": st.ratio_mean,
                             "is/clipped_frac": st.clipped_frac, "tokens": st.tokens,
                             "reward/token_mean": float((rl.token_rewards * mask).sum()
                                                        / mask.sum().clamp(min=1))})
-        if want_sl:
+        if mb.sl is not None and self.sl_weight > 0:
             sl = mb.sl.to(device)
             sl_loss = supervised_loss(policy_logprobs(engine, sl), label_mask(sl.labels))
             metrics["loss/sl"] = float(sl_loss.detach())
-        loss = combine(rl_loss, sl_loss, self.sl_weight, "mix")
+        loss = combine(rl_loss, sl_loss, self.sl_weight, self.sl_mode)
         return loss, metrics
 
     def _weights(self, engine, rl: PolicyBatch, mask: torch.Tensor, metrics: dict

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from learner.batch import TrainBatch, collate
-from learner.loss import (IGNORE, combine, label_mask, policy_gradient_loss, supervised_loss,
-                          token_logprobs)
+from learner.loss import (IGNORE, combine, kl_penalty, label_mask, policy_gradient_loss,
+                          supervised_loss, token_logprobs)
 
 
 def test_token_logprobs_shift_and_mask():
@@ -53,19 +53,80 @@ def test_importance_ratio_is_truncated_and_detached():
     assert st.ratio_mean == pytest.approx(1.25)
 
 
-def test_kl_penalty_and_supervised_and_combine():
+def test_supervised_loss_and_combine():
     logp = torch.tensor([[-1.0, -3.0]])
-    ref = torch.tensor([[-2.0, -3.0]])
     mask = torch.ones(1, 2)
-    loss, st = policy_gradient_loss(logp, torch.zeros(1, 2), mask, ref_logp=ref, kl_coef=0.5)
-    # KL estimate mean(logp - ref) = (1 + 0) / 2 = 0.5; loss = 0.5 * 0.5
-    assert st.kl == pytest.approx(0.5) and loss.item() == pytest.approx(0.25)
     assert supervised_loss(logp, mask).item() == pytest.approx(2.0)
     rl, sl = torch.tensor(1.0), torch.tensor(2.0)
-    assert combine(rl, sl, 0.1).item() == pytest.approx(1.2)
-    assert combine(rl, sl, 0.1, "alternate", step=0).item() == 1.0
-    assert combine(rl, sl, 0.1, "alternate", step=1).item() == pytest.approx(0.2)
+    assert combine(rl, sl, 0.1).item() == pytest.approx(1.2)  # mix: 1 + 0.1 * 2
     assert combine(None, sl, 0.5).item() == 1.0
+    # alternate: a micro-batch holds one term, returned as rl or sl_weight * sl
+    assert combine(rl, None, 0.1, "alternate").item() == 1.0
+    assert combine(None, sl, 0.1, "alternate").item() == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="not both"):
+        combine(rl, sl, 0.1, "alternate")
+    with pytest.raises(ValueError, match="mix or alternate"):
+        combine(rl, sl, 0.1, "sometimes")
+
+
+def test_k3_kl_gradient_hand_worked():
+    # Three positions; the third is padding (mask 0), given odd values that must not count.
+    # d = log pi_ref - log pi:   token 0: d = ln 2 (the reference finds it twice as likely)
+    #                            token 1: d = -ln 2 (half as likely)
+    # k3 = e^d - d - 1:          token 0: 2 - ln 2 - 1 = 1 - ln 2
+    #                            token 1: 1/2 + ln 2 - 1 = ln 2 - 1/2
+    # KL estimate = mean over the 2 counted tokens = (1 - ln 2 + ln 2 - 1/2) / 2 = 1/4
+    # d k3 / d log pi = -e^d + 1:  token 0: 1 - 2 = -1;  token 1: 1 - 1/2 = +1/2
+    # loss = kl_coef * KL with kl_coef = 0.1 and zero rewards, so
+    # d loss / d log pi = 0.1 * [-1, 1/2] / 2 = [-0.05, +0.025], and 0 on the padding.
+    # Descent raises token 0's log-prob and lowers token 1's: both move toward the reference.
+    ln2 = math.log(2)
+    logp = torch.tensor([[-1.0, -2.0, -0.7]], requires_grad=True)
+    ref = torch.tensor([[-1.0 + ln2, -2.0 - ln2, -5.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    loss, st = policy_gradient_loss(logp, torch.zeros(1, 3), mask, ref_logp=ref, kl_coef=0.1)
+    assert st.kl == pytest.approx(0.25, abs=1e-6)
+    assert loss.item() == pytest.approx(0.025, abs=1e-7)
+    loss.backward()
+    assert logp.grad[0].tolist() == pytest.approx([-0.05, 0.025, 0.0], abs=1e-7)
+
+
+def test_k2_kl_gradient_hand_worked():
+    # k2 = d^2 / 2 with d = log pi_ref - log pi; d k2 / d log pi = -d = log pi - log pi_ref.
+    # token 0: d = ln 2 -> k2 = (ln 2)^2 / 2, gradient -ln 2; token 1: d = -0.5 -> k2 = 0.125,
+    # gradient +0.5. Mean over 2 tokens, kl_coef 1: gradient [-ln 2 / 2, 0.25].
+    ln2 = math.log(2)
+    logp = torch.tensor([[-1.0, -2.0]], requires_grad=True)
+    ref = torch.tensor([[-1.0 + ln2, -2.5]])
+    loss, st = policy_gradient_loss(logp, torch.zeros(1, 2), torch.ones(1, 2), ref_logp=ref,
+                                    kl_coef=1.0, kl_estimator="k2")
+    assert st.kl == pytest.approx((ln2 ** 2 / 2 + 0.125) / 2, abs=1e-6)
+    loss.backward()
+    assert logp.grad[0].tolist() == pytest.approx([-ln2 / 2, 0.25], abs=1e-6)
+    with pytest.raises(ValueError, match="KL estimator"):
+        kl_penalty(logp, ref, "k1")
+
+
+@pytest.mark.parametrize("estimator", ["k3", "k2"])
+def test_kl_gradient_depends_on_the_reference(estimator):
+    # The same policy log-probs and rewards, two different references: the gradients differ
+    # (the plain estimate log pi - log pi_ref has the gradient 1/n whatever the reference).
+    # Where the reference equals the policy, the KL term's gradient is zero.
+    logp0 = torch.tensor([[-1.0, -2.0, -0.5]])
+    rewards = torch.tensor([[0.5, -0.5, 1.0]])
+    mask = torch.ones(1, 3)
+
+    def grad(ref):
+        logp = logp0.clone().requires_grad_(True)
+        loss, _ = policy_gradient_loss(logp, rewards, mask, ref_logp=ref, kl_coef=0.2,
+                                       kl_estimator=estimator)
+        (g,) = torch.autograd.grad(loss, logp)
+        return g
+
+    near, far = logp0 + 0.1, logp0 - 1.0
+    assert not torch.allclose(grad(near), grad(far))
+    pg_only = -rewards / 3  # the policy-gradient term alone: -r / n
+    assert torch.allclose(grad(logp0.clone()), pg_only, atol=1e-7)
 
 
 def test_collate_decoder_only_and_encoder_decoder():
@@ -182,3 +243,71 @@ def test_clipped_surrogate_equals_policy_gradient_on_policy():
     b, _ = policy_gradient_loss(logp, r, mask)
     (gb,) = torch.autograd.grad(b, logp)
     assert torch.allclose(ga, gb, atol=1e-6)  # (the loss values differ: -r vs -r log pi)
+
+
+class _TableLM(torch.nn.Module):
+    """A language model whose logits at position t are a free parameter row, whatever the
+    input: its gradients can be worked out by hand (d -log softmax(z)_y / dz = p - onehot(y))."""
+
+    def __init__(self, positions: int = 3, vocab: int = 2):
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.zeros(positions, vocab))  # p = [1/2, 1/2]
+
+    def forward(self, input_ids, attention_mask=None, **kw):
+        from types import SimpleNamespace
+
+        b, t = input_ids.shape
+        return SimpleNamespace(logits=self.table[:t].unsqueeze(0).expand(b, t, -1))
+
+
+def _accumulated_grad(objective, micro_batches) -> torch.Tensor:
+    """One optimizer step's gradient as the learner forms it: DeepSpeed divides each
+    micro-batch's loss by the number of micro-batches (gradient accumulation) and sums."""
+    model = _TableLM()
+
+    class Engine:
+        device = torch.device("cpu")
+
+        def __call__(self, **kw):
+            return model(**kw)
+
+    for mb in micro_batches:
+        loss, _ = objective(Engine(), mb)
+        (loss / len(micro_batches)).backward()
+    return model.table.grad
+
+
+# Decoder-only, prompt [0]; labels at position t are scored by the logits row t - 1.
+# SL: completion [1]: one token, label 1 at position 1 -> row 0.
+#     d(-log p(1))/d row0 = p - onehot(1) = [1/2, -1/2]
+# RL: completion [0, 1], token rewards [1, -1/2], plain policy gradient (n = 2 tokens):
+#     row 0 (label 0, r = 1):     r (p - onehot(0)) / 2 = [-1/2, 1/2] / 2 = [-1/4, 1/4]
+#     row 1 (label 1, r = -1/2): r (p - onehot(1)) / 2 = -1/2 [1/2, -1/2] / 2 = [-1/8, 1/8]
+SL = collate([[0]], [[1]], pad_id=0)
+RL = collate([[0]], [[0, 1]], rewards=[[1.0, -0.5]], logprobs=[[-math.log(2)] * 2], pad_id=0)
+
+
+def test_alternate_accumulates_the_sl_gradient_of_one_micro_batch_and_rl_of_the_other():
+    from learner.objectives import RLTFObjective
+
+    # Two micro-batches, supervised then RL (the driver's layout); sl_weight 1:
+    #   row 0: ([1/2, -1/2] + [-1/4, 1/4]) / 2 = [1/8, -1/8]
+    #   row 1: ([0, 0] + [-1/8, 1/8]) / 2 = [-1/16, 1/16];  row 2: 0
+    obj = RLTFObjective(sl_weight=1.0, sl_mode="alternate", ratio_max=None)
+    g = _accumulated_grad(obj, [TrainBatch(rl=None, sl=SL), TrainBatch(rl=RL)])
+    assert g.flatten().tolist() == pytest.approx([0.125, -0.125, -0.0625, 0.0625, 0.0, 0.0])
+    # a micro-batch holding both terms is refused in alternate mode
+    with pytest.raises(ValueError, match="not both"):
+        _accumulated_grad(obj, [TrainBatch(rl=RL, sl=SL)])
+
+
+def test_mix_accumulates_the_weighted_sum_on_each_micro_batch():
+    from learner.objectives import RLTFObjective
+
+    # Two micro-batches, each RL + sl_weight * SL with sl_weight 2:
+    #   row 0: [-1/4, 1/4] + 2 [1/2, -1/2] = [3/4, -3/4];  row 1: [-1/8, 1/8];  row 2: 0
+    # averaged over the two (identical) micro-batches: the same. (Alternate gave half of
+    # each term: every micro-batch there carries one term, not both.)
+    obj = RLTFObjective(sl_weight=2.0, sl_mode="mix", ratio_max=None)
+    g = _accumulated_grad(obj, [TrainBatch(rl=RL, sl=SL), TrainBatch(rl=RL, sl=SL)])
+    assert g.flatten().tolist() == pytest.approx([0.75, -0.75, -0.125, 0.125, 0.0, 0.0])

@@ -27,7 +27,7 @@ VARIANTS = {
     "coarse+fine": ["reward.adaptive=false", "reward.fine_grained=true"],
     "all three": ["reward.adaptive=true", "reward.fine_grained=true"],
     "actor-critic (all three)": ["algo=actor_critic", "reward.adaptive=true",
-                                 "reward.fine_grained=true"],
+                                 "reward.fine_grained=true", "reward.baseline=none"],
     # RL alone: no supervised term
     "all three, RL only": ["reward.adaptive=true", "reward.fine_grained=true",
                            "learner.sl_weight=0"],

@@ -169,8 +169,11 @@ class SamplerConfig(Section):
     samples_per_prompt: int = Field(
         default=4, ge=1, description="Samples drawn for each problem (the paper: 20).")
     include_greedy: bool = Field(
-        default=True, description="Also decode one greedy sample per problem (the baseline "
-        "of the paper's relative returns).")
+        default=True, description="Also decode one greedy sample per problem: the baseline "
+        "of the paper's relative returns (reward.baseline=greedy needs it), and one of the "
+        "others' leave-one-out mean. It is never trained on: it was not drawn from the "
+        "sampling policy (its behaviour log-probs are not those of a sampled token), so it "
+        "serves as the baseline only.")
     temperature: float = Field(default=0.8, gt=0, description="Sampling temperature.")
     top_p: float = Field(default=0.95, gt=0, le=1, description="Nucleus sampling mass.")
     max_new_tokens: int = Field(default=160, ge=1, description="Longest generation.")
@@ -191,12 +194,18 @@ class RewardConfig(Section):
         "passed/total instead of -0.3.")
     fine_grained: bool = Field(
         default=True, description="Fine-grained feedback: penalise the tokens of the error "
-        "line (or the whole program for truncation, timeouts and recursion).")
+        "line (or the whole program for truncation, timeouts and recursion). A generation "
+        "that ended on EOS keeps its EOS token as the last RL token (so the RL term, not "
+        "only the supervised one, teaches when to stop): it has no characters, so an error "
+        "line never covers it; it gets the sequence's return, and the penalty when the whole "
+        "program is blamed (e.g. it stopped in the middle of a construct).")
     fine_grained_penalty: float = Field(
         default=0.3, ge=0, description="Penalty on the tokens fine-grained feedback blames.")
     baseline: Literal["greedy", "leave_one_out", "none"] = Field(
         default="greedy", description="Baseline subtracted from rewards: the greedy sample's "
-        "reward (the paper), the mean of the other samples of the problem, or none.")
+        "reward (the paper; needs sampler.include_greedy), the mean of the other samples of "
+        "the problem, or none (required with algo=actor_critic and learner.critic=value: the "
+        "value head is the baseline).")
 
 
 class LearnerConfig(Section):
@@ -225,18 +234,35 @@ class LearnerConfig(Section):
     sl_weight: float = Field(
         default=0.1, ge=0, description="Weight of the supervised term on reference solutions.")
     sl_mode: Literal["mix", "alternate"] = Field(
-        default="mix", description="mix: loss = rl + sl_weight x sl every step; alternate: "
-        "supervised steps between RL steps, as the paper does.")
+        default="mix", description="mix: every micro-batch's loss is rl + sl_weight x sl (the "
+        "RL samples and as many reference solutions). alternate (the paper's official code): "
+        "micro-batches of reference solutions and of RL samples take turns within each "
+        "optimizer step, supervised first; a rank runs twice as many micro-batches (its RL "
+        "share of learner.batch_size plus as many reference solutions), each with its own "
+        "loss, sl_weight x sl or rl, and the step averages them. Needs sl_weight > 0 and "
+        "training problems with reference solutions.")
     importance_ratio_max: float | None = Field(
-        default=2.0, gt=0, description="Truncation of the per-token importance ratio for "
-        "samples from older weights; null turns the correction off.")
+        default=None, gt=0, description="Only with clip_eps=null: truncation of the "
+        "per-token importance weight min(pi / mu, importance_ratio_max) for samples from older "
+        "weights (null: no correction). With clip_eps set, the clipped surrogate does the "
+        "correction and this setting is refused, as it would have no effect.")
     clip_eps: float | None = Field(
         default=0.2, gt=0, lt=1, description="PPO-style clipping of the policy-gradient "
         "surrogate: a token's gradient stops once its probability ratio to the sampling "
         "policy leaves [1 - clip_eps, 1 + clip_eps] in the rewarded direction. null: plain "
         "policy gradient with the truncated importance weight (importance_ratio_max).")
     kl_coef: float = Field(
-        default=0.0, ge=0, description="KL penalty to the frozen starting policy (0: off).")
+        default=0.0, ge=0, description="Weight of a per-token KL penalty to the frozen "
+        "starting policy (the reference model), on the RL samples' tokens (0: off, and no "
+        "reference model is loaded). The reference is a second copy of the starting weights "
+        "on each rank under ZeRO 0-2 (where every rank holds the full policy anyway) and is "
+        "partitioned over the ranks like the policy under ZeRO-3.")
+    kl_estimator: Literal["k3", "k2"] = Field(
+        default="k3", description="The per-token KL estimate, with d = log pi_ref - log pi of "
+        "a sampled token: k3 = exp(d) - d - 1 (unbiased, never negative; its gradient "
+        "(1 - pi_ref / pi) grad log pi pulls each token's probability toward the "
+        "reference's, as in GRPO) or k2 = d^2 / 2 (gradient (log pi - log pi_ref) grad log "
+        "pi, that of the per-token KL itself). learner/loss.py works both out.")
     checkpoint_every: int = Field(
         default=50, ge=1, description="Learner steps between checkpoints (C).")
     critic: Literal["value", "outcome"] = Field(
@@ -254,7 +280,9 @@ class BufferConfig(Section):
     capacity: int = Field(default=6400, ge=1, description="Experiences kept (the newest).")
     max_staleness: int = Field(
         default=4, ge=0, description="Experiences older than this many policy versions are "
-        "dropped, never trained on.")
+        "dropped, never trained on. A version is one publish of the weights (every "
+        "weights.sync_every learner steps), so samples live for up to max_staleness x "
+        "sync_every learner steps after the publish of the weights that made them.")
     mode: Literal["uniform", "fifo"] = Field(
         default="fifo", description="uniform: draw with replacement; fifo: each experience "
         "once, oldest first.")
@@ -269,7 +297,10 @@ class WeightsConfig(Section):
         default="object_store", description="object_store: one ray.put every sampler "
         "fetches; collective: a torch.distributed broadcast from learner rank 0 (nccl on "
         "GPU, gloo on CPU).")
-    sync_every: int = Field(default=1, ge=1, description="Learner steps between broadcasts (K).")
+    sync_every: int = Field(
+        default=1, ge=1, description="Learner steps between publishes of the weights (K); "
+        "each publish is the next policy version (1, 2, 3, ...), which samples carry and "
+        "buffer.max_staleness counts.")
     bucket_mb: float = Field(default=64.0, gt=0, description="Collective broadcast bucket size.")
 
 
@@ -354,6 +385,25 @@ class RLTFConfig(Section):
                 f"({lr.ranks}) shards that are whole multiples of learner.micro_batch_size "
                 f"({lr.micro_batch_size}); e.g. set learner.batch_size="
                 f"{lr.ranks * lr.micro_batch_size * max(1, per_rank // lr.micro_batch_size)}")
+        r = self.reward
+        if self.algo == "actor_critic" and lr.critic == "value" and r.baseline != "none":
+            raise ValueError(
+                f"algo=actor_critic with learner.critic=value: the value head is the baseline, "
+                f"so the rewards must come without one; set reward.baseline=none (got "
+                f"{r.baseline})")
+        if r.baseline == "greedy" and not self.sampler.include_greedy:
+            raise ValueError("reward.baseline=greedy needs the greedy sample of each problem; "
+                             "set sampler.include_greedy=true or reward.baseline=leave_one_out")
+        if lr.clip_eps is not None and lr.importance_ratio_max is not None:
+            raise ValueError(
+                f"learner.importance_ratio_max ({lr.importance_ratio_max}) has no effect while "
+                f"learner.clip_eps ({lr.clip_eps}) is set (the clipped surrogate corrects for "
+                "older samples itself); set learner.importance_ratio_max=null, or "
+                "learner.clip_eps=null to use the truncated importance weight instead")
+        if lr.sl_mode == "alternate" and lr.sl_weight == 0:
+            raise ValueError("learner.sl_mode=alternate with learner.sl_weight=0 has no "
+                             "supervised term to alternate with; set learner.sl_mode=mix (or "
+                             "a positive learner.sl_weight)")
         if self.buffer.capacity < lr.batch_size:
             raise ValueError(f"buffer.capacity ({self.buffer.capacity}) is smaller than one "
                              f"learner batch ({lr.batch_size}); raise buffer.capacity")

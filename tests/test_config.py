@@ -107,3 +107,34 @@ def test_presets_load(preset, tmp_path):
             load_config(path, over + ["cluster.num_gpus=2"])
         with pytest.raises(ConfigError, match="train_file"):
             load_config(path, ["data.train_file=missing.jsonl"])
+
+
+def test_settings_that_would_be_rewritten_or_have_no_effect_are_refused():
+    # a value critic is the baseline: the rewards must come without one
+    with pytest.raises(ConfigError, match="reward.baseline=none"):
+        build_config({}, ["algo=actor_critic", "learner.critic=value"])
+    assert build_config({}, ["algo=actor_critic", "learner.critic=value",
+                             "reward.baseline=none"]).reward.baseline == "none"
+    assert build_config({}, ["algo=actor_critic", "learner.critic=outcome"])
+    # the greedy baseline needs the greedy sample
+    with pytest.raises(ConfigError, match="sampler.include_greedy=true"):
+        build_config({}, ["sampler.include_greedy=false"])
+    assert build_config({}, ["sampler.include_greedy=false", "reward.baseline=leave_one_out"])
+    # the truncated importance weight is unused under the clipped surrogate
+    with pytest.raises(ConfigError, match="learner.importance_ratio_max=null"):
+        build_config({}, ["learner.importance_ratio_max=2.0"])
+    assert build_config({}, ["learner.importance_ratio_max=2.0", "learner.clip_eps=null"])
+    # nothing to alternate with
+    with pytest.raises(ConfigError, match="learner.sl_mode=mix"):
+        build_config({}, ["learner.sl_mode=alternate", "learner.sl_weight=0"])
+
+
+def test_presets_load():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "configs"
+    for f in sorted(root.glob("*.yaml")):
+        overrides = []
+        if "apps" in f.stem or "mbpp" in f.stem:  # their data files are made by `rltf data`
+            overrides = [f"data.train_file={f}", f"data.heldout_file={f}"]
+        load_config(f, overrides)

@@ -23,7 +23,9 @@ Decisions, each checked by tests/test_sampler.py:
   the middle of a character) decode to U+FFFD on the last token, as `tokenizer.decode` does.
   So completion == "".join(token texts) == tokenizer.decode(token_ids) (byte-level), and
   `token_offsets[i] = (start, end)` is token i's span in `completion`.
-* Stop rule: EOS always ends a generation and is not kept. A stop string ends it at the first
+* Stop rule: EOS always ends a generation and is not part of the completion's tokens; when
+  it ended one, `eos_token_id` and `eos_logprob` record it (the learner trains on it as the
+  last RL token, so the RL term also rewards stopping). A stop string ends it at the first
   place one begins (searched in the generated text only). If it begins at a token boundary the
   completion ends there. If it begins inside a token, that token is kept, so no program text
   before the stop is lost (e.g. a token ")\\n" under the stop "\\ndef "), unless the token holds
@@ -102,6 +104,8 @@ class Sample:
     policy_version: int
     finish_reason: str  # "eos" | "stop" | "length"
     prompt_truncated: bool = False  # the prompt was longer than max_prompt_tokens
+    eos_token_id: int | None = None  # the EOS that ended the generation (finish_reason "eos")
+    eos_logprob: float | None = None  # its log pi, as `logprobs`
 
 
 # -- token ids -> text ---------------------------------------------------------------------
@@ -359,7 +363,7 @@ class Sampler:
                 made[i].append((g, out))
         samples, counts = [], {}
         for i, p in enumerate(problems):
-            for g, (ids, texts, lps, reason) in made[i]:
+            for g, (ids, texts, lps, reason, eos) in made[i]:
                 k = counts[p.task_id] = counts.get(p.task_id, -1) + 1
                 offsets = list(zip(accumulate((len(t) for t in texts), initial=0),
                                    accumulate(len(t) for t in texts)))
@@ -371,12 +375,14 @@ class Sampler:
                     completion=completion, program=parts[i].program(completion),
                     prompt_token_ids=list(prompts[i]), token_ids=ids, token_offsets=offsets,
                     logprobs=lps, policy_version=self._version, finish_reason=reason,
-                    prompt_truncated=len(prompts[i]) < len(encoded[i])))
+                    prompt_truncated=len(prompts[i]) < len(encoded[i]),
+                    eos_token_id=eos[0] if eos else None, eos_logprob=eos[1] if eos else None))
         return samples
 
     def _generate_rows(self, prompts: list[list[int]], greedy: list[bool],
                        stops: list[tuple[str, ...]], s: SamplerSettings, seed: int):
-        """One model.generate call; per row (kept ids, token texts, logprobs, reason)."""
+        """One model.generate call; per row (kept ids, token texts, logprobs, reason, and
+        (EOS id, its log-prob) when EOS ended the row, else None)."""
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
         width = max(len(p) for p in prompts)
@@ -407,5 +413,7 @@ class Sampler:
             reason = "eos" if n < len(row) else "length"
             texts = token_texts(self.tokenizer, self._table, row[:n], contexts[r])
             keep, stopped = cut_at_stop(texts, stops[r]) if stops[r] else (n, False)
-            out.append((row[:keep], texts[:keep], lps[r][:keep], "stop" if stopped else reason))
+            eos = (row[n], lps[r][n]) if reason == "eos" and not stopped else None
+            out.append((row[:keep], texts[:keep], lps[r][:keep], "stop" if stopped else reason,
+                        eos))
         return out

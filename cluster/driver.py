@@ -7,7 +7,9 @@ executor pool judges and the learner trains; the driver's loop is a few named, t
     judge     send finished samples to the executor pool; turn complete groups of results
               into token rewards (reward/) and experiences in the replay buffer
     learn     when a batch is ready and the learner is free, start a learner step
-    sync      every K steps publish version N+1 of the weights (samplers pick it up)
+    sync      every K steps publish version N+1 of the weights (samplers pick it up): a
+              policy version counts publishes, not learner steps, and the buffer's
+              staleness bound is in versions
     evaluate  held-out pass@1 every E steps and at the end
     checkpoint every C steps, on SIGTERM/Ctrl-C, and at the end
 
@@ -40,6 +42,32 @@ class Group:
     results: dict = field(default_factory=dict)
 
 
+@dataclass
+class PolicyVersions:
+    """Policy versions count publishes: version v is the v-th set of weights the samplers
+    received (0: the starting weights), every `sync_every` learner steps. Samples carry the
+    version that made them and the buffer's staleness bound is in versions, so with
+    sync_every=10 and max_staleness=4 a sample lives for up to 40 learner steps after its
+    weights were published."""
+
+    sync_every: int = 1
+    version: int = 0
+    published_step: int = 0  # the learner step whose weights `version` is
+
+    def due(self, step: int) -> bool:
+        """Whether learner step `step` publishes (every sync_every steps, never twice)."""
+        return step % self.sync_every == 0 and step != self.published_step
+
+    def publish(self, step: int) -> int:
+        """The version number of a publish of the weights of learner step `step`: the next
+        one, or the current one again when those weights were its weights already (a
+        restore re-sends the same weights to a fresh topology)."""
+        if step != self.published_step:
+            self.version += 1
+            self.published_step = step
+        return self.version
+
+
 class PhaseTimer:
     def __init__(self) -> None:
         self.totals: dict[str, float] = collections.defaultdict(float)
@@ -58,17 +86,13 @@ class PhaseTimer:
 
 
 def reward_config(cfg) -> RewardConfig:
-    """The reward settings; with a value critic the critic is the baseline, so the token
-    rewards go to the learner without one (r_t = R - penalty * [token blamed])."""
+    """The reward settings as given (the config refuses a value critic with a baseline)."""
     r = cfg.reward
-    baseline = r.baseline
-    if cfg.algo == "actor_critic" and cfg.learner.critic == "value":
-        baseline = "none"
     return RewardConfig(pass_reward=r.pass_reward, fail_reward=r.fail_reward,
                         runtime_error_reward=r.runtime_error_reward,
                         syntax_error_reward=r.syntax_error_reward, adaptive=r.adaptive,
                         fine_grained=r.fine_grained, fine_grained_penalty=r.fine_grained_penalty,
-                        baseline=baseline)
+                        baseline=r.baseline)
 
 
 def make_objective(cfg, reference_path: str):
@@ -76,31 +100,52 @@ def make_objective(cfg, reference_path: str):
 
     lc = cfg.learner
     common = dict(sl_weight=lc.sl_weight, sl_mode=lc.sl_mode, ratio_max=lc.importance_ratio_max,
-                  kl_coef=lc.kl_coef, reference_path=reference_path, clip_eps=lc.clip_eps)
+                  kl_coef=lc.kl_coef, reference_path=reference_path, clip_eps=lc.clip_eps,
+                  kl_estimator=lc.kl_estimator)
     if cfg.algo == "actor_critic":
         return ActorCriticObjective(**common, critic=lc.critic)
     return RLTFObjective(**common)
 
 
+def micro_batches_per_step(cfg) -> int:
+    """Micro-batches one learner rank runs per optimizer step (DeepSpeed's gradient
+    accumulation): its RL share in micro_batch_size pieces, and with sl_mode=alternate as
+    many supervised micro-batches between them."""
+    lc = cfg.learner
+    rl = lc.batch_size // lc.ranks // lc.micro_batch_size
+    return 2 * rl if lc.sl_mode == "alternate" else rl
+
+
 def experiences_from_group(group: Group, rcfg: RewardConfig) -> tuple[list[Experience], list]:
+    """Token rewards for every sample of the group (the greedy one included: it is the
+    baseline), and an experience for each SAMPLED one: the greedy row was not drawn from the
+    sampling policy, so it is never trained on. A generation that ended on EOS keeps the EOS
+    token as its last RL token, with an empty character span (reward/tokens.py: no error line
+    covers it; a whole-program error does)."""
     samples = group.samples
     results = [group.results[s.sample_id] for s in samples]
-    if rcfg.baseline == "greedy" and not any(s.is_greedy for s in samples):
-        rcfg = RewardConfig(**{**rcfg.__dict__, "baseline": "leave_one_out"})
-    feedback = [SampleFeedback(r, s.program, len(s.program_prefix), s.token_offsets,
-                               s.is_greedy) for s, r in zip(samples, results)]
+    feedback = [SampleFeedback(r, s.program, len(s.program_prefix), _offsets(s), s.is_greedy)
+                for s, r in zip(samples, results)]
     rewards = group_rewards(feedback, rcfg)
     exps = []
     for s, r, rw in zip(samples, results, rewards):
-        if not s.token_ids:
+        eos = [] if s.eos_token_id is None else [s.eos_token_id]
+        if s.is_greedy or not (s.token_ids or eos):
             continue
         exps.append(Experience(
             task_id=s.task_id, sample_id=s.sample_id, prompt_ids=list(s.prompt_token_ids),
-            completion_ids=list(s.token_ids), token_rewards=rw.token_rewards,
-            behaviour_logprobs=list(s.logprobs), outcome=r.outcome, reward=rw.reward,
-            policy_version=s.policy_version, passed=r.passed, total=r.total,
-            is_greedy=s.is_greedy))
+            completion_ids=list(s.token_ids) + eos, token_rewards=rw.token_rewards,
+            behaviour_logprobs=list(s.logprobs) + ([s.eos_logprob] if eos else []),
+            outcome=r.outcome, reward=rw.reward, policy_version=s.policy_version,
+            passed=r.passed, total=r.total, is_greedy=False))
     return exps, results
+
+
+def _offsets(sample) -> list[tuple[int, int]]:
+    """The sample's token spans, plus an empty one at the end for its EOS token if any."""
+    end = len(sample.completion)
+    return list(sample.token_offsets) + ([(end, end)] if sample.eos_token_id is not None
+                                         else [])
 
 
 class Stop(Exception):
@@ -122,7 +167,12 @@ class Trainer:
         self.order = list(range(len(self.train_problems)))
         self.rng.shuffle(self.order)
         self.step = 0
-        self.version = 0
+        self.versions = PolicyVersions(cfg.weights.sync_every)
+        self.sl_problems = [p for p in self.train_problems if p.solutions]
+        if cfg.learner.sl_mode == "alternate" and not self.sl_problems:
+            raise ValueError("learner.sl_mode=alternate needs training problems with reference "
+                             "solutions for its supervised micro-batches, and these have none; "
+                             "set learner.sl_mode=mix or learner.sl_weight=0")
         self.stop_reason: str | None = None
         self.timer = PhaseTimer()
         self.outcomes: collections.Counter = collections.Counter()
@@ -180,8 +230,14 @@ class Trainer:
                                temperature=t.eval_temperature, top_p=self.cfg.sampler.top_p,
                                max_new_tokens=self.cfg.sampler.max_new_tokens, batch_size=64)
 
+    @property
+    def version(self) -> int:
+        """The policy version the samplers hold: the number of publishes so far."""
+        return self.versions.version
+
     def state(self) -> dict:
-        return {"step": self.step, "version": self.version, "cursor": self.cursor,
+        return {"step": self.step, "version": self.version,
+                "published_step": self.versions.published_step, "cursor": self.cursor,
                 "order": self.order, "rng": self.rng.getstate(),
                 "pass_at_1": self.pass_at_1, "outcomes": dict(self.outcomes),
                 "samples_generated": self.samples_generated,
@@ -191,12 +247,15 @@ class Trainer:
     def reset_to_start(self) -> None:
         """After a restart with no checkpoint yet: learner steps begin again from the warm
         start (the rebuilt topology holds the starting weights and an empty buffer)."""
-        self.step = self.version = 0
+        self.step = 0
+        self.versions = PolicyVersions(self.cfg.weights.sync_every)
         self.pass_at_1 = {k: v for k, v in self.pass_at_1.items() if k == 0}
         self.last_checkpoint_step = -1
 
     def load_state(self, st: dict) -> None:
-        self.step, self.version, self.cursor = st["step"], st["version"], st["cursor"]
+        self.step, self.cursor = st["step"], st["cursor"]
+        self.versions = PolicyVersions(self.cfg.weights.sync_every, st["version"],
+                                       st.get("published_step", st["step"]))
         self.order = st["order"]
         rng = st["rng"]
         self.rng.setstate((rng[0], tuple(rng[1]), rng[2]))
@@ -237,11 +296,12 @@ class Trainer:
         return value
 
     def publish(self, topo) -> float:
-        """Version N+1 of the weights to every sampler; returns seconds spent."""
+        """The learner's current weights to every sampler as the next policy version (or,
+        after a restore, as the version they already were); returns seconds spent."""
         import ray
 
         t0 = time.perf_counter()
-        self.version = self.step
+        self.versions.publish(self.step)
         if self.cfg.weights.transport == "object_store":
             # Every rank takes part (ZeRO-3 gathers); rank 0 returns the full state. The
             # returned object is owned by this driver, not by the rank, so it outlives a
@@ -268,6 +328,9 @@ class Trainer:
         return pairs
 
     def learner_batches(self, exps: list[Experience], tokenizer, enc_dec: bool) -> list[list]:
+        """Each rank's micro-batches for one optimizer step. mix: each holds RL samples and
+        as many reference solutions; alternate: supervised and RL micro-batches take turns
+        (supervised first, as in the paper's code), each holding one kind."""
         from learner.batch import TrainBatch, collate
 
         lc = self.cfg.learner
@@ -285,19 +348,25 @@ class Trainer:
                              [e.token_rewards for e in part],
                              [e.behaviour_logprobs for e in part], pad_id=pad,
                              encoder_decoder=enc_dec, outcomes=outcomes)
-                sl = None
-                if lc.sl_weight > 0:
-                    refs = [p for p in self.rng.sample(self.train_problems,
-                                                       min(len(self.train_problems),
-                                                           len(part))) if p.solutions]
-                    pairs = [pair for p in refs for pair in self._reference_pairs(p, tokenizer)
-                             ][:len(part)]
-                    if pairs:
-                        sl = collate([a for a, _ in pairs], [b for _, b in pairs], pad_id=pad,
-                                     encoder_decoder=enc_dec)
-                micro.append(TrainBatch(rl=rl, sl=sl))
+                sl = self._supervised_batch(len(part), tokenizer, enc_dec) \
+                    if lc.sl_weight > 0 else None
+                if lc.sl_mode == "alternate":
+                    micro += [TrainBatch(rl=None, sl=sl), TrainBatch(rl=rl)]
+                else:
+                    micro.append(TrainBatch(rl=rl, sl=sl))
             shards.append(micro)
         return shards
+
+    def _supervised_batch(self, n: int, tokenizer, enc_dec: bool):
+        """Up to n (prompt, reference solution) pairs of random training problems."""
+        from learner.batch import collate
+
+        if not self.sl_problems:
+            return None
+        probs = self.rng.sample(self.sl_problems, min(len(self.sl_problems), n))
+        pairs = [pair for p in probs for pair in self._reference_pairs(p, tokenizer)][:n]
+        return collate([a for a, _ in pairs], [b for _, b in pairs],
+                       pad_id=tokenizer.pad_token_id, encoder_decoder=enc_dec)
 
     def run(self, topo, tokenizer, enc_dec: bool) -> dict:
         import ray
@@ -411,7 +480,7 @@ class Trainer:
         wall = time.time() - t_start
         stopped_by_signal = bool(self.stop_reason and self.stop_reason.startswith("signal"))
         if self.step > 0 and self.step not in self.pass_at_1 and not stopped_by_signal:
-            if self.version != self.step:
+            if self.versions.published_step != self.step:
                 self.publish(topo)
             self.evaluate(topo)
         return {"wall_s": wall}
@@ -432,7 +501,7 @@ class Trainer:
         m = metrics()
         cfg = self.cfg
         sync_s = None
-        if self.step % cfg.weights.sync_every == 0:
+        if self.versions.due(self.step):
             with self.timer("sync"):
                 sync_s = self.publish(topo)
             m.set("weight_sync_time_s", sync_s)

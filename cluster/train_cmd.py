@@ -82,15 +82,15 @@ def resolve_model(cfg, problems: dict, log) -> str:
 
 
 def engine_settings(cfg, model_path: str):
+    from cluster.driver import micro_batches_per_step
     from learner.engine import EngineSettings
 
     lc = cfg.learner
-    per_rank = lc.batch_size // lc.ranks
     return EngineSettings(model_path=model_path, lr=lc.lr, weight_decay=lc.weight_decay,
                           warmup_steps=lc.warmup_steps, total_steps=cfg.train.max_steps,
                           schedule=lc.schedule, grad_clip=lc.grad_clip,
                           micro_batch_size=lc.micro_batch_size,
-                          grad_accum=per_rank // lc.micro_batch_size, zero_stage=lc.zero_stage,
+                          grad_accum=micro_batches_per_step(cfg), zero_stage=lc.zero_stage,
                           offload_optimizer=lc.offload_optimizer, precision=lc.precision,
                           deepspeed_config=lc.deepspeed_config, seed=cfg.seed,
                           critic=lc.critic if cfg.algo == "actor_critic" else None,
@@ -228,7 +228,8 @@ def run(args: argparse.Namespace) -> int:
         "preset": cfg.preset,
         "pass_at_1_before": trainer.pass_at_1.get(0),
         "pass_at_1_after": trainer.pass_at_1[steps[-1]] if steps else None,
-        "steps": trainer.step, "wall_s": time.time() - t0, "train_wall_s": out["wall_s"],
+        "steps": trainer.step, "policy_version": trainer.version,
+        "wall_s": time.time() - t0, "train_wall_s": out["wall_s"],
         "stopped_by": trainer.stop_reason or "max_steps",
         "learner_busy_fraction": trainer.learner_busy_s / max(out["wall_s"], 1e-9),
         "samples_generated": trainer.samples_generated,

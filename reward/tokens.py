@@ -11,6 +11,10 @@ i.e. the paper's relative return on every token, plus the fine-grained penalty o
 blamed for the error (the error line, or all tokens for a whole-program error). Baselines:
 "greedy" (the reward of the greedy sample of the same prompt; the paper's relative returns),
 "leave_one_out" (the mean reward of the other samples of the same prompt), or "none".
+
+A generation that ended on EOS is judged without it, but trained with it as its last token:
+the driver gives it an empty span at the end of the completion, so it lies on no error line,
+and gets (R - b), minus the penalty when the whole program is blamed.
 """
 
 from __future__ import annotations

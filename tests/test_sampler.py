@@ -92,6 +92,13 @@ def test_stop_string_ends_generation_after_a_prefix(tmp_path):
     [t] = sampler.generate([problem], SamplerSettings(n=0, include_greedy=True,
                                                       max_new_tokens=40, stop=()))
     assert t.completion == body and t.finish_reason == "eos"
+    # the EOS that ended it is recorded beside the completion's tokens, with log pi(EOS)
+    # after them (the learner trains on it); a generation cut by a stop string has none
+    assert s.eos_token_id is None and s.eos_logprob is None
+    assert t.eos_token_id in sampler.eos_ids
+    [lp_eos] = _forward_logprobs(sampler.model, t.prompt_token_ids + t.token_ids,
+                                 [t.eos_token_id])
+    assert t.eos_logprob == pytest.approx(lp_eos, abs=1e-4)
 
 
 def test_settings_are_validated():

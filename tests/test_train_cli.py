@@ -45,7 +45,7 @@ def _rows(run: Path) -> list[dict]:
 def test_short_run_writes_the_whole_run_folder(tmp_path, cache):
     run = tmp_path / "run"
     proc = subprocess.run(_rltf("train", "--run-dir", str(run), "--max-steps", "3",
-                                "train.eval_every=2", *_small(cache)),
+                                "train.eval_every=2", "weights.sync_every=2", *_small(cache)),
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "held-out pass@1" in proc.stdout
@@ -61,7 +61,10 @@ def test_short_run_writes_the_whole_run_folder(tmp_path, cache):
     evals = [r["step"] for r in rows if "eval/pass@1" in r]
     assert evals == [0, 2, 3]
     trained = [r for r in rows if "loss/total" in r]
-    assert all(r["policy/version"] == r["step"] for r in trained)  # sync_every=1
+    # a policy version counts publishes: sync_every=2 publishes after step 2 (version 1),
+    # and the end of the run publishes step 3's weights for the last evaluation (version 2)
+    assert [r["policy/version"] for r in trained] == [0, 1, 1]
+    assert summary["policy_version"] == 2
     for r in trained:  # outcome shares of the programs judged since the last step
         shares = [r[f"outcome/{o}"] for o in ("pass", "fail", "runtime_error", "syntax_error",
                                               "timeout")]
@@ -73,7 +76,8 @@ def test_short_run_writes_the_whole_run_folder(tmp_path, cache):
     assert latest == "step-000003"
     ck = run / "checkpoints" / latest
     assert (ck / "hf" / "config.json").exists() and (ck / "buffer.pt").exists()
-    assert json.loads((ck / "driver_state.json").read_text())["step"] == 3
+    state = json.loads((ck / "driver_state.json").read_text())
+    assert (state["step"], state["version"], state["published_step"]) == (3, 2, 3)
 
 
 def test_sigterm_saves_a_checkpoint_and_resume_continues(tmp_path, cache):

@@ -1,0 +1,169 @@
+"""The driver's decisions, in-process without Ray: policy versions count publishes (so the
+buffer keeps its samples across publishes under sync_every > 1), the versions survive a
+checkpoint, the greedy row is a baseline only, EOS ends an RL sample, and sl_mode=alternate
+lays supervised and RL micro-batches out in turns."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from actors.replay_buffer import Experience, ReplayBuffer
+from actors.sampler import Sample
+from cluster.config import build_config
+from cluster.driver import (Group, PolicyVersions, Trainer, experiences_from_group,
+                            micro_batches_per_step, reward_config)
+from executor.records import Problem, Result
+
+PER_STEP = 64  # samples judged between two learner steps
+
+
+def _exp(i: int, version: int) -> Experience:
+    return Experience(task_id="t", sample_id=f"s{i}", prompt_ids=[1], completion_ids=[2],
+                      token_rewards=[0.5], behaviour_logprobs=[-0.1], outcome="pass",
+                      reward=1.0, policy_version=version)
+
+
+def _fill(steps: int, version_of_publish) -> tuple[ReplayBuffer, list[tuple[int, int]]]:
+    """The paper preset's buffer (6400, max_staleness 4, uniform draws) over `steps` learner
+    steps with sync_every=10: before each step PER_STEP new samples arrive, made by the
+    weights the samplers hold; every 10th step publishes (`version_of_publish(clock, step)`).
+    Returns the buffer and (size before, size after) at each publish."""
+    buf = ReplayBuffer(capacity=6400, max_staleness=4, mode="uniform", seed=0)
+    clock = PolicyVersions(sync_every=10)
+    held, n, sizes = 0, 0, []
+    for step in range(1, steps + 1):
+        buf.add(_exp(n + i, held) for i in range(PER_STEP))
+        n += PER_STEP
+        assert len(buf.sample(32)) == 32  # the learner step (uniform: nothing removed)
+        if clock.due(step):
+            before = len(buf)
+            held = version_of_publish(clock, step)
+            buf.set_policy_version(held)
+            sizes.append((before, len(buf)))
+    return buf, sizes
+
+
+def test_the_buffer_keeps_its_samples_across_publishes_with_sync_every_10():
+    buf, sizes = _fill(100, lambda clock, step: clock.publish(step))
+    # Publishes 1-4 (steps 10-40, versions 1-4) drop nothing: the buffer grows by 640 a time.
+    assert sizes[:4] == [(640, 640), (1280, 1280), (1920, 1920), (2560, 2560)]
+    # Version 5 makes the samples of version 0 (steps 1-10: 640) five versions old: dropped.
+    assert sizes[4] == (3200, 2560)
+    # At step 100 (version 10) the buffer holds versions 6-9 (steps 61-100); versions 0-5
+    # (steps 1-60, 60 x 64 = 3840 samples) were dropped as stale, and nothing else.
+    st = buf.stats()
+    assert (st.policy_version, st.size, st.dropped_stale) == (10, 40 * PER_STEP, 60 * PER_STEP)
+    assert {e.policy_version for e in buf.sample(6400)} == {6, 7, 8, 9}
+    assert st.mean_age == pytest.approx(2.5)  # ages 4, 3, 2, 1 in equal shares
+
+
+def test_versions_numbered_by_learner_step_would_empty_the_buffer_at_every_publish():
+    # What the version = learner step numbering did: each publish jumps 10 versions, past
+    # max_staleness 4, so every sample held becomes stale at once.
+    def by_step(clock, step):
+        clock.publish(step)
+        return step
+
+    _, sizes = _fill(30, by_step)
+    assert sizes == [(640, 0), (640, 0), (640, 0)]
+
+
+def _trainer(tmp_path, overrides=(), problems=None):
+    cfg = build_config({}, list(overrides))
+    probs = problems or [_problem(i) for i in range(6)]
+    return Trainer(cfg, tmp_path, "unused", {"train": probs, "heldout": []}, log=None)
+
+
+def _problem(i: int, solutions: bool = True) -> Problem:
+    return Problem(task_id=f"p{i}", prompt=f"Return {i} plus x.", format="call", fn_name="f",
+                   tests=[{"input": [1], "output": i + 1}],
+                   solutions=[f"def f(x):\n    return x + {i}\n"] if solutions else [])
+
+
+def test_policy_versions_survive_a_checkpoint_and_a_restore(tmp_path):
+    t = _trainer(tmp_path, ["weights.sync_every=10"])
+    assert not t.versions.due(5) and t.versions.due(10)
+    t.step = 10
+    assert t.versions.publish(10) == 1 and not t.versions.due(10)
+    t.step = 15  # a checkpoint between publishes: the samplers hold step 10's weights
+    state = json.loads(json.dumps(t.state()))
+    assert (state["version"], state["published_step"]) == (1, 10)
+    again = _trainer(tmp_path, ["weights.sync_every=10"])
+    again.load_state(state)
+    assert (again.version, again.step) == (1, 15)
+    # the restore re-sends the learner's weights (step 15's): a new version
+    assert again.versions.publish(again.step) == 2
+    # a checkpoint right after a publish is restored as the version it was
+    t.step = 20
+    t.versions.publish(20)
+    other = _trainer(tmp_path, ["weights.sync_every=10"])
+    other.load_state(json.loads(json.dumps(t.state())))
+    assert other.versions.publish(other.step) == 2 == t.version
+
+
+def _sample(k: int, completion: str, offsets, greedy=False, eos: int | None = None) -> Sample:
+    return Sample(task_id="p0", sample_id=f"p0/v3/s-0-{k}", is_greedy=greedy, prompt="P",
+                  program_prefix="", completion=completion, program=completion,
+                  prompt_token_ids=[7, 8], token_ids=list(range(10, 10 + len(offsets))),
+                  token_offsets=offsets, logprobs=[-0.5] * len(offsets), policy_version=3,
+                  finish_reason="eos" if eos is not None else "length", eos_token_id=eos,
+                  eos_logprob=-0.25 if eos is not None else None)
+
+
+def _result(k: int, outcome: str, **kw) -> Result:
+    return Result(task_id="p0", sample_id=f"p0/v3/s-0-{k}", outcome=outcome,
+                  passed=kw.pop("passed", 0), total=2, **kw)
+
+
+def test_greedy_row_is_the_baseline_only_and_eos_ends_an_rl_sample():
+    program = "x = 1\ny = z\n"  # NameError on line 2
+    offsets = [(0, 6), (6, 12)]  # one token per line
+    greedy = _sample(0, "def f(x):\n", [(0, 10)], greedy=True, eos=0)
+    a = _sample(1, program, offsets, eos=0)  # ended on EOS (id 0)
+    b = _sample(2, program, offsets)  # cut by max_new_tokens: no EOS
+    c = _sample(3, "def f(x):\n    return (x", [(0, 10), (10, 23)], eos=0)  # stopped mid-line
+    g = Group(_problem(0), [greedy, a, b, c],
+              {greedy.sample_id: _result(0, "fail", passed=1),
+               a.sample_id: _result(1, "runtime_error", error_type="NameError", error_line=2),
+               b.sample_id: _result(2, "runtime_error", error_type="NameError", error_line=2),
+               c.sample_id: _result(3, "syntax_error", error_type="SyntaxError", error_line=2)})
+    exps, _ = experiences_from_group(g, reward_config(build_config()))
+    # the greedy sample is not trained on; it is the baseline b = -0.3 + 1.3 / 2 = 0.35
+    assert [e.sample_id for e in exps] == [a.sample_id, b.sample_id, c.sample_id]
+    ea, eb, ec = exps
+    # a: R = -0.6, R - b = -0.95; line 2 (its second token) gets the 0.3 penalty; the EOS
+    # token (empty span at the end) is on no line: -0.95
+    assert ea.completion_ids == [10, 11, 0] and ea.behaviour_logprobs == [-0.5, -0.5, -0.25]
+    assert ea.token_rewards == pytest.approx([-0.95, -1.25, -0.95])
+    assert eb.completion_ids == [10, 11] and eb.token_rewards == pytest.approx([-0.95, -1.25])
+    # c: a syntax error on its last line is a whole-program error (it stopped too early):
+    # R = -1, R - b = -1.35, and every token, EOS included, gets the penalty: -1.65
+    assert ec.completion_ids == [10, 11, 0]
+    assert ec.token_rewards == pytest.approx([-1.65] * 3)
+
+
+def test_alternate_interleaves_supervised_and_rl_micro_batches(tmp_path):
+    from cluster.train_cmd import engine_settings
+    from tiny_models import make_tokenizer
+
+    tok = make_tokenizer(tmp_path / "tok")
+    exps = [_exp(i, 0) for i in range(8)]
+    base = ["learner.batch_size=8", "learner.micro_batch_size=4", "learner.sl_weight=0.5"]
+    t = _trainer(tmp_path, base + ["learner.sl_mode=alternate"])
+    [micro] = t.learner_batches(exps, tok, enc_dec=False)
+    # supervised first, then RL, twice: 4 micro-batches, each with one kind
+    assert [(m.rl is not None, m.sl is not None) for m in micro] == [(False, True),
+                                                                      (True, False)] * 2
+    assert [m.sl.num_samples if m.sl else m.rl.num_samples for m in micro] == [4] * 4
+    assert sum(m.rl.num_samples for m in micro[1::2]) == len(exps)  # no RL sample dropped
+    assert len(micro) == micro_batches_per_step(t.cfg) == engine_settings(t.cfg, "x").grad_accum
+    mix = _trainer(tmp_path, base)
+    [micro] = mix.learner_batches(exps, tok, enc_dec=False)
+    assert [(m.rl is not None, m.sl is not None) for m in micro] == [(True, True)] * 2
+    assert len(micro) == micro_batches_per_step(mix.cfg) == 2
+    # alternate needs reference solutions for its supervised micro-batches
+    with pytest.raises(ValueError, match="reference solutions"):
+        _trainer(tmp_path, base + ["learner.sl_mode=alternate"],
+                 [_problem(i, solutions=False) for i in range(3)])

@@ -1,11 +1,15 @@
 """The sampler: writes programs for problems with any Hugging Face causal LM or encoder-decoder.
 
-    sampler = Sampler("runs/tiny/model", device="cuda", seed=0)   # a save_pretrained folder
+    sampler = Sampler("runs/tiny/model", device="cuda", dtype="bfloat16", seed=0)
     samples = sampler.generate(problems, SamplerSettings(n=4, include_greedy=True))
     sampler.load_weights(state_dict, version=3)     # in place; later samples carry version 3
 
-Prompts follow `problems.prompts.build_prompt`: the model continues `prompt`, and the program
-the executor judges is `program_prefix + completion`. Generation runs `model.generate` (KV cache,
+The model is a save_pretrained folder or a hub id in the local cache, its tokenizer from the same
+place (`learner.models.resolve_model`). Prompts follow `problems.prompts.build_prompt`: the model
+continues `prompt`, and the program the executor judges is `program_prefix + completion`. The
+prompt's token ids come from `learner.models.encode_prompts`, as in the warm start and the
+supervised term: special tokens for encoder–decoders, BOS where a decoder-only tokenizer adds
+one, and a prompt longer than `max_prompt_tokens` keeps its first and last halves. Generation runs `model.generate` (KV cache,
 batched, LEFT padding for decoder-only models) with one logits processor that does the sampling
 itself, so greedy and sampled rows share a batch and the sampler's own seeded generator decides.
 
@@ -48,6 +52,7 @@ from typing import Sequence
 
 import torch
 
+from learner.models import encode_prompts
 from problems.prompts import build_prompt
 
 # Ends the body of a function the model continues (HumanEval-style prefix): the model has
@@ -67,7 +72,9 @@ class SamplerSettings:
     stop: tuple[str, ...] = FUNCTION_STOPS  # stop strings after a non-empty program_prefix
     stop_whole_program: tuple[str, ...] = ()  # stop strings when the model writes it all
     batch_size: int = 32  # sequences (not problems) per model.generate call
-    max_prompt_tokens: int | None = None  # longer prompts keep their END; default: context - new
+    max_prompt_tokens: int | None = None  # longer prompts keep their first and last halves;
+    #                           None: learner.models.prompt_limit (context - max_new_tokens, or
+    #                           the encoder's tokenizer limit)
 
     def __post_init__(self):
         self.stop, self.stop_whole_program = tuple(self.stop), tuple(self.stop_whole_program)
@@ -257,30 +264,24 @@ class Sampler:
 
     def __init__(self, model_path: str, *, device: str = "cpu",
                  dtype: torch.dtype | str = torch.float32, policy_version: int = 0,
-                 seed: int = 0, add_special_tokens: bool | None = None):
-        """`add_special_tokens`: passed to the tokenizer for prompts; None means True for
-        encoder-decoders (CodeT5's encoder input ends with </s>) and False for decoder-only
-        models (as learner/sft.py tokenizes prompts)."""
-        from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM,
-                                  AutoTokenizer, GenerationConfig)
+                 seed: int = 0):
+        """`model_path`: a save_pretrained folder or a hub id (cached, or downloadable where
+        the network allows); `dtype` a torch dtype or its name (float32, bfloat16, ...)."""
+        from transformers import GenerationConfig
 
-        if not os.path.isdir(model_path):
-            raise FileNotFoundError(f"model folder {model_path} does not exist (a folder "
-                                    "written by save_pretrained is expected)")
-        config = AutoConfig.from_pretrained(model_path)
-        self.encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
-        cls = AutoModelForSeq2SeqLM if self.encoder_decoder else AutoModelForCausalLM
-        dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-        self.model = cls.from_pretrained(model_path, dtype=dtype).to(device).eval()
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        from learner.models import (context_length, is_encoder_decoder, load_config,
+                                    load_model, load_tokenizer)
+
+        config = load_config(model_path)
+        self.encoder_decoder = is_encoder_decoder(config)
+        self.model = load_model(model_path, dtype=dtype).to(device).eval()
+        self.tokenizer = load_tokenizer(model_path)
         self.device = torch.device(device)
         self.model_path = model_path
         self.seed = int(seed)
         self._version = int(policy_version)
         self._calls = 0
         self._name = os.urandom(3).hex()  # sample ids never repeat, even after a restart
-        self.add_special_tokens = (self.encoder_decoder if add_special_tokens is None
-                                   else add_special_tokens)
 
         gc = self.model.generation_config
         eos = gc.eos_token_id if gc.eos_token_id is not None else self.tokenizer.eos_token_id
@@ -296,9 +297,7 @@ class Sampler:
                 gc.decoder_start_token_id if gc.decoder_start_token_id is not None
                 else getattr(config, "decoder_start_token_id", None)))
         self._table = _byte_level_table(self.tokenizer)
-        limit = (getattr(config, "n_positions", None)
-                 or getattr(config, "max_position_embeddings", None))
-        self.context = int(limit) if limit else None  # None: no position limit (e.g. T5)
+        self.context = context_length(config)  # None: no position limit (e.g. T5)
 
     # -- weights ---------------------------------------------------------------------------
     @property
@@ -339,15 +338,9 @@ class Sampler:
         call, self._calls = self._calls, self._calls + 1
         parts = [build_prompt(p) for p in problems]
         texts = [p.text for p in parts]
-        encoded = self.tokenizer(texts, add_special_tokens=self.add_special_tokens
-                                 )["input_ids"] if texts else []
-        room = None if (self.context is None or self.encoder_decoder) else (
-            self.context - s.max_new_tokens)
-        limit = s.max_prompt_tokens or room
-        if limit is not None and limit < 1:
-            raise ValueError(f"no room for a prompt: context {self.context} - max_new_tokens "
-                             f"{s.max_new_tokens}; lower max_new_tokens")
-        prompts = [ids[-limit:] if limit else ids for ids in encoded]
+        prompts, cut = encode_prompts(self.tokenizer, texts,
+                                      encoder_decoder=self.encoder_decoder,
+                                      limit=self.prompt_limit(s))
         # Rows of similar prompt length share a batch (less padding); output keeps input order.
         order = sorted(range(len(problems)), key=lambda i: len(prompts[i]))
         rows = [(i, g) for i in order for g in [True] * s.include_greedy + [False] * s.n]
@@ -375,9 +368,17 @@ class Sampler:
                     completion=completion, program=parts[i].program(completion),
                     prompt_token_ids=list(prompts[i]), token_ids=ids, token_offsets=offsets,
                     logprobs=lps, policy_version=self._version, finish_reason=reason,
-                    prompt_truncated=len(prompts[i]) < len(encoded[i]),
+                    prompt_truncated=cut[i],
                     eos_token_id=eos[0] if eos else None, eos_logprob=eos[1] if eos else None))
         return samples
+
+    def prompt_limit(self, s: SamplerSettings) -> int | None:
+        """The longest prompt in tokens under settings `s` (learner.models.prompt_limit)."""
+        from learner.models import prompt_limit
+
+        return prompt_limit(s.max_prompt_tokens, encoder_decoder=self.encoder_decoder,
+                            context=self.context, max_new_tokens=s.max_new_tokens,
+                            tokenizer_max=getattr(self.tokenizer, "model_max_length", None))
 
     def _generate_rows(self, prompts: list[list[int]], greedy: list[bool],
                        stops: list[tuple[str, ...]], s: SamplerSettings, seed: int):

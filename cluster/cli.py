@@ -5,6 +5,7 @@
     rltf data synth|apps|mbpp ...                                        other task sources
     rltf sft ...                                                         warm start (SFT)
     rltf eval --model DIR --problems F --n N --k 1,10                    pass@k
+    rltf build-tiny --family codet5|llama|qwen2|gpt2 --out DIR           a tiny real-family model
     rltf train [--config FILE] [section.key=value ...]                   online RLTF
     rltf scale executors N [--address ADDR]                             resize a running job
     rltf gen-tests --source DIR --out F                                  tests from source
@@ -28,6 +29,7 @@ _DATA_SOURCES = {
 }
 _DELEGATED = {
     "sft": ("learner.sft", "main"),
+    "build-tiny": ("learner.tiny_model", "main"),
     "eval": ("evaluation.run", "main"),
     "gen-tests": ("problems.gen_cli", "main"),
     "scale": ("cluster.controller", "main"),
@@ -57,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     p_data.add_argument("source", choices=sorted(_DATA_SOURCES))
     sub.add_parser("sft", help="supervised warm start on reference solutions", add_help=False)
     sub.add_parser("eval", help="pass@k of a model on problems", add_help=False)
+    sub.add_parser("build-tiny", help="a tiny random model of a real family, built here",
+                   add_help=False)
     from cluster import train_cmd
 
     p_train = sub.add_parser("train", help="online RL from unit-test feedback",
@@ -72,10 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.cmd in ("exec", "train"):
         from cluster.config import ConfigError
+        from learner.models import ModelNotAvailable
 
         try:
             return exec_cmd.run(args) if args.cmd == "exec" else train_cmd.run(args)
-        except ConfigError as err:
+        except (ConfigError, ModelNotAvailable) as err:
             print(f"rltf {args.cmd}: {err}", file=sys.stderr)
             return 2
     ap.print_help()

@@ -123,14 +123,18 @@ class ExecutorConfig(Section):
 
 
 class ModelConfig(Section):
-    """The policy: any Hugging Face causal LM or encoder-decoder in a local folder, or the
+    """The policy: any Hugging Face causal LM or encoder-decoder, by folder or hub id, or the
     embedded tiny model built and warm-started here."""
 
     path: str = Field(
         default="tiny",
         description="A folder with a save_pretrained model and tokenizer (e.g. a CodeT5 or a "
-        "coder LM checkpoint), a hub name where the machine has a network, or `tiny`: the "
-        "embedded model, built and warm-started on the built-in suite and cached.",
+        "coder LM checkpoint, or one from `rltf build-tiny`); a hub id such as "
+        "Salesforce/codet5-large-ntp-py, found in the local Hugging Face cache (HF_HUB_CACHE "
+        "or HF_HOME) and downloaded only where HF_HUB_OFFLINE is unset and the hub is "
+        "reachable (else the run stops at load, saying how to pre-download it); or `tiny`: "
+        "the embedded model, built and warm-started on the built-in suite and cached. The "
+        "tokenizer comes from the same place (learner/models.py).",
     )
     cache_dir: str = Field(
         default=".cache/rltf",
@@ -179,6 +183,22 @@ class SamplerConfig(Section):
     max_new_tokens: int = Field(default=160, ge=1, description="Longest generation.")
     prompts_per_batch: int = Field(
         default=8, ge=1, description="Problems a sampler generates for in one call.")
+    max_prompt_tokens: int | None = Field(
+        default=None, ge=1,
+        description="Longest prompt in tokens, special tokens included. A longer prompt "
+        "keeps its first ceil(n/2) and last floor(n/2) tokens and loses the middle: the start "
+        "of a statement says what to do, its end holds the examples, the format instruction "
+        "and the starter code the model continues. The same cut applies in the sampler, the "
+        "warm start and the supervised term. null: decoder-only models take their context "
+        "minus max_new_tokens; encoder-decoders their tokenizer's model_max_length (512 for "
+        "CodeT5), else 512.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto",
+        description="The dtype samplers generate in. auto: the learner's (bf16 when the "
+        "learner trains in bf16, i.e. on GPUs with learner.precision auto or bf16; fp32 on "
+        "CPU), so that the log-probs a sampler records are the ones the learner computes and "
+        "the importance ratio of a fresh sample is 1. float32 on GPU doubles memory and "
+        "time per token and makes those ratios differ from 1 by bf16's rounding.")
 
 
 class RewardConfig(Section):

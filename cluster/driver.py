@@ -159,6 +159,7 @@ class Trainer:
         self.train_problems = problems["train"]
         self.train_by_id = {p.task_id: p for p in self.train_problems}
         self._sl_pairs: dict[str, list] = {}  # task id -> tokenized reference solutions
+        self.prompt_limit: int | None = None  # prompt tokens, the same for samplers and SL
         self.heldout = problems["heldout"]
         self.log = log
         self.resume_from = resume_from
@@ -219,7 +220,8 @@ class Trainer:
         return SamplerSettings(n=s.samples_per_prompt, include_greedy=s.include_greedy,
                                temperature=s.temperature, top_p=s.top_p,
                                max_new_tokens=s.max_new_tokens,
-                               batch_size=max(s.samples_per_prompt * s.prompts_per_batch, 8))
+                               batch_size=max(s.samples_per_prompt * s.prompts_per_batch, 8),
+                               max_prompt_tokens=self.prompt_limit)
 
     def eval_settings(self):
         from actors.sampler import SamplerSettings
@@ -228,7 +230,8 @@ class Trainer:
         greedy = t.eval_samples == 1
         return SamplerSettings(n=0 if greedy else t.eval_samples, include_greedy=greedy,
                                temperature=t.eval_temperature, top_p=self.cfg.sampler.top_p,
-                               max_new_tokens=self.cfg.sampler.max_new_tokens, batch_size=64)
+                               max_new_tokens=self.cfg.sampler.max_new_tokens, batch_size=64,
+                               max_prompt_tokens=self.prompt_limit)
 
     @property
     def version(self) -> int:
@@ -318,13 +321,15 @@ class Trainer:
         ray.get(topo.buffer.set_policy_version.remote(self.version))
         return time.perf_counter() - t0
 
-    def _reference_pairs(self, problem: Problem, tokenizer) -> list:
-        """The problem's reference solutions as (prompt ids, target ids), tokenized once."""
+    def _reference_pairs(self, problem: Problem, tokenizer, enc_dec: bool) -> list:
+        """The problem's reference solutions as (prompt ids, target ids), tokenized once, the
+        prompt as the samplers tokenize it."""
         from learner.sft import sft_pairs
 
         pairs = self._sl_pairs.get(problem.task_id)
         if pairs is None:
-            pairs = self._sl_pairs[problem.task_id] = sft_pairs([problem], tokenizer)
+            pairs = self._sl_pairs[problem.task_id] = sft_pairs([problem], tokenizer, enc_dec,
+                                                                self.prompt_limit)
         return pairs
 
     def learner_batches(self, exps: list[Experience], tokenizer, enc_dec: bool) -> list[list]:
@@ -364,7 +369,8 @@ class Trainer:
         if not self.sl_problems:
             return None
         probs = self.rng.sample(self.sl_problems, min(len(self.sl_problems), n))
-        pairs = [pair for p in probs for pair in self._reference_pairs(p, tokenizer)][:n]
+        pairs = [pair for p in probs
+                 for pair in self._reference_pairs(p, tokenizer, enc_dec)][:n]
         return collate([a for a, _ in pairs], [b for _, b in pairs],
                        pad_id=tokenizer.pad_token_id, encoder_decoder=enc_dec)
 
@@ -374,7 +380,12 @@ class Trainer:
 
         from cluster.metrics import metrics
 
+        from learner.models import load_config, model_prompt_limit
+
         cfg, lc = self.cfg, self.cfg.learner
+        self.prompt_limit = model_prompt_limit(cfg.sampler.max_prompt_tokens,
+                                               load_config(self.model_path), tokenizer,
+                                               cfg.sampler.max_new_tokens)
         rcfg = reward_config(cfg)
         objective = make_objective(cfg, self.model_path)
         settings = self.sampler_settings()

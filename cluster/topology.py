@@ -21,14 +21,16 @@ from cluster.weights import WEIGHT_STORE_NAME, WeightStore
 class SamplerActor:
     """What each sampler actor runs: a Sampler that keeps itself on the latest weights."""
 
-    def __init__(self, model_path: str, index: int, seed: int, device: str = "cpu"):
+    def __init__(self, model_path: str, index: int, seed: int, device: str = "cpu",
+                 dtype: str = "float32"):
         import torch
 
         from actors.sampler import Sampler
 
         if device == "cpu":
             torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
-        self.sampler = Sampler(model_path, device=device, seed=seed + 7919 * index)
+        self.sampler = Sampler(model_path, device=device, dtype=dtype,
+                               seed=seed + 7919 * index)
         self.index = index
         self.collective = None
         self.sync_s = 0.0
@@ -122,12 +124,23 @@ def sampler_options(cfg, index: int) -> dict:
             "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(max(1, int(s.cpus_per_actor)))}}}
 
 
+def sampler_dtype_of(cfg) -> str:
+    """sampler.dtype, where auto is the learner's precision (learner/models.py)."""
+    from learner.engine import load_ds_file
+    from learner.models import learner_precision, sampler_dtype
+
+    lc = cfg.learner
+    ds = load_ds_file(lc.deepspeed_config) if lc.deepspeed_config else None
+    return sampler_dtype(cfg.sampler.dtype,
+                         learner_precision(lc.precision, lc.gpus_per_rank > 0, ds))
+
+
 def new_sampler(cfg, model_path: str, index: int):
     import ray
 
     device = "cuda" if cfg.sampler.gpus_per_actor else "cpu"
     return ray.remote(SamplerActor).options(**sampler_options(cfg, index)).remote(
-        model_path, index, cfg.seed, device)
+        model_path, index, cfg.seed, device, sampler_dtype_of(cfg))
 
 
 def collective_backend(cfg) -> str:

@@ -57,14 +57,24 @@ def load_problems(cfg) -> dict[str, list]:
 
 
 def resolve_model(cfg, problems: dict, log) -> str:
-    """The policy's starting folder; for `tiny`, build and warm-start it once and cache it."""
+    """The policy's starting point: model.path (a folder or a hub id, checked here so that a
+    missing model stops the run before any actor starts; each actor resolves the name again
+    in its own node's cache); for `tiny`, the folder of the embedded model, built and
+    warm-started once and cached."""
     if cfg.model.path != "tiny":
+        from learner.models import resolve_model as resolve
+
+        folder = resolve(cfg.model.path)
+        if folder != cfg.model.path:
+            log(f"model {cfg.model.path}: {folder}")
         return cfg.model.path
     from learner.sft import SFTSettings, run_sft
     from learner.tiny_model import TinyModelSpec, build_tiny_model
 
     spec = TinyModelSpec(seed=cfg.seed)
-    sft = SFTSettings(steps=cfg.model.warm_start_steps, seed=cfg.seed)
+    sft = SFTSettings(steps=cfg.model.warm_start_steps, seed=cfg.seed,
+                      max_prompt_tokens=cfg.sampler.max_prompt_tokens,
+                      max_new_tokens=cfg.sampler.max_new_tokens)
     key = json.dumps([cfg.data.source, cfg.data.synth_n, cfg.seed, spec.__dict__, sft.__dict__],
                      sort_keys=True, default=str)
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
@@ -183,13 +193,12 @@ def run(args: argparse.Namespace) -> int:
                                         "from (checkpoints/latest is missing)")
             restore(trainer, topo, folder)
             log.print(f"resumed from {folder} at step {trainer.step}")
-        from transformers import AutoConfig, AutoTokenizer
+        from learner.models import is_encoder_decoder, load_config, load_tokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        tokenizer = load_tokenizer(model_path)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        enc_dec = bool(getattr(AutoConfig.from_pretrained(model_path), "is_encoder_decoder",
-                               False))
+        enc_dec = is_encoder_decoder(load_config(model_path))
         while True:
             try:
                 out = trainer.run(topo, tokenizer, enc_dec)

@@ -1,10 +1,13 @@
 """`rltf eval`: generate, judge in the executor pool, and score with the unbiased pass@k.
 
-    rltf eval --model DIR --problems F --n N --k 1,10 [--temperature T] [--out report.json]
+    rltf eval --model DIR_OR_HUB_ID --problems F --n N --k 1,10 [--temperature T]
+              [--device auto|cpu|cuda] [--dtype auto|float32|bfloat16] [--out report.json]
 
 The same function, `evaluate`, serves the training driver (held-out pass@1 every E steps) with
-samplers that are Ray actors; here a Sampler runs in-process. With n=1 and temperature 0 the
-single sample is the greedy one. Prints a console table and writes a JSON report with
+samplers that are Ray actors; here a Sampler runs in-process, on the GPU where there is one
+(`--device auto`) and in bf16 there (`--dtype auto`: bf16 on GPU, fp32 on CPU, unless the
+config's sampler.dtype says otherwise). With n=1 and temperature 0 the single sample is the
+greedy one. Prints a console table and writes a JSON report with
 pass@k overall and by format and difficulty, and per problem.
 """
 
@@ -68,11 +71,12 @@ def sampler_generate(sampler, settings_factory) -> Generate:
 def main(argv: list[str] | None = None) -> int:
     from actors.sampler import Sampler, SamplerSettings
     from cluster.config import load_config
+    from learner.models import ModelNotAvailable, learner_precision, pick_device, sampler_dtype
     from executor.pool import ExecutorPool
     from executor.records import read_jsonl
 
     ap = argparse.ArgumentParser(prog="rltf eval", description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, help="a save_pretrained model folder")
+    ap.add_argument("--model", required=True, help="a save_pretrained folder or a hub id")
     ap.add_argument("--problems", required=True, help="problems JSONL")
     ap.add_argument("--n", type=int, default=1, help="samples per problem")
     ap.add_argument("--k", default="1", help="comma-separated k values, e.g. 1,10")
@@ -84,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="write the JSON report here")
     ap.add_argument("--config", default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="auto", help="auto (the GPU where there is one), cpu "
+                    "or cuda")
+    ap.add_argument("--dtype", default=None, help="auto, float32, bfloat16 or float16 "
+                    "(default: the config's sampler.dtype)")
     ap.add_argument("overrides", nargs="*", help="config overrides, section.key=value")
     args = ap.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
@@ -99,13 +107,21 @@ def main(argv: list[str] | None = None) -> int:
     ks = [int(k) for k in args.k.split(",") if k.strip()]
     temperature = args.temperature if args.temperature is not None else (
         0.0 if args.n == 1 else 0.8)
-    sampler = Sampler(args.model, seed=args.seed)
+    device = pick_device(args.device)
+    dtype = sampler_dtype(args.dtype or cfg.sampler.dtype,
+                          learner_precision("auto", device.startswith("cuda")))
+    try:
+        sampler = Sampler(args.model, device=device, dtype=dtype, seed=args.seed)
+    except ModelNotAvailable as err:
+        print(f"rltf eval: {err}", file=sys.stderr)
+        return 2
 
     def settings(n: int, temperature: float):
         greedy = temperature <= 0.0
         return SamplerSettings(n=0 if greedy else n, include_greedy=greedy,
                                temperature=max(temperature, 1e-5), top_p=cfg.sampler.top_p,
-                               max_new_tokens=args.max_new_tokens)
+                               max_new_tokens=args.max_new_tokens,
+                               max_prompt_tokens=cfg.sampler.max_prompt_tokens)
 
     with ExecutorPool(cfg.executor) as pool:
         report, extra = evaluate(problems, sampler_generate(sampler, settings), pool, n=args.n,

@@ -31,10 +31,12 @@ from typing import Any, Callable
 
 import torch
 
+from learner.models import learner_precision, load_model  # noqa: F401 (load_model: re-export)
+
 
 @dataclass
 class EngineSettings:
-    model_path: str  # a folder with a save_pretrained model (and tokenizer)
+    model_path: str  # a save_pretrained folder or a hub id (learner/models.py resolves it)
     lr: float = 1e-5
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
@@ -82,7 +84,7 @@ def _fill_auto(node: Any, values: dict[str, Any], path: str = "") -> Any:
 
 def build_ds_config(s: EngineSettings, world_size: int, on_gpu: bool) -> dict:
     """The DeepSpeed config: the user's file with "auto" filled in, or a default."""
-    precision = s.precision if s.precision != "auto" else ("bf16" if on_gpu else "fp32")
+    precision = learner_precision(s.precision, on_gpu)
     if not on_gpu and precision != "fp32":
         raise ValueError(f"precision {precision} needs a GPU; use precision=fp32 on CPU")
     auto = {
@@ -134,19 +136,6 @@ def lr_lambda(s: EngineSettings) -> Callable[[int], float]:
             return 0.5 * (1.0 + math.cos(math.pi * frac))
         raise ValueError(f"unknown schedule {s.schedule!r}: use constant, linear or cosine")
     return fn
-
-
-def load_model(path: str, dtype: torch.dtype | None = None):
-    """Any HF causal LM or encoder–decoder (chosen from its config)."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
-
-    if not Path(path).exists():
-        raise FileNotFoundError(f"model folder {path} does not exist")
-    config = AutoConfig.from_pretrained(path)
-    cls = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) \
-        else AutoModelForCausalLM
-    kwargs = {"dtype": dtype} if dtype is not None else {}
-    return cls.from_pretrained(path, **kwargs)
 
 
 class PolicyHandle:

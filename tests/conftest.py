@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 import pytest
 
 
@@ -12,3 +15,40 @@ def worker():
     w = Worker()
     yield w
     w.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_families(tmp_path_factory):
+    """family name -> folder of a tiny model of that family (codet5, llama, qwen2), built once
+    per test session (about 6 s)."""
+    from tiny_models import FAMILY_NAMES, make_family
+
+    root = tmp_path_factory.mktemp("families")
+    return {f: make_family(f, root / f) for f in FAMILY_NAMES}
+
+
+_DIST_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+
+@pytest.fixture(scope="module")
+def single_rank():
+    """torch.distributed rendezvous for one process, as LearnerRank.start sets it, so that
+    PolicyEngine (DeepSpeed on gloo) runs in the test process; torn down after the module."""
+    pytest.importorskip("deepspeed")
+    import torch
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    saved = {k: os.environ.get(k) for k in _DIST_ENV}
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0",
+                      WORLD_SIZE="1", LOCAL_RANK="0")
+    torch.set_num_threads(1)
+    yield
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

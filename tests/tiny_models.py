@@ -92,3 +92,40 @@ def make_memorizing_gpt2(path: Path, prompt: str, completion: str, steps: int = 
             break
     model.eval().save_pretrained(str(path))
     return str(path)
+
+
+# -- tiny models of the real families (learner/tiny_model.py builds them) -------------------
+
+FAMILY_NAMES = ("codet5", "llama", "qwen2")
+
+
+def family_corpus() -> list[str]:
+    """The tokenizer corpus of the family models: CORPUS and the prompts of the family tests."""
+    from problems.prompts import build_prompt
+
+    return CORPUS * 20 + [build_prompt(p).text for p in family_problems()] * 5
+
+
+def family_problems():
+    """A problem per format, each with one short reference solution."""
+    from executor.records import Problem
+
+    return [
+        Problem(task_id="fam/add", prompt="Return the sum of a and b.", format="call",
+                fn_name="add", tests=[{"input": [1, 2], "output": 3},
+                                      {"input": [5, -5], "output": 0}],
+                solutions=["def add(a, b):\n    return a + b\n"]),
+        Problem(task_id="fam/twice", prompt="Read n and print twice n.", format="stdio",
+                tests=[{"input": "4\n", "output": "8\n"}],
+                solutions=["n = int(input())\nprint(n * 2)\n"]),
+        Problem(task_id="fam/square", prompt="def square(x):\n", format="assert",
+                entry_point="square", starter_code="def square(x):\n",
+                tests=["assert square(3) == 9"], solutions=["def square(x):\n    return x * x\n"]),
+    ]
+
+
+def make_family(family: str, path: Path, seed: int = 0) -> str:
+    """A tiny model of `family` (hidden 64, 2 layers, 4 heads, 2 key/value heads)."""
+    from learner.tiny_model import FamilySpec, build_family
+
+    return build_family(family, family_corpus(), path, FamilySpec(seed=seed))

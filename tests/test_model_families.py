@@ -13,6 +13,7 @@ weights reproduce the learner's bit for bit and a resumed run continues bit for 
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -71,6 +72,23 @@ def test_sampler_logprobs_are_the_learners(tiny_families, family):
         logp = policy_logprobs(sampler.model, batch)
     mask = label_mask(batch.labels)
     assert torch.allclose(logp * mask, batch.behaviour_logprobs * mask, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_a_bf16_sampler_generates_with_the_learners_bf16_weights(tiny_families, family):
+    from learner.models import load_model
+
+    learner = load_model(tiny_families[family], dtype="bfloat16")
+    with torch.no_grad():
+        for p in learner.parameters():
+            p.add_(0.01)  # weights a learner has trained
+    sampler = Sampler(tiny_families[family], dtype="bfloat16")
+    assert all(p.dtype == torch.bfloat16 for p in sampler.model.parameters())
+    sampler.load_weights(learner.state_dict(), version=1)
+    state = learner.state_dict()
+    assert all(torch.equal(v, state[k]) for k, v in sampler.get_weights().items())
+    [s] = sampler.generate(family_problems()[:1], SamplerSettings(n=0, max_new_tokens=6))
+    assert s.token_ids and all(math.isfinite(x) for x in s.logprobs)
 
 
 @pytest.mark.parametrize("family", FAMILY_NAMES)

@@ -109,10 +109,10 @@ class LearnerRank:
         tokenizer = None
         if self.rank == 0:
             try:
-                from transformers import AutoTokenizer
+                from learner.models import load_tokenizer
 
-                tokenizer = AutoTokenizer.from_pretrained(self.settings.model_path)
-            except (OSError, ValueError):
+                tokenizer = load_tokenizer(self.settings.model_path)
+            except (OSError, ValueError):  # ModelNotAvailable is an OSError
                 tokenizer = None
         self.engine.save_checkpoint(folder, tokenizer=tokenizer, client_state=client_state)
 

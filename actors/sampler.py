@@ -9,9 +9,10 @@ place (`learner.models.resolve_model`). Prompts follow `problems.prompts.build_p
 continues `prompt`, and the program the executor judges is `program_prefix + completion`. The
 prompt's token ids come from `learner.models.encode_prompts`, as in the warm start and the
 supervised term: special tokens for encoder–decoders, BOS where a decoder-only tokenizer adds
-one, and a prompt longer than `max_prompt_tokens` keeps its first and last halves. Generation runs `model.generate` (KV cache,
-batched, LEFT padding for decoder-only models) with one logits processor that does the sampling
-itself, so greedy and sampled rows share a batch and the sampler's own seeded generator decides.
+one, and a prompt longer than `max_prompt_tokens` keeps its first and last halves. Generation
+runs `model.generate` (KV cache, batched, LEFT padding for decoder-only models) with one logits
+processor that does the sampling itself, so greedy and sampled rows share a batch and the
+sampler's own seeded generator decides.
 
 Decisions, each checked by tests/test_sampler.py:
 

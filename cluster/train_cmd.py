@@ -116,7 +116,9 @@ def start_ray(cfg):
     if address:
         ray.init(address=address, namespace=cfg.cluster.namespace, log_to_driver=True)
         return False
-    ray.init(_node_ip_address="127.0.0.1", num_cpus=cfg.cluster.num_cpus,
+    # address="local": a new instance of this run's own, even where `ray start` has left a
+    # cluster on this machine (plain ray.init() would join that one)
+    ray.init(address="local", _node_ip_address="127.0.0.1", num_cpus=cfg.cluster.num_cpus,
              include_dashboard=False, namespace=cfg.cluster.namespace, log_to_driver=False)
     return True
 

@@ -47,6 +47,13 @@ def single_rank():
     yield
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+    # DeepSpeed caches process groups of the destroyed world (its clone of the world group
+    # first); the next module's engines must build new ones.
+    from deepspeed.utils import groups
+
+    for name, value in list(vars(groups).items()):
+        if name.startswith("_") and name.endswith(("_GROUP", "_GROUP_RANKS")):
+            setattr(groups, name, {} if isinstance(value, dict) else None)
     for k, v in saved.items():
         if v is None:
             os.environ.pop(k, None)

@@ -21,6 +21,7 @@ from typing import Sequence
 import torch
 
 from learner.loss import IGNORE
+from learner.models import cut_middle
 
 
 @dataclass
@@ -65,8 +66,9 @@ def collate(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int
             outcomes: Sequence[str | int] | None = None) -> PolicyBatch:
     """Pad a list of (prompt, completion) token sequences with aligned per-token values.
 
-    With `max_len`, a decoder-only sequence is truncated from the left of the prompt (the
-    completion, which carries the rewards, is kept whole). `outcomes`: one per sample, an
+    With `max_len`, a decoder-only sequence longer than that loses the middle of its prompt
+    (`learner.models.cut_middle`, the sampler's rule: BOS and the statement's start stay); the
+    completion, which carries the rewards, is kept whole. `outcomes`: one per sample, an
     executor outcome string ("timeout" counts as "runtime_error") or a class index."""
     n = len(prompts)
     if len(completions) != n:
@@ -101,7 +103,7 @@ def collate(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int
     for p, c in zip(prompts, completions):
         p = list(p)
         if max_len is not None and len(p) + len(c) > max_len:
-            p = p[max(0, len(p) + len(c) - max_len):]
+            p = cut_middle(p, max(0, max_len - len(c)))
         rows.append((p, list(c)))
     t = max(1, max(len(p) + len(c) for p, c in rows))
     ids = torch.full((n, t), pad_id, dtype=torch.long)

@@ -50,7 +50,8 @@ class SFTSettings:
     lr: float = 3e-3  # peak learning rate (the tiny model; use ~1e-5 for large models)
     batch_size: int = 32
     warmup: int = 30  # linear warm-up steps, then cosine decay to 10% of the peak
-    max_len: int = 384  # longest prompt + target of a decoder-only example (prompt cut first)
+    max_len: int = 384  # longest prompt + target of a decoder-only example (the prompt loses
+    #                     its middle first, as in the sampler)
     weight_decay: float = 0.01
     seed: int = 0
     log_every: int = 50

@@ -118,6 +118,18 @@ def test_cut_middle_keeps_both_ends():
     assert cut_middle(ids, 1) == [0]
 
 
+def test_warm_start_examples_over_max_len_lose_the_prompts_middle():
+    """`rltf sft`'s max_len cuts a decoder-only prompt as the sampler does: BOS and the
+    statement's start stay; the target is kept whole."""
+    from learner.batch import collate
+
+    b = collate([[1, 20, 21, 22, 23, 24]], [[7, 8]], max_len=6)
+    assert b.input_ids.tolist() == [[1, 20, 23, 24, 7, 8]]
+    assert b.labels.tolist()[0][4:] == [7, 8]
+    b = collate([[1, 20]], [[7, 8, 9]], max_len=3)  # no room left for the prompt
+    assert b.input_ids.tolist() == [[7, 8, 9]]
+
+
 def test_prompt_limit_defaults_and_checks():
     # decoder-only: what the context leaves after the completion
     assert prompt_limit(None, encoder_decoder=False, context=512, max_new_tokens=160) == 352

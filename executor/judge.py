@@ -29,6 +29,7 @@ from collections import deque
 from typing import Any
 
 from executor import serialize
+from executor.messages import RunObservation, TestObservation
 from executor.records import Problem, Result
 from executor.testcode import JUDGE, PROG, RANDOM, AssertPlan, make_random
 from executor.values import ProgramObject, Unjudgeable
@@ -296,45 +297,45 @@ def _status_of_error(err: dict | None, default: str = "error") -> str:
     return default
 
 
-def judge_program(problem: Problem, resp: dict, plan: AssertPlan | None = None,
+def judge_program(problem: Problem, resp: RunObservation, plan: AssertPlan | None = None,
                   tol: float = 1e-6, task_id: str | None = None,
                   sample_id: Any = None) -> Result:
     n = len(problem.tests)
     base = {"task_id": task_id or problem.task_id, "sample_id": sample_id, "total": n,
-            "duration_s": float(resp.get("duration_s", 0.0)),
-            "isolation": resp.get("tier")}
-    syntax = resp.get("syntax")
+            "duration_s": float(resp.duration_s or 0.0),
+            "isolation": resp.tier}
+    syntax = resp.syntax
     if syntax is not None:
         return Result(outcome="syntax_error", passed=0, tests=["not_run"] * n,
                       error_type=syntax.get("type") or "SyntaxError", error_line=syntax.get("line"),
                       error_message=syntax.get("msg"), truncated=bool(syntax.get("truncated")),
                       **base)
-    if "internal_error" in resp:
-        raise RuntimeError(f"fork-server failed: {resp['internal_error']}")
-    obs_list = resp["tests"]
+    if resp.internal_error is not None:
+        raise RuntimeError(f"fork-server failed: {resp.internal_error}")
+    obs_list = resp.tests
     statuses: list[str] = []
     errors: list[dict | None] = []
     setup = None
     for k in range(n):
-        obs = obs_list[k] if k < len(obs_list) else {"status": "not_run"}
-        st, err = obs.get("status", "not_run"), obs.get("err")
+        obs = obs_list[k] if k < len(obs_list) else TestObservation()
+        st, err = obs.status, obs.err
         if st == "ok":
             try:
                 if problem.format == "stdio":
-                    st = "pass" if stdout_matches(obs.get("stdout", ""),
+                    st = "pass" if stdout_matches(obs.stdout or "",
                                                   problem.tests[k]["output"], tol) else "fail"
                 elif problem.format == "call":
-                    got = serialize.decode(obs["v"])
+                    got = serialize.decode(obs.encoded_value())
                     st = "pass" if call_matches(got, problem.tests[k]["output"], tol) else "fail"
                 else:
                     assert plan is not None
                     if setup is None:
-                        setup = judge_setup_namespace(plan, resp.get("setup_events"))
+                        setup = judge_setup_namespace(plan, resp.setup_events)
                     setup_ns, (setup_st, setup_err) = setup
                     if setup_st != "pass":
                         st, err = setup_st, setup_err
                     else:
-                        st, err = judge_assert_test(plan, setup_ns, k, obs.get("events") or [])
+                        st, err = judge_assert_test(plan, setup_ns, k, obs.events or [])
             except (KeyError, ValueError, TypeError):
                 st, err = "fail", None  # malformed record: a failure, never a pass
             except Unjudgeable as exc:  # e.g. a call-format value that cannot be compared
@@ -346,7 +347,7 @@ def judge_program(problem: Problem, resp: dict, plan: AssertPlan | None = None,
         elif st == "error":
             st = _status_of_error(err)
         elif st == "unjudgeable":
-            err = {"type": "Unjudgeable", "line": None, "msg": str(obs.get("u"))[:400]}
+            err = {"type": "Unjudgeable", "line": None, "msg": str(obs.unjudgeable)[:400]}
         statuses.append(st)
         errors.append(err)
     passed = statuses.count("pass")
@@ -360,9 +361,9 @@ def judge_program(problem: Problem, resp: dict, plan: AssertPlan | None = None,
             base.update(error_type="Unjudgeable", error_message=unjudged.get("msg"))
         return Result(outcome="fail", passed=passed, tests=statuses, **base)
     err = errors[first_bad] or {}
-    if resp.get("import_error") and statuses[first_bad] in ("error", "crash", "memory_error",
+    if resp.import_error and statuses[first_bad] in ("error", "crash", "memory_error",
                                                             "timeout"):
-        err = resp["import_error"] or err
+        err = resp.import_error or err
     return Result(outcome=_ERROR_OUTCOME.get(statuses[first_bad], "runtime_error")
                   if statuses[first_bad] != "memory_error" else "memory_error",
                   passed=passed, tests=statuses, error_type=err.get("type"),

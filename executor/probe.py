@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from executor import serialize
+from executor.messages import TestObservation
 from executor.records import Problem
 
 PROBE_FN = "__rltf_record__"
@@ -163,15 +164,15 @@ def _plain(encoded) -> bool:
     return True
 
 
-def _observation(obs: dict) -> Observation:
-    status, err = obs.get("status", "not_run"), obs.get("err")
-    if status == "unjudgeable" or (status == "ok" and not _plain(obs.get("v"))):
+def _observation(obs: TestObservation) -> Observation:
+    status, err = obs.status, obs.err
+    if status == "unjudgeable" or (status == "ok" and not _plain(obs.value)):
         return Observation("unserialisable", error=err or {
             "type": "TypeError", "line": None,
-            "msg": str(obs.get("u") or "unserialisable: the value is not plain data")})
+            "msg": str(obs.unjudgeable or "unserialisable: the value is not plain data")})
     if status == "ok":
         try:
-            kind, value, effects, lines = serialize.decode(obs["v"])
+            kind, value, effects, lines = serialize.decode(obs.encoded_value())
             return Observation("ok", value, kind == "iterator", tuple(effects),
                                lines=frozenset(lines))
         except (KeyError, ValueError, TypeError):
@@ -193,13 +194,13 @@ def record_outputs(worker, source: str, fn_name: str, inputs: Sequence[CallInput
     problem = Problem(task_id=f"probe:{fn_name}", prompt="", format="call", fn_name=PROBE_FN,
                       tests=tests, time_limit_s=time_limit_s)
     resp = worker.observe(problem, probe_program(source))
-    if "internal_error" in resp:
-        raise RuntimeError(f"fork-server failed: {resp['internal_error']}")
-    load_err = resp.get("syntax") or resp.get("import_error") or resp.get("setup_error")
+    if resp.internal_error is not None:
+        raise RuntimeError(f"fork-server failed: {resp.internal_error}")
+    load_err = resp.syntax or resp.import_error or resp.setup_error
     if load_err:
         return [Observation("load_error", error=load_err) for _ in inputs]
-    raw = resp.get("tests") or []
-    return [_observation(raw[k] if k < len(raw) else {"status": "not_run"})
+    raw = resp.tests
+    return [_observation(raw[k] if k < len(raw) else TestObservation())
             for k in range(len(inputs))]
 
 

@@ -24,10 +24,11 @@ import time
 from collections import OrderedDict, deque
 from pathlib import Path
 
-from executor import forkserver
 from executor.judge import judge_program
+from executor.messages import Hello, RunObservation, RunRequest
 from executor.records import Problem, Result, Solution
 from executor.testcode import AssertPlan, TestCodeError, plan_assert_tests
+from executor.wire import encode_msg, read_msg, write_all
 
 _PKG_ROOT = str(Path(__file__).resolve().parent.parent)
 
@@ -135,17 +136,17 @@ class ForkServer:
         if not self._starting:
             return
         self._starting = False
-        hello = self._read(self._start_timeout_s)
-        if not hello.get("ok"):
+        hello = Hello.from_wire(self._read(self._start_timeout_s))
+        if not hello.ok:
             self.close()
-            raise RuntimeError(f"sandbox could not start: {hello.get('error')}")
-        self.isolation = hello["isolation"]
-        self.tier = hello["tier"]
-        self.notes = hello.get("notes", [])
-        self.uid = hello.get("uid")
-        self.cpu = hello.get("cpu")  # the CPU its programs run on (None: any)
+            raise RuntimeError(f"sandbox could not start: {hello.error}")
+        self.isolation = hello.isolation
+        self.tier = hello.tier
+        self.notes = hello.notes
+        self.uid = hello.uid
+        self.cpu = hello.cpu  # the CPU its programs run on (None: any)
 
-    def receive(self, timeout_s: float) -> dict | None:
+    def receive(self, timeout_s: float) -> RunObservation | None:
         """The answer to the oldest unanswered request. While the fork-server starts, its
         hello comes first: then None when no answer is waiting behind it yet."""
         if self._starting:
@@ -153,14 +154,14 @@ class ForkServer:
             readable, _, _ = select.select([self._from_srv], [], [], 0)
             if not readable:
                 return None
-        return self._read(timeout_s)
+        return RunObservation.from_wire(self._read(timeout_s))
 
     def _read(self, timeout_s: float) -> dict:
         readable, _, _ = select.select([self._from_srv], [], [], timeout_s)
         if not readable:
             raise ForkServerDied(f"fork-server did not answer within {timeout_s:.0f}s")
         try:
-            return forkserver.read_msg(self._from_srv)
+            return read_msg(self._from_srv)
         except (EOFError, OSError) as err:
             tail = b""
             if self.proc.stderr is not None and self.proc.poll() is not None:
@@ -170,7 +171,7 @@ class ForkServer:
     def send(self, msg: bytes) -> None:
         """Queue one encoded request; the fork-server answers requests in order."""
         try:
-            forkserver.write_all(self._to_srv, msg)
+            write_all(self._to_srv, msg)
         except OSError as err:
             raise ForkServerDied(f"fork-server is gone: {err}") from None
 
@@ -214,7 +215,7 @@ class _Job:
         self.sent = False
         self.tries = 0
         self.t0 = time.monotonic()
-        self.resp: dict | None = None
+        self.resp: RunObservation | None = None
         self.result: Result | BaseException | None = None
 
 
@@ -277,23 +278,22 @@ class Worker:
     def _plan(self, problem: Problem, program: str | None = None) -> AssertPlan:
         return self._plans.get(problem, program)
 
-    def _request(self, problem: Problem, program: str, plan: AssertPlan | None) -> dict:
+    def _request(self, problem: Problem, program: str, plan: AssertPlan | None) -> RunRequest:
         cfg = self.cfg
         limit = problem.time_limit_s or cfg.time_limit_s
-        req = {
-            "op": "run", "format": problem.format, "program": program,
-            "fn_name": problem.fn_name, "entry_point": problem.entry_point,
-            "time_limit_s": float(limit), "budget_s": float(max(cfg.program_budget_s, limit)),
-            "output_limit": cfg.output_limit_kb * 1024,
-            "limits": {"memory_mb": cfg.memory_mb, "cpu_s": int(cfg.program_budget_s) + 2,
-                       "file_size_mb": cfg.file_size_mb, "open_files": cfg.max_open_files,
-                       "processes": cfg.max_processes},
-        }
+        req = RunRequest(
+            format=problem.format, program=program, fn_name=problem.fn_name,
+            entry_point=problem.entry_point, time_limit_s=float(limit),
+            budget_s=float(max(cfg.program_budget_s, limit)),
+            output_limit=cfg.output_limit_kb * 1024,
+            limits={"memory_mb": cfg.memory_mb, "cpu_s": int(cfg.program_budget_s) + 2,
+                    "file_size_mb": cfg.file_size_mb, "open_files": cfg.max_open_files,
+                    "processes": cfg.max_processes})
         if problem.format == "assert":
-            req.update(inputs=[], setup=None, tests=[None] * len(problem.tests),
-                       probe_codes=plan.probe_codes, uses_random=plan.uses_random)
+            req.tests = [None] * len(problem.tests)
+            req.probe_codes, req.uses_random = plan.probe_codes, plan.uses_random
         else:  # inputs only: expected outputs stay here
-            req["inputs"] = [t["input"] for t in problem.tests]
+            req.inputs = [t["input"] for t in problem.tests]
         return req
 
     def _job(self, key, problem: Problem, solution: Solution) -> _Job:
@@ -315,11 +315,11 @@ class Worker:
             return job
         try:
             req = self._request(problem, solution.completion, job.plan)
-            job.msg = forkserver.encode_msg(req)
+            job.msg = encode_msg(req.to_wire())
         except Exception as exc:  # a malformed problem: reported under its key
             job.result = exc
             return job
-        job.wait_s = req["budget_s"] + 30.0
+        job.wait_s = req.budget_s + 30.0
         return job
 
     def _verdict(self, job: _Job) -> Result | BaseException:
@@ -347,12 +347,12 @@ class Worker:
             raise result
         return result
 
-    def observe(self, problem: Problem, program: str) -> dict:
+    def observe(self, problem: Problem, program: str) -> RunObservation:
         """The fork-server's raw observations of `program` on `problem`'s tests, unjudged.
 
         The request is the one `run` sends (for `call` problems only the inputs, never the
-        expected outputs). Each entry of the answer's `tests` has a `status`; a `call` test
-        that returned carries its value encoded as `"v"` (`executor.serialize.decode`).
+        expected outputs). Each of the answer's `tests` has a `status`; a `call` test that
+        returned carries its value encoded (`value`, see `executor.serialize.decode`).
         Raises ForkServerDied when the sandbox dies twice on the program."""
         with self._lock:
             lane = Lane(self, depth=1)

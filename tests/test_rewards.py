@@ -73,7 +73,7 @@ def test_error_scope(result, expected):
 
 def test_error_scope_with_real_python_311_messages():
     # The executor sets `truncated` structurally; check it on the messages that matter.
-    from executor.forkserver import compile_program
+    from executor.programtext import compile_program
 
     cut = "def f(x):\n    return max(x,\n"
     _, err = compile_program(cut)

@@ -16,6 +16,7 @@ import pytest
 
 from executor import serialize
 from executor.judge import judge_assert_test, judge_program, judge_setup_namespace
+from executor.messages import RunObservation
 from executor.records import Problem
 from executor.testcode import plan_assert_tests
 from executor.values import EnumMember, Opaque, ProgramObject, Unjudgeable
@@ -241,6 +242,11 @@ def test_setup_calls_into_the_program_are_replayed():
     assert judge_assert_test(plan, ns, 0, wrong_tree)[0] == "fail"  # not the call it made
 
 
+def _observed(tests: list[dict]) -> RunObservation:
+    """The fork-server's answer with these per-test observations (as they travel)."""
+    return RunObservation.from_wire({"tests": tests})
+
+
 def test_unjudgeable_is_a_failure_not_the_programs_error():
     tests = ["assert f(1) == 1", "assert f(2).height() == 1", "assert f(3).colour == 1"]
     plan = plan_assert_tests(None, tests)
@@ -248,13 +254,13 @@ def test_unjudgeable_is_a_failure_not_the_programs_error():
                                        {"k": "endgroup"}]}
            for k, value in enumerate([1, Node(2), Node(3)])]
     two = Problem(task_id="t", prompt="", format="assert", entry_point="f", tests=tests[:2])
-    r = judge_program(two, {"tests": obs[:2]}, plan)
+    r = judge_program(two, _observed(obs[:2]), plan)
     assert (r.outcome, r.tests, r.error_type) == ("fail", ["pass", "unjudgeable"],
                                                   "Unjudgeable")
     assert "Node.height" in r.error_message and r.error_line is None
     # A field the program never set is the program's error, as in the benchmark's harness.
     three = two.model_copy(update={"tests": tests})
-    r = judge_program(three, {"tests": obs}, plan)
+    r = judge_program(three, _observed(obs), plan)
     assert (r.outcome, r.tests, r.error_type) == (
         "runtime_error", ["pass", "unjudgeable", "error"], "AttributeError")
 
@@ -285,7 +291,7 @@ def test_time_limits_from_measured_references():
 
 # -- APPS's top-level `return` -----------------------------------------------------------------
 def test_a_top_level_return_ends_a_stdio_program_as_in_apps():
-    from executor.forkserver import compile_program
+    from executor.programtext import compile_program
 
     prog = "import sys\nn = 1\ndef g():\n    global n\n    n += 1\ng()\nif n:\n    print(n)\n" \
            "    return\nprint('never')\n"

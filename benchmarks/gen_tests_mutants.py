@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cluster.config import ExecutorConfig  # noqa: E402
 from executor.records import Problem, Solution, read_jsonl  # noqa: E402
-from problems.gen_mutants import kill_rate, mutants  # noqa: E402
-from problems.gen_tests import GenSettings, generate, summary  # noqa: E402
+from problems.gentests.mutants import kill_rate, mutants  # noqa: E402
+from problems.gentests.generate import GenSettings, generate, summary  # noqa: E402
 
 PURE_MODULES = (
     "base64", "bisect", "calendar", "colorsys", "copy", "datetime", "difflib",

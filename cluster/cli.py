@@ -31,7 +31,7 @@ _DELEGATED = {
     "sft": ("learner.sft", "main"),
     "build-tiny": ("learner.tiny_model", "main"),
     "eval": ("evaluation.run", "main"),
-    "gen-tests": ("problems.gen_cli", "main"),
+    "gen-tests": ("problems.gentests.cli", "main"),
     "scale": ("cluster.controller", "main"),
 }
 

@@ -39,7 +39,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def load_problems(cfg) -> dict[str, list]:
-    from problems.gen_dataset import read_problems
+    from problems.gentests.dataset import read_problems
     from problems.synth import generate_suite
 
     if cfg.data.source == "synth":

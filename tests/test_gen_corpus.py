@@ -13,9 +13,9 @@ import textwrap
 import pytest
 
 from executor.records import Problem
-from problems.gen_dataset import read_problems, save_hf
-from problems.gen_resume import WorkDirMismatch
-from problems.gen_tests import GenSettings, generate
+from problems.gentests.dataset import read_problems, save_hf
+from problems.gentests.resume import WorkDirMismatch
+from problems.gentests.generate import GenSettings, generate
 
 SOURCES = {
     "shapes.py": '''\

@@ -12,11 +12,11 @@ import textwrap
 
 import pytest
 
-from executor.probe import Observation
-from problems.gen_mutants import SKIPPED, bundle, mutants
-from problems.gen_select import (APPROX_SETUP, Row, assert_source, choose, killed_by,
-                                 raises_source, valid_rows)
-from problems.gen_tests import GenSettings, generate
+from problems.gentests.probe import Observation
+from problems.gentests.mutants import SKIPPED, bundle, mutants
+from problems.gentests.selection import (APPROX_SETUP, Row, assert_source, choose, killed_by,
+                                         raises_source, valid_rows)
+from problems.gentests.generate import GenSettings, generate
 
 
 # -- mutants ----------------------------------------------------------------------------------

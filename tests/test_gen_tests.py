@@ -14,13 +14,13 @@ import textwrap
 
 import pytest
 
-from problems.gen_extract import Candidate, Rejected, dedup_key, scan_module
-from problems.gen_inputs import (InputGen, Spec, Unliteral, Unsupported, harvest_constants,
-                                 parse_annotation, to_literal)
-from problems.gen_mutants import mutants
-from problems.gen_select import Row, choose
-from problems.gen_rows import make_inputs
-from problems.gen_tests import GenSettings, generate
+from problems.gentests.extract import Candidate, Rejected, dedup_key, scan_module
+from problems.gentests.inputs import (InputGen, Spec, Unliteral, Unsupported, harvest_constants,
+                                      parse_annotation, to_literal)
+from problems.gentests.mutants import mutants
+from problems.gentests.selection import Row, choose
+from problems.gentests.rows import make_inputs
+from problems.gentests.generate import GenSettings, generate
 
 
 # -- annotations ---------------------------------------------------------------------------
@@ -64,7 +64,7 @@ def test_annotations_map_to_specs(annotation, header, expected):
     ("object", ""),
     ("Callable[[int], int]", "from typing import Callable"),
     ("Thing", "class Thing: pass"),
-    ("set[str]", ""),  # a set of strings is ordered by the hash seed: see gen_inputs
+    ("set[str]", ""),  # a set of strings is ordered by the hash seed: see gentests.inputs
     ("dict[list[int], int]", ""),
     ("List[int]", ""),  # List not imported: not typing's
 ])
@@ -148,7 +148,7 @@ def test_literals_reject_nan_and_objects():
 def test_extraction_does_not_depend_on_the_hash_seed():
     import subprocess
 
-    code = ("import json, sys; from problems.gen_extract import scan_module; "
+    code = ("import json, sys; from problems.gentests.extract import scan_module; "
             "print(json.dumps([vars(i) for i in scan_module(sys.stdin.read(), 'm')[1]], "
             "default=str))")
     src = MODULE.replace("from . import sibling", "from string import (ascii_letters, digits, "
@@ -298,7 +298,7 @@ def test_dedup_key_ignores_names_docstrings_and_constants():
 
 # -- selection and mutants --------------------------------------------------------------------
 def test_choose_prefers_new_lines_and_new_outputs():
-    from executor.probe import Observation
+    from problems.gentests.probe import Observation
 
     def row(lines, out):
         return Row([], {}, Observation("ok", out, lines=frozenset(lines)), f"assert c() == {out}")
@@ -473,7 +473,7 @@ def test_a_mutant_is_killed(generated, worker):
 
 @pytest.mark.integration
 def test_record_outputs_values_errors_and_effects(worker):
-    from executor.probe import record_outputs
+    from problems.gentests.probe import record_outputs
 
     src = "def f(x, y=1):\n    if x < 0:\n        raise ValueError(x)\n    return [x, y]\n" \
           "def g(n):\n    print(n)\n    return n\n"

@@ -10,12 +10,12 @@ import textwrap
 
 import pytest
 
-from problems.gen_callsites import CallIndex
-from problems.gen_docstrings import examples, param_type_phrases
-from problems.gen_extract import Candidate, Rejected, scan_module
-from problems.gen_inputs import Spec
-from problems.gen_probe_types import _key, _score, plausible
-from problems.gen_types import join, parse_type_phrase, spec_of_value, spec_of_values
+from problems.gentests.callsites import CallIndex
+from problems.gentests.docstrings import examples, param_type_phrases
+from problems.gentests.extract import Candidate, Rejected, scan_module
+from problems.gentests.inputs import Spec
+from problems.gentests.probe_types import _key, _score, plausible
+from problems.gentests.typeinfer import join, parse_type_phrase, spec_of_value, spec_of_values
 
 
 def one(src: str, module: str = "m", calls: CallIndex | None = None, **kw) -> Candidate:
@@ -255,7 +255,7 @@ def test_probing_starts_from_the_name(name, first):
 
 
 def test_hypotheses_rank_by_type_errors_then_returns_then_names():
-    from executor.probe import Observation
+    from problems.gentests.probe import Observation
 
     def obs(*kinds):
         return [Observation("ok", 1) if k == "ok" else Observation(

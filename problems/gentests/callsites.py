@@ -19,7 +19,7 @@ from __future__ import annotations
 import ast
 from collections import defaultdict
 
-from problems.gen_docstrings import NOT_LITERAL, Call, call_of, examples
+from problems.gentests.docstrings import NOT_LITERAL, Call, call_of, examples
 
 
 def _absolute(module: str, is_package: bool, node: ast.ImportFrom) -> str:

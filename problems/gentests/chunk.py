@@ -5,13 +5,13 @@
 Stages, each one batch of sandboxed runs over the whole chunk:
 
 1. probe types: parameters no static source typed get types from runtime probing
-   (`problems.gen_probe_types`), or the function is dropped as "parameter types unknown";
-2. record: the reference runs on `pool_factor x per_function` inputs (`problems.gen_rows`),
+   (`problems.gentests.probe_types`), or the function is dropped as "parameter types unknown";
+2. record: the reference runs on `pool_factor x per_function` inputs (`problems.gentests.rows`),
    with side effects and line coverage watched; the usable calls become candidate tests
-   (`problems.gen_select.valid_rows`); a function whose calls make too few tests (constant
+   (`problems.gentests.selection.valid_rows`); a function whose calls make too few tests (constant
    output, too few valid, all raising, timeouts) gets a second set of inputs from tiny
    domains, pooled with the first;
-3. mutants: up to `max_mutants` mutants of the reference (`problems.gen_mutants`) run on the
+3. mutants: up to `max_mutants` mutants of the reference (`problems.gentests.mutants`) run on the
    same inputs (short limits, eight mutants to a sandboxed run); a `guide_fraction` of them
    steer the choice of tests, which then goes greedily for mutants killed, lines covered and
    outputs seen;
@@ -31,14 +31,14 @@ import collections
 import random
 import time
 
-from executor.probe import ProbeJob
+from problems.gentests.probe import ProbeJob
 from executor.records import Problem, Solution
-from problems.gen_inputs import Unliteral, to_literal
-from problems.gen_mutants import BUNDLE_FN, SKIPPED, bundle, mutants
-from problems.gen_probe_types import probe_types
-from problems.gen_rows import make_inputs
-from problems.gen_select import (APPROX_SETUP, choose, compare_rerun, killed_by, uses_approx,
-                                 valid_rows)
+from problems.gentests.inputs import Unliteral, to_literal
+from problems.gentests.mutants import BUNDLE_FN, SKIPPED, bundle, mutants
+from problems.gentests.probe_types import probe_types
+from problems.gentests.rows import make_inputs
+from problems.gentests.selection import (APPROX_SETUP, choose, compare_rerun, killed_by,
+                                         uses_approx, valid_rows)
 
 
 def _timed(report, name: str, t0: float) -> float:
@@ -72,7 +72,7 @@ def _probe(cands, sb, st, report) -> list:
 
 def _record_mutants(cands, pool, muts, sb, st, group: int = 8) -> dict:
     """{(task_id, mutant id): [Observation or None (not run), one per row]}: each function's
-    mutants run on its rows, `group` mutants to a program (`problems.gen_mutants.bundle`)."""
+    mutants run on its rows, `group` mutants to a program (`problems.gentests.mutants.bundle`)."""
     jobs, layout = [], {}
     for c in cands:
         calls = [(r.args, r.kwargs) for r in pool[c.task_id]]

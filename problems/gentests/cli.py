@@ -1,4 +1,4 @@
-"""Command line of `rltf gen-tests` (see `problems.gen_tests` for what it does)."""
+"""Command line of `rltf gen-tests` (see `problems.gentests.generate` for what it does)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import json
 import sys
 from pathlib import Path
 
-from problems.gen_tests import DEFAULT_EXCLUDES, GenSettings, generate, summary
+from problems.gentests.generate import DEFAULT_EXCLUDES, GenSettings, generate, summary
 
 
 def parser() -> argparse.ArgumentParser:
-    from problems import gen_tests
+    from problems.gentests import generate as pipeline
 
     d = GenSettings()
     ap = argparse.ArgumentParser(prog="rltf gen-tests",
-                                 description=gen_tests.__doc__.splitlines()[0])
+                                 description=pipeline.__doc__.splitlines()[0])
     ap.add_argument("--source", action="append", required=True,
                     help="a .py file or a folder searched recursively (repeatable)")
     ap.add_argument("--out", required=True, help="problems JSONL to write")
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         from tqdm import tqdm
 
         bar = tqdm(unit="fn", file=sys.stderr, desc="functions", smoothing=0.1)
-    from problems.gen_resume import WorkDirMismatch
+    from problems.gentests.resume import WorkDirMismatch
 
     try:
         problems, report = generate(args.source, st, tuple(args.exclude or DEFAULT_EXCLUDES),
@@ -149,7 +149,7 @@ def _write(args, argv, problems, report) -> int:
 
     write_jsonl(args.out, problems)
     if args.hf_out:
-        from problems.gen_dataset import save_hf
+        from problems.gentests.dataset import save_hf
 
         save_hf(problems, args.hf_out)
     if args.solutions_out:

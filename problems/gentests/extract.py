@@ -4,11 +4,11 @@
     # items: Candidate (parameters, standalone solution, prompt, dedup key) or Rejected
 
 For each top-level `def` of a module: each parameter's type comes from the first source that
-gives one (`problems.gen_types`: annotation, docstring, doctest, call sites in the corpus,
+gives one (`problems.gentests.typeinfer`: annotation, docstring, doctest, call sites in the corpus,
 default value); parameters still untyped are left for runtime probing in the sandbox. The
 doctests and literal call sites that call the function also become its first inputs. Its
 standalone program is the function with what it needs from its module
-(`problems.gen_standalone`); its prompt is the `def` line and docstring, HumanEval style,
+(`problems.gentests.standalone`); its prompt is the `def` line and docstring, HumanEval style,
 after the imports its annotations need; its dedup key is its AST with names, docstring,
 annotations and constants normalised.
 
@@ -28,11 +28,11 @@ import copy
 import hashlib
 from dataclasses import dataclass, field
 
-from problems.gen_callsites import CallIndex, Names
-from problems.gen_docstrings import NOT_LITERAL, Call, examples, literal, param_type_phrases
-from problems.gen_inputs import Spec, Unsupported, parse_annotation
-from problems.gen_standalone import ModuleIndex, Reject, closure, render
-from problems.gen_types import bind, static_type
+from problems.gentests.callsites import CallIndex, Names
+from problems.gentests.docstrings import NOT_LITERAL, Call, examples, literal, param_type_phrases
+from problems.gentests.inputs import Spec, Unsupported, parse_annotation
+from problems.gentests.standalone import ModuleIndex, Reject, closure, render
+from problems.gentests.typeinfer import bind, static_type
 
 _PURE_DECORATORS = {"functools.lru_cache", "functools.cache"}
 
@@ -42,7 +42,7 @@ class Param:
     kind: str  # "pos" (positional or keyword) | "kwonly" | "vararg" (items of *args)
     spec: Spec | None  # None: unknown until runtime probing
     has_default: bool
-    source: str | None = None  # which source gave the type (problems.gen_types.SOURCES)
+    source: str | None = None  # which source gave the type (problems.gentests.typeinfer.SOURCES)
     values: tuple = ()  # literal values doctests and call sites pass it (edge inputs)
 
 

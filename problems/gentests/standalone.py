@@ -18,7 +18,7 @@ import ast
 import builtins
 import sys
 
-from problems.gen_scopes import bindings, imports_in, module_refs
+from problems.gentests.scopes import bindings, imports_in, module_refs
 
 _BUILTINS = frozenset(dir(builtins)) - {"__doc__", "__spec__", "__loader__", "__package__",
                                         "__build_class__", "__import__"}

@@ -18,7 +18,7 @@ would; at most a third of a problem's tests are such tests. Calls that raised an
 are dropped.
 
 `choose` keeps at most n rows, greedily: first for mutants of the reference (see
-`problems.gen_mutants`) not yet killed, then for program lines not yet covered, then for
+`problems.gentests.mutants`) not yet killed, then for program lines not yet covered, then for
 outputs not yet seen.
 """
 
@@ -27,8 +27,8 @@ from __future__ import annotations
 import collections
 from typing import Any, NamedTuple
 
-from executor.probe import Observation, same_value
-from problems.gen_inputs import Unliteral, to_literal
+from problems.gentests.probe import Observation, same_value
+from problems.gentests.inputs import Unliteral, to_literal
 
 APPROX_SETUP = '''def approx(got, expected):
     """Equal, except that floats may differ by a relative 1e-6 (absolute 1e-9 near zero)."""

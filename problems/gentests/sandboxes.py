@@ -4,7 +4,7 @@
         out = sb.record(jobs, time_limit_s=1.0)           # {key: (slot, [Observation, ...])}
         results = sb.judge(pairs)                         # [Result, ...] in order
 
-Recording (what a function returns on given inputs, `executor.probe`) needs the raw values,
+Recording (what a function returns on given inputs, `problems.gentests.probe`) needs the raw values,
 which the executor pool's verdicts do not carry, so it runs on `Recorder`s, each holding an
 executor `Worker` (a fork-server) of its own. Verdicts (the reference against its generated
 tests, the mutants against them) go through the project's `ExecutorPool`, in this process or
@@ -30,8 +30,8 @@ class Recorder:
         self.worker = Worker(cfg)
 
     def record(self, jobs: list, time_limit_s: float) -> list:
-        """[(key, [Observation, ...])] of each executor.probe.ProbeJob, in order."""
-        from executor.probe import Observation, record_outputs
+        """[(key, [Observation, ...])] of each problems.gentests.probe.ProbeJob, in order."""
+        from problems.gentests.probe import Observation, record_outputs
 
         worker = self.worker
         out = []

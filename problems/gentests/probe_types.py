@@ -24,8 +24,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from problems.gen_inputs import Spec
-from problems.gen_rows import make_inputs
+from problems.gentests.inputs import Spec
+from problems.gentests.rows import make_inputs
 
 INT, FLOAT, STR, BOOL, BYTES = (Spec(k) for k in ("int", "float", "str", "bool", "bytes"))
 LIST_INT, LIST_STR, LIST_FLOAT = (Spec("list", (s,)) for s in (INT, STR, FLOAT))
@@ -122,8 +122,8 @@ def _sig(h: dict) -> str:
 def probe_types(cands, record, seed: int = 0, per_hypothesis: int = 6, max_hypotheses: int = 16,
                 rounds: int = 4, time_limit_s: float = 0.5) -> dict[str, ProbeOutcome]:
     """Types for every candidate's unknown parameters. `record(jobs, time_limit_s)` runs
-    `executor.probe.ProbeJob`s in the sandbox: {key: (worker index, observations)}."""
-    from executor.probe import ProbeJob
+    `problems.gentests.probe.ProbeJob`s in the sandbox: {key: (worker index, observations)}."""
+    from problems.gentests.probe import ProbeJob
 
     state = {}
     for c in cands:

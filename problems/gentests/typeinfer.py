@@ -7,15 +7,15 @@
 `rltf gen-tests` types each parameter from the first of these sources that says something
 (the report records which one, per parameter):
 
-1. `annotation`: the parameter's annotation (`problems.gen_inputs.parse_annotation`);
+1. `annotation`: the parameter's annotation (`problems.gentests.inputs.parse_annotation`);
 2. `docstring`: its type in the docstring, in reST, Google, NumPy or epydoc style
-   (`problems.gen_docstrings`), as a Python annotation (`list[int]`, `Optional[str]`) or in
+   (`problems.gentests.docstrings`), as a Python annotation (`list[int]`, `Optional[str]`) or in
    words (`list of int`, `int or None`, `dict mapping str to int`, `sequence of floats`);
 3. `doctest`: the literal arguments of the doctest examples that call the function;
 4. `callsite`: the literal arguments of calls of the function elsewhere in the scanned corpus
-   (`problems.gen_callsites`);
+   (`problems.gentests.callsites`);
 5. `default`: its default value (`n=3`: int, `sep=(",", ";")`: tuple of str);
-6. `probe`: runtime probing in the sandbox (`problems.gen_probe_types`).
+6. `probe`: runtime probing in the sandbox (`problems.gentests.probe_types`).
 
 A parameter whose default is None and whose type comes from another source may also be None.
 Observed values of one parameter are joined into one type (1 and 2.5: float; [1] and []:
@@ -29,7 +29,7 @@ import ast
 import re
 from typing import Any
 
-from problems.gen_inputs import Spec, Unsupported, hashable, parse_annotation, set_safe
+from problems.gentests.inputs import Spec, Unsupported, hashable, parse_annotation, set_safe
 
 SOURCES = ("annotation", "docstring", "doctest", "callsite", "default", "probe")
 INT, FLOAT, STR, BOOL, BYTES, NONE = (Spec(k) for k in ("int", "float", "str", "bool",
@@ -256,7 +256,7 @@ def optional(spec: Spec) -> Spec:
 
 
 def spec_of_values(values: list) -> Spec | None:
-    from problems.gen_docstrings import NOT_LITERAL
+    from problems.gentests.docstrings import NOT_LITERAL
 
     out = None
     for v in values:
@@ -287,7 +287,7 @@ def static_type(name: str, phrase: str | None, doctest_values: list, callsite_va
     """(spec, source) of an unannotated parameter from the docstring's phrase, the values
     doctests and call sites pass it, and its default (`NOT_LITERAL` when not a literal);
     (None, None) when none of them says."""
-    from problems.gen_docstrings import NOT_LITERAL
+    from problems.gentests.docstrings import NOT_LITERAL
 
     found: tuple[Spec | None, str | None] = (None, None)
     for source, get in (("docstring", lambda: parse_type_phrase(phrase) if phrase else None),

@@ -11,7 +11,7 @@ Types are read from the three common styles and epydoc:
 * NumPy: a `Parameters` section underlined with dashes, items `name : type` (`a, b : int`);
 * epydoc: `@type n: int`.
 
-The phrases are returned as written; `problems.gen_types.parse_type_phrase` turns them into
+The phrases are returned as written; `problems.gentests.typeinfer.parse_type_phrase` turns them into
 type specs. Doctest examples (`>>> f(3, [1, 2])` followed by its expected output) come from
 `doctest.DocTestParser`; an example counts when it calls the function with arguments that are
 Python literals (a call whose arguments are not all literals still gives the literal ones).

@@ -17,7 +17,7 @@ from __future__ import annotations
 import ast
 import random
 
-from problems.gen_inputs import InputGen, Spec, Unliteral, harvest_constants, to_literal
+from problems.gentests.inputs import InputGen, Spec, Unliteral, harvest_constants, to_literal
 
 _SIZED = ("list", "tuplevar", "tuple", "str", "bytes", "dict", "set", "frozenset")
 
@@ -41,7 +41,7 @@ def _couple(values: list, specs: list[Spec], rng: random.Random) -> list:
 
 def make_inputs(cand, seed: int, n: int, specs: dict[str, Spec] | None = None,
                 small: bool = False) -> list[tuple[list, dict]]:
-    """Up to n distinct (args, kwargs) for `cand` (a gen_extract.Candidate); `specs`
+    """Up to n distinct (args, kwargs) for `cand` (an extract.Candidate); `specs`
     replaces the types of the parameters it names (runtime probing tries hypotheses so);
     `small` draws random rows only, from tiny domains (`InputGen`'s second chance)."""
     specs = specs or {}

@@ -7,13 +7,13 @@
 The automatic unit-test data of Gorinski et al. (arXiv 2310.13669), for any Python corpus,
 typed or not:
 
-1. scan: every file is read once for the calls it makes (`problems.gen_callsites`), then
-   its top-level functions become candidates (`problems.gen_extract`), made standalone with
+1. scan: every file is read once for the calls it makes (`problems.gentests.callsites`), then
+   its top-level functions become candidates (`problems.gentests.extract`), made standalone with
    the imports, helpers and constants they need; each parameter is typed from the first
    source that says (annotation, docstring, doctest, call site, default; see
-   `problems.gen_types`); near-identical functions are dropped as duplicates; functions
+   `problems.gentests.typeinfer`); near-identical functions are dropped as duplicates; functions
    without a docstring are dropped unless `--allow-bare`;
-2. then, chunk by chunk (`problems.gen_chunk`): runtime probing types what is still
+2. then, chunk by chunk (`problems.gentests.chunk`): runtime probing types what is still
    unknown; the reference records outputs on generated inputs in the sandbox; mutants steer
    which inputs become tests; a rerun on another fork-server drops nondeterministic
    functions; the executor pool judges the reference against its tests (it must pass all)
@@ -44,8 +44,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from problems.gen_callsites import CallIndex
-from problems.gen_extract import Candidate, Rejected, scan_module
+from problems.gentests.callsites import CallIndex
+from problems.gentests.extract import Candidate, Rejected, scan_module
 
 DEFAULT_EXCLUDES = ("*/site-packages/*", "*/test/*", "*/tests/*", "*/testing/*",
                     "*/__pycache__/*", "*/idlelib/*", "*/turtledemo/*", "*/tkinter/*",
@@ -220,9 +220,9 @@ def generate(sources: list[str], st: GenSettings, excludes=DEFAULT_EXCLUDES,
     """(problems, report) of the sources. With `work_dir`, every finished chunk is saved
     there and chunks already there (same settings, same functions) are not run again."""
     from cluster.config import ExecutorConfig
-    from problems.gen_chunk import run_chunk
-    from problems.gen_pool import Sandboxes
-    from problems.gen_resume import ChunkStore
+    from problems.gentests.chunk import run_chunk
+    from problems.gentests.sandboxes import Sandboxes
+    from problems.gentests.resume import ChunkStore
 
     report = GenReport(sources=[str(Path(s).resolve()) for s in sources])
     t0 = time.monotonic()
@@ -311,6 +311,6 @@ def summary(report: GenReport, problems: list) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from problems.gen_cli import main as cli_main
+    from problems.gentests.cli import main as cli_main
 
     return cli_main(argv)

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     from cluster.config import ExecutorConfig
-    from executor.pool import ExecutorPool
+    from cluster.executor_pool import RayExecutorPool
     from executor.records import Solution
     from problems.humaneval import load_humaneval
 
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     rates = {}
     try:
         for n in sizes:
-            with ExecutorPool(ExecutorConfig(workers=n), use_ray=True) as pool:
+            with RayExecutorPool(ExecutorConfig(workers=n)) as pool:
                 pool.run(pairs)  # warm up: fork-servers started, plans cached (steady state)
                 t0 = time.perf_counter()
                 results = pool.run(pairs)

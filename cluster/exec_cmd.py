@@ -53,7 +53,7 @@ def _read_inputs(problems_path: str, solutions_path: str) -> tuple[list, int, li
 
 def run(args: argparse.Namespace) -> int:
     from cluster.config import load_config
-    from executor.pool import ExecutorPool
+    from cluster.executor_pool import make_pool
 
     overrides = list(args.overrides)
     if args.workers is not None:
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     results: dict[int, object] = {}
     try:
         # The sandboxes start while the files are read.
-        with ExecutorPool(cfg.executor, use_ray=args.ray) as pool:
+        with make_pool(cfg.executor, use_ray=args.ray) as pool:
             pairs, bad, unknown = _read_inputs(args.problems, args.solutions)
             if not pairs:
                 print("nothing to run: no solution matches a problem", file=sys.stderr)

@@ -170,14 +170,14 @@ def build_topology(cfg, model_path: str, engine_settings, controller=None) -> To
 
     from cluster.controller import get_or_create_controller
     from cluster.learner_group import LearnerGroup
-    from executor.pool import ExecutorPool
+    from cluster.executor_pool import RayExecutorPool
 
     store = ray.remote(WeightStore).options(name=WEIGHT_STORE_NAME, num_cpus=0).remote()
     buffer = ray.remote(ReplayBuffer).options(name="rltf-buffer", num_cpus=0,
                                               max_concurrency=4).remote(
         cfg.buffer.capacity, cfg.buffer.max_staleness, cfg.buffer.mode, cfg.seed)
     samplers = [new_sampler(cfg, model_path, i) for i in range(cfg.sampler.actors)]
-    pool = ExecutorPool(cfg.executor, use_ray=True)
+    pool = RayExecutorPool(cfg.executor)
     learner = LearnerGroup(engine_settings, world_size=cfg.learner.ranks,
                            gpus_per_rank=cfg.learner.gpus_per_rank,
                            cpus_per_rank=cfg.learner.cpus_per_rank)

@@ -1,4 +1,4 @@
-"""ExecutorPool on a real local Ray instance: same verdicts as in-process, and a killed
+"""The Ray executor pool on a real local Ray instance: same verdicts as in-process, and a killed
 executor actor loses nothing (every program gets exactly one result)."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from cluster.config import ExecutorConfig
+from cluster.executor_pool import make_pool
 from executor.pool import ExecutorPool
 from executor.records import Solution
 from problems.humaneval import load_humaneval
@@ -38,7 +39,7 @@ def test_ray_pool_matches_local_pool(ray_local):
     cfg = ExecutorConfig(workers=2)
     with ExecutorPool(cfg) as local:
         expected = [(r.outcome, r.tests) for r in local.run(pairs)]
-    with ExecutorPool(cfg, use_ray=True) as pool:
+    with make_pool(cfg, use_ray=True) as pool:
         assert pool.tier == local.tier
         got = [(r.outcome, r.tests) for r in pool.run(pairs)]
     assert got == expected
@@ -52,7 +53,7 @@ def test_killed_actor_loses_nothing(ray_local):
     with ExecutorPool(cfg) as local:
         clean = {s.sample_id: (r.outcome, r.tests) for (p, s), r in zip(pairs, local.run(pairs))}
     seen: dict = {}
-    with ExecutorPool(cfg, use_ray=True) as pool:
+    with make_pool(cfg, use_ray=True) as pool:
         kills = 0
         for idx, res in pool.imap(pairs):
             assert idx not in seen, "a program got two results"
@@ -70,7 +71,7 @@ def test_resize_while_running(ray_local):
     pairs = _pairs(n_copies=2)
     cfg = ExecutorConfig(workers=1, max_in_flight=4)
     seen = {}
-    with ExecutorPool(cfg, use_ray=True) as pool:
+    with make_pool(cfg, use_ray=True) as pool:
         for idx, res in pool.imap(pairs):
             seen[idx] = res
             if len(seen) == 20:
@@ -83,7 +84,7 @@ def test_resize_while_running(ray_local):
 
 def test_submit_and_poll(ray_local):
     pairs = _pairs()[:10]
-    with ExecutorPool(ExecutorConfig(workers=2), use_ray=True) as pool:
+    with make_pool(ExecutorConfig(workers=2), use_ray=True) as pool:
         for i, (p, s) in enumerate(pairs):
             pool.submit(("k", i), p, s)
         assert pool.backlog() == 10
@@ -100,7 +101,7 @@ def test_run_while_programs_are_submitted_loses_nothing(ray_local, use_ray):
     # The training driver submits programs and polls for them while a held-out evaluation
     # runs pool.run() on the same pool: each call must get exactly its own results.
     pairs = _pairs()[:24]
-    with ExecutorPool(ExecutorConfig(workers=2, max_in_flight=2), use_ray=use_ray) as pool:
+    with make_pool(ExecutorConfig(workers=2, max_in_flight=2), use_ray=use_ray) as pool:
         for i, (p, s) in enumerate(pairs[:12]):
             pool.submit(("train", i), p, s)
         evaluated = pool.run(pairs[12:])
@@ -132,7 +133,7 @@ def test_chaos_random_executor_kills_over_500_programs(ray_local):
     rng = random.Random(7)
     kill_at = set(rng.sample(range(20, len(pairs) - 20), 6))
     seen: dict = {}
-    with ExecutorPool(cfg, use_ray=True) as pool:
+    with make_pool(cfg, use_ray=True) as pool:
         for idx, res in pool.imap(pairs):
             assert idx not in seen, "a program got two results"
             seen[idx] = res
@@ -157,7 +158,7 @@ def test_poll_returns_results_without_waiting_for_a_slow_call(ray_local):
                      tests=[{"input": [3], "output": 9}])
     slow = Solution(task_id="sq", completion="import time\ndef f(x):\n    time.sleep(20)\n"
                     "    return x * x\n", sample_id="slow")
-    with ExecutorPool(ExecutorConfig(workers=2), use_ray=True) as pool:
+    with make_pool(ExecutorConfig(workers=2), use_ray=True) as pool:
         pool.submit("slow", square, slow)
         t0 = time.monotonic()
         for i in range(6):

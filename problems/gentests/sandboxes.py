@@ -55,7 +55,7 @@ class Recorder:
 
 class Sandboxes:
     def __init__(self, cfg, use_ray: bool = False, name_prefix: str = "rltf-gen"):
-        from executor.pool import ExecutorPool
+        from cluster.executor_pool import make_pool
 
         self.cfg, self.use_ray = cfg, use_ray
         self.name_prefix = name_prefix
@@ -68,7 +68,7 @@ class Sandboxes:
         else:
             self._recorders = [Recorder(cfg) for _ in range(self.slots)]
             self.isolation = self._recorders[0].isolation()
-        self.pool = ExecutorPool(cfg, use_ray=use_ray)
+        self.pool = make_pool(cfg, use_ray=use_ray)
         self.replaced = 0
 
     def _new_actor(self, slot: int):

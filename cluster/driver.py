@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.replay_buffer import Experience
-from executor.records import Problem, Result, Solution
+from executor.records import OUTCOMES, Problem, Result, Solution
 from reward import RewardConfig, SampleFeedback, group_rewards
 
 
@@ -538,7 +538,7 @@ class Trainer:
         }
         for k, v in metrics_list[0].extra.items():
             row[k if "/" in k else f"learner/{k}"] = v
-        for o in ("pass", "fail", "runtime_error", "syntax_error", "timeout"):
+        for o in OUTCOMES:
             row[f"outcome/{o}"] = self.window.get(o, 0) / total
         if sync_s is not None:
             row["sync/seconds"] = sync_s

@@ -15,6 +15,7 @@ from typing import Any, Iterable, Iterator, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 Format = Literal["stdio", "call", "assert"]
+# The outcome vocabulary, defined here once: one outcome per judged program (`Result.outcome`).
 Outcome = Literal[
     "pass", "fail", "runtime_error", "syntax_error", "timeout", "memory_error", "output_limit"
 ]

@@ -33,6 +33,16 @@ def test_coarse_rewards_are_the_papers_constants():
         coarse_reward("weird")
 
 
+def test_every_executor_outcome_has_a_coarse_class_and_reward():
+    # The outcome vocabulary is defined once (executor.records.OUTCOMES); the rewards' coarse
+    # classes must cover all of it, or a new outcome would raise in the middle of training.
+    from executor.records import OUTCOMES
+    from reward.feedback import OUTCOME_CLASSES, outcome_class
+
+    assert {outcome_class(o) for o in OUTCOMES} == set(OUTCOME_CLASSES)
+    assert all(isinstance(coarse_reward(o), float) for o in OUTCOMES)
+
+
 def test_adaptive_reward():
     # -0.3 + 1.3 * passed / total
     assert adaptive_reward(0, 4) == pytest.approx(-0.3)

@@ -87,18 +87,17 @@ class RunRequest(Record):
     def from_wire(cls, msg: dict) -> "RunRequest":
         return cls(**{f: msg[f] for f in cls._fields if f in msg})
 
-    def child_request(self, code, rlimits: tuple, deadline: float) -> dict:
+    def child_request(self, code, rlimits: tuple) -> dict:
         """What the child reads (`executor.harness.child_main`): the compiled program, the
         test inputs (for `call` only: a `stdio` test's input is the child's standard input),
-        the resource limits, the program's deadline; the supervisor adds `start` (the first
-        test to run) and `workdir` per attempt."""
+        the resource limits; the supervisor adds the program's `deadline` when it starts the
+        program, and `start` (the first test to run) and `workdir` per attempt."""
         return {"format": self.format, "fn_name": self.fn_name,
                 "entry_point": self.entry_point, "setup": self.setup, "tests": self.tests,
                 "uses_random": self.uses_random, "time_limit_s": self.time_limit_s,
                 "output_limit": self.output_limit,
                 "inputs": self.inputs if self.format == "call" else [],
-                "code": code, "rlimits": rlimits, "codes": self.probe_codes,
-                "deadline": deadline}
+                "code": code, "rlimits": rlimits, "codes": self.probe_codes}
 
 
 class TestObservation(Record):

@@ -340,7 +340,7 @@ class Server:
             code, item.syntax = compile_program(req.program, req.format)
             if item.syntax is not None:
                 return item
-            item.child_req = req.child_request(code, self._rlimit_plan(req.limits), 0.0)
+            item.child_req = req.child_request(code, self._rlimit_plan(req.limits))
         except Exception as exc:  # answered as this request's internal error, in its turn
             item.error = exc
         return item

@@ -115,7 +115,8 @@ def claim_cpu() -> tuple[int | None, int | None]:
     CPU slots stands for CPU n modulo the CPUs this process may use; a fork-server takes the
     free slot whose CPU the fewest other fork-servers hold (the lowest such slot), so the
     fork-servers of a host spread over its CPUs whoever started them. (cpu, lock descriptor),
-    or (None, None) where there is nothing to choose."""
+    or (None, None) where there is nothing to choose. Slots that other fork-servers create
+    and take while this one looks are passed over: it looks further until one is free."""
     if not hasattr(os, "sched_getaffinity"):
         return None, None
     allowed = sorted(os.sched_getaffinity(0))
@@ -131,7 +132,9 @@ def claim_cpu() -> tuple[int | None, int | None]:
     free: list[tuple[int, int]] = []  # (slot, locked descriptor)
     chosen = (-1, -1)
     try:
-        for n in range(existing + len(allowed) + 1):
+        n = -1
+        while n < existing + len(allowed) or not free:
+            n += 1
             fd = os.open(os.path.join(lock_dir, str(n)), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                          0o600)
             try:

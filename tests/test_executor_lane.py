@@ -210,6 +210,33 @@ def test_fork_servers_of_a_host_take_the_cpus_in_turn(tmp_path, monkeypatch):
 
 
 @_needs_two_cpus
+def test_a_cpu_slot_is_found_when_others_take_every_slot_it_knew_of(tmp_path, monkeypatch):
+    # Fork-servers that start together (other workers, other jobs on the host) create and
+    # take slots while this one looks: it looks further instead of failing to start.
+    import fcntl
+
+    from executor import sandbox
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    lock_dir = tmp_path / "rltf-sandbox-cpus"
+    lock_dir.mkdir()
+    taken = []
+    for n in range(len(_ALLOWED) + 1):
+        fd = os.open(lock_dir / str(n), os.O_RDWR | os.O_CREAT)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        taken.append(fd)
+    monkeypatch.setattr(os, "listdir", lambda path: [])  # it looked before they were made
+    try:
+        cpu, fd = sandbox.claim_cpu()
+        slot = len(_ALLOWED) + 1  # the first free slot
+        assert cpu == _ALLOWED[slot % len(_ALLOWED)] and fd is not None
+        os.close(fd)
+    finally:
+        for fd in taken:
+            os.close(fd)
+
+
+@_needs_two_cpus
 def test_programs_run_on_their_workers_cpu_unless_pinning_is_off():
     with Worker(ExecutorConfig()) as pinned:
         assert pinned.cpu in _ALLOWED

@@ -56,6 +56,7 @@ class Record:
         body = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
         return f"{type(self).__name__}({body})"
 
+
 class RunRequest(Record):
     """One program to run on a problem's tests, in order, until its budget is spent."""
 
@@ -107,6 +108,7 @@ class TestObservation(Record):
     cannot cross; `unjudgeable` says why) | timeout | output_limit | crash | not_run.
     `err` is {"type", "line", "msg"}."""
 
+    __test__ = False  # a record, not a test class for pytest to collect
     status: str = "not_run"
     value: object = None  # call: the returned value, encoded (executor.serialize); see has_value
     has_value: bool = False  # the encoded value may itself be None

@@ -170,6 +170,11 @@ class SamplerConfig(Section):
     actors: int = Field(default=1, ge=1, description="Sampler actors.")
     gpus_per_actor: float = Field(default=0.0, ge=0, description="GPUs each sampler reserves.")
     cpus_per_actor: float = Field(default=1.0, gt=0, description="CPUs each sampler reserves.")
+    memory_gb: float = Field(default=0.0, ge=0, description="Memory (GiB) Ray reserves for "
+                             "each sampler; 0 reserves none.")
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="Extra Ray custom resources each sampler asks for, "
+        "e.g. {gpu_node: 1}, so that samplers land on the node types that offer them.")
     samples_per_prompt: int = Field(
         default=4, ge=1, description="Samples drawn for each problem (the paper: 20).")
     include_greedy: bool = Field(
@@ -234,6 +239,11 @@ class LearnerConfig(Section):
     ranks: int = Field(default=1, ge=1, description="Learner ranks (one GPU each on a cluster).")
     gpus_per_rank: float = Field(default=0.0, ge=0, description="GPUs each rank reserves.")
     cpus_per_rank: float = Field(default=1.0, gt=0, description="CPUs each rank reserves.")
+    memory_gb: float = Field(default=0.0, ge=0, description="Memory (GiB) Ray reserves for "
+                             "each rank; 0 reserves none.")
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="Extra Ray custom resources each rank's "
+        "placement-group bundle asks for, e.g. {gpu_node: 1}.")
     lr: float = Field(default=2e-5, gt=0, description="Peak learning rate (the paper: 2e-6).")
     warmup_steps: int = Field(default=5, ge=0, description="Linear warm-up steps.")
     schedule: Literal["constant", "linear", "cosine"] = Field(
@@ -360,6 +370,11 @@ class ClusterConfig(Section):
     num_gpus: int | None = Field(
         default=None, ge=0, description="GPUs the cluster has, checked at load (null: not "
         "checked).")
+    placement_timeout_s: float = Field(
+        default=600.0, gt=0, description="How long start-up waits for resources that the "
+        "cluster has but are busy, or that its autoscaler is adding (it logs what it waits "
+        "for every 30 s); demands no node and no autoscaler node type can meet stop the run "
+        "at once.")
 
 
 class RLTFConfig(Section):

@@ -75,12 +75,14 @@ def main(argv: list[str] | None = None) -> int:
         return _delegate(_DELEGATED[argv[0]], argv[1:])
     args = ap.parse_args(argv)
     if args.cmd in ("exec", "train"):
+        from cluster.auth import ClusterAccessError
         from cluster.config import ConfigError
+        from cluster.startup import StartupError
         from learner.models import ModelNotAvailable
 
         try:
             return exec_cmd.run(args) if args.cmd == "exec" else train_cmd.run(args)
-        except (ConfigError, ModelNotAvailable) as err:
+        except (ConfigError, ClusterAccessError, StartupError, ModelNotAvailable) as err:
             print(f"rltf {args.cmd}: {err}", file=sys.stderr)
             return 2
     ap.print_help()

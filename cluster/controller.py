@@ -5,10 +5,12 @@ pool's autoscaling policy.
 
 The training driver creates the actor at start (in the Ray namespace `rltf`), reports its
 status to it every second and applies the requests it holds: `rltf scale` leaves a request
-and waits until the driver's status shows the new pool size. The policy is a pure function
-so that it is tested without Ray: the pool grows when programs wait for a free executor and
-shrinks when executors sit idle, between a minimum and a maximum, at most once per cooldown.
-With a Ray autoscaler, the new executor actors' CPU requests bring up new CPU nodes.
+and waits until the driver's status shows the new pool size, or that the driver refused it
+(more executors than the cluster and its autoscaler can hold; the reason is printed). The
+policy is a pure function so that it is tested without Ray: the pool grows when programs wait
+for a free executor and shrinks when executors sit idle, between a minimum and a maximum, at
+most once per cooldown, and never past what the cluster and its autoscaler can hold. With a
+Ray autoscaler, the new executor actors' resource requests bring up new executor nodes.
 """
 
 from __future__ import annotations
@@ -78,11 +80,59 @@ def autoscale(policy: AutoscalePolicy, size: int, queue_depth: int, busy: int,
 
 
 def get_or_create_controller():
-    """The job's controller actor, in the job's namespace (`rltf` for `rltf train`)."""
+    """The job's controller actor, in the job's namespace (`rltf` for `rltf train`). Ray
+    restarts it if its process dies; the driver reports its status again within a second."""
     import ray
 
+    from cluster.topology import RESTARTABLE
+
     return ray.remote(Controller).options(name=CONTROLLER_NAME, get_if_exists=True,
-                                          num_cpus=0).remote()
+                                          **RESTARTABLE).remote()
+
+
+def refuse_second_job(namespace: str) -> None:
+    """RuntimeError if another rltf job already runs in this namespace (its controller lives:
+    it dies with the driver that made it)."""
+    import ray
+    from ray.exceptions import GetTimeoutError, RayActorError
+
+    try:
+        ctl = ray.get_actor(CONTROLLER_NAME, namespace=namespace)
+        last = ray.get(ctl.status.remote(), timeout=10).get("time")
+    except (ValueError, RayActorError):  # none, or one being stopped (ray.kill is async)
+        return
+    except GetTimeoutError:
+        last = None
+    if last is not None and time.time() - last > 60:  # its driver stopped reporting long ago
+        return
+    from cluster.startup import StartupError
+
+    raise StartupError(f"another rltf job is running in Ray namespace {namespace!r} on this "
+                       f"cluster (its actor {CONTROLLER_NAME} is alive): give this one another "
+                       "cluster.namespace")
+
+
+def largest_feasible(cfg, want: int, current: int) -> tuple[int, str]:
+    """The largest executor pool size <= `want` (and >= `current`) that the cluster and its
+    autoscaler can hold beside the rest of the run, and why `want` could not be had ("")."""
+    from cluster.startup import ResourceError, check_resources
+
+    if want <= current:
+        return want, ""
+    try:
+        check_resources(cfg, executors=want)
+        return want, ""
+    except ResourceError as err:
+        reason = str(err).split("\n", 1)[-1].strip()
+    lo, hi = current, want  # current always fits: its actors run
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            check_resources(cfg, executors=mid)
+            lo = mid
+        except ResourceError:
+            hi = mid
+    return lo, reason
 
 
 def scale_executors(n: int, address: str | None, timeout_s: float = 120.0,
@@ -92,7 +142,12 @@ def scale_executors(n: int, address: str | None, timeout_s: float = 120.0,
 
     started = False
     if not ray.is_initialized():
-        ray.init(address=address or "auto", namespace=namespace, log_to_driver=False)
+        from cluster.auth import check_cluster_access, resolve_address
+
+        resolved = resolve_address(address or "auto")
+        check_cluster_access(resolved)
+        ray.init(address=resolved, namespace=namespace, log_to_driver=False,
+                 logging_level="WARNING")
         started = True
     try:
         try:
@@ -104,6 +159,11 @@ def scale_executors(n: int, address: str | None, timeout_s: float = 120.0,
         deadline = time.time() + timeout_s
         while time.time() < deadline:
             st = ray.get(ctl.status.remote())
+            refused = st.get("refused_request") or (0, "")
+            if refused[0] >= req:
+                log(f"the driver kept the executor pool at {st.get('executor_pool_size')} "
+                    f"actors: {refused[1]}")
+                return 1
             if st.get("applied_request", 0) >= req and st.get("executor_pool_size") == n:
                 log(f"executor pool resized to {n} actors (step {st.get('step')})")
                 return 0
@@ -124,15 +184,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("what", choices=["executors"])
     ap.add_argument("n", type=int, help="executor actors wanted (>= 1)")
     ap.add_argument("--address", default=None,
-                    help="Ray cluster address, e.g. 127.0.0.1:6379 (default: auto)")
+                    help="Ray cluster address, e.g. 127.0.0.1:6379 (default: auto). With "
+                    "token authentication, export RAY_AUTH_MODE=token and have the cluster's "
+                    "token in ~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN")
     ap.add_argument("--namespace", default=NAMESPACE,
                     help="Ray namespace of the job (rltf train uses 'rltf')")
     ap.add_argument("--timeout", type=float, default=120.0)
     args = ap.parse_args(argv)
     if args.n < 1:
         ap.error("n must be at least 1")
+    from cluster.auth import ClusterAccessError
+
     try:
         return scale_executors(args.n, args.address, args.timeout, args.namespace)
-    except RuntimeError as err:
+    except (RuntimeError, ClusterAccessError) as err:
         print(f"rltf scale: {err}")
         return 2

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from actors.replay_buffer import Experience
+from cluster.recovery import (check_bookkeeping, evaluate_safely, feasible_pool_size, is_dead,
+                              report_waiting_executors)
 from executor.records import OUTCOMES, Problem, Result, Solution
 from reward import RewardConfig, SampleFeedback, group_rewards
 
@@ -188,7 +190,18 @@ class Trainer:
         self.last_resize = 0.0
         self.sampler_restarts = 0
         self.restarts = 0
-        self.dropped_seen: dict[str, int] = {}
+        from cluster.metrics import Totals
+
+        self.dropped_seen = Totals()
+        # Every program submitted for training gets exactly one result: submitted = judged +
+        # abandoned (in flight when a restart rebuilt the pool) + in flight at the end.
+        self.outstanding: set[str] = set()
+        self.programs_submitted = self.programs_abandoned = self.results_unexpected = 0
+        self.buffer_restarts = self.experiences_lost = self.store_restarts = 0
+        self.buffer_size_seen = 0
+        self.refused_request: tuple[int, str] = (0, "")
+        self.pool_cap_logged = 0
+        self.last_wait_check = time.time()
 
     # -- signals -----------------------------------------------------------------------------
     def install_signals(self) -> None:
@@ -245,7 +258,8 @@ class Trainer:
                 "pass_at_1": self.pass_at_1, "outcomes": dict(self.outcomes),
                 "samples_generated": self.samples_generated,
                 "programs_judged": self.programs_judged,
-                "learner_busy_s": self.learner_busy_s}
+                "learner_busy_s": self.learner_busy_s,
+                "programs_submitted": self.programs_submitted}
 
     def reset_to_start(self) -> None:
         """After a restart with no checkpoint yet: learner steps begin again from the warm
@@ -267,6 +281,9 @@ class Trainer:
         self.samples_generated = st["samples_generated"]
         self.programs_judged = st["programs_judged"]
         self.learner_busy_s = st["learner_busy_s"]
+        # programs in flight when the checkpoint was taken are never answered after it
+        self.programs_submitted = st.get("programs_submitted", 0)
+        self.programs_abandoned = self.programs_submitted - self.programs_judged
 
     # -- the run -------------------------------------------------------------------------------
     def evaluate(self, topo) -> float:
@@ -391,7 +408,7 @@ class Trainer:
         settings = self.sampler_settings()
         t_start = time.time()
         if 0 not in self.pass_at_1:
-            self.evaluate(topo)
+            evaluate_safely(self, topo)
         gen: dict = {}  # ref -> sampler index
         groups: dict[str, Group] = {}
         sample_group: dict[str, str] = {}
@@ -437,8 +454,14 @@ class Trainer:
                         topo.pool.submit(s.sample_id, g.problem,
                                          Solution(task_id=s.task_id, completion=s.program,
                                                   sample_id=s.sample_id))
+                        self.programs_submitted += 1
+                        self.outstanding.add(s.sample_id)
                 done_exps = []
                 for sid, result in topo.pool.poll(0.0):
+                    if sid not in self.outstanding:  # never submitted, or answered already
+                        self.results_unexpected += 1
+                        continue
+                    self.outstanding.discard(sid)
                     self.programs_judged += 1
                     self.outcomes[result.outcome] += 1
                     self.window[result.outcome] += 1
@@ -493,7 +516,7 @@ class Trainer:
         if self.step > 0 and self.step not in self.pass_at_1 and not stopped_by_signal:
             if self.versions.published_step != self.step:
                 self.publish(topo)
-            self.evaluate(topo)
+            evaluate_safely(self, topo)
         return {"wall_s": wall}
 
     def _finish_step(self, topo, metrics_list, learner_t0: float, t_start: float,
@@ -518,10 +541,10 @@ class Trainer:
             m.set("weight_sync_time_s", sync_s)
             m.set("policy_version", self.version)
         stats = ray.get(topo.buffer.stats.remote())
+        self.buffer_size_seen = stats.size
         for reason in ("stale", "full"):
-            now = getattr(stats, f"dropped_{reason}")
-            m.inc("buffer_dropped", now - self.dropped_seen.get(reason, 0), reason=reason)
-            self.dropped_seen[reason] = now
+            total = getattr(stats, f"dropped_{reason}")
+            m.inc("buffer_dropped", self.dropped_seen.delta(reason, total), reason=reason)
         total = sum(self.window.values()) or 1
         rewards = self.rewards_window or [0.0]
         wall = time.time() - t_start
@@ -559,7 +582,7 @@ class Trainer:
         self.rewards_window = []
         if (self.step % cfg.train.eval_every == 0 and self.step < cfg.train.max_steps
                 and not stopping):
-            self.evaluate(topo)
+            evaluate_safely(self, topo)
         if self.step % cfg.learner.checkpoint_every == 0:
             self.checkpoint(topo)
 
@@ -569,8 +592,12 @@ class Trainer:
 
         from cluster.controller import AutoscalePolicy, autoscale
 
+        check_bookkeeping(self, topo)
         ex, pool = self.cfg.executor, topo.pool
         now = time.time()
+        if now - self.last_wait_check >= 30:
+            self.last_wait_check = now
+            report_waiting_executors(self)
         want, why = pool.size, ""
         req = ray.get(topo.controller.take_request.remote()) if topo.controller else None
         if req is not None:
@@ -582,6 +609,8 @@ class Trainer:
             want = autoscale(policy, pool.size, pool.queue_depth(), pool.busy_workers(),
                              now - self.last_resize)
             why = f"autoscaling (queue {pool.queue_depth()}, busy {pool.busy_workers()})"
+        if want > pool.size:  # only as many as the cluster (and its autoscaler) can hold
+            want = feasible_pool_size(self, want, pool.size, req)
         if want != pool.size:
             old = pool.size
             pool.resize(want)
@@ -593,14 +622,19 @@ class Trainer:
                 "executor_pool_size": pool.size, "executor_queue_depth": pool.queue_depth(),
                 "executor_busy_workers": pool.busy_workers(),
                 "applied_request": self.applied_request, "samplers": len(topo.samplers),
+                "refused_request": self.refused_request,
                 "programs_judged": self.programs_judged, "time": now})
 
     def replace_sampler(self, topo, idx: int) -> None:
         from cluster.topology import new_sampler
 
+        if not is_dead(topo.samplers[idx]):  # replaced already (a second call that failed)
+            return
         self.sampler_restarts += 1
         self.log.print(f"sampler {idx} died; starting a replacement (it fetches version "
                        f"{self.version})")
+        # Ray keeps a dead actor's name taken while a handle to it lives: drop ours first
+        topo.samplers[idx] = None
         topo.samplers[idx] = new_sampler(self.cfg, self.model_path, idx)
         if self.cfg.weights.transport == "collective":
             # the broadcast group's size is fixed when it is formed: form it again with the

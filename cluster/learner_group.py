@@ -42,6 +42,12 @@ class LearnerRank:
 
         return ray.get_runtime_context().get_node_id()
 
+    def missing(self, paths: list[str]) -> list[str]:
+        """For each of `paths` this node does not see, why (the run needs shared storage)."""
+        from cluster.topology import missing_paths, not_shared
+
+        return [not_shared(p) for p in missing_paths(paths)]
+
     def start(self, master_addr: str, master_port: int, local_rank: int) -> int:
         os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port),
                           RANK=str(self.rank), WORLD_SIZE=str(self.world_size),
@@ -121,38 +127,66 @@ class LearnerRank:
 
 
 class LearnerGroup:
-    """Creates and drives the W learner actors."""
+    """Creates and drives the W learner actors. Every wait while they start is logged every
+    30 s and bounded by `timeout_s`; a rank that dies before its predecessor's name is free
+    gets `rltf-learner-rank<i>.<n>`."""
 
     def __init__(self, settings: EngineSettings, world_size: int = 1, gpus_per_rank: float = 0,
                  cpus_per_rank: float = 1, name_prefix: str = "rltf-learner",
-                 placement_strategy: str = "PACK", timeout_s: float = 600):
+                 placement_strategy: str = "PACK", timeout_s: float = 600,
+                 memory_gb: float = 0.0, resources: dict[str, float] | None = None,
+                 log: Callable[[str], Any] = print):
         import ray
         from ray.util.placement_group import placement_group
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+        from cluster.startup import create_named, wait_ready
+
         if world_size < 1:
             raise ValueError(f"world_size must be at least 1 (got {world_size})")
         self.settings, self.world_size = settings, world_size
-        bundle = {"CPU": cpus_per_rank, **({"GPU": gpus_per_rank} if gpus_per_rank else {})}
+        self.timeout_s, self.log = timeout_s, log
+        memory = int(memory_gb * 1024 ** 3)
+        bundle = {"CPU": cpus_per_rank, **({"GPU": gpus_per_rank} if gpus_per_rank else {}),
+                  **({"memory": memory} if memory else {}), **(resources or {})}
         self.pg = placement_group([dict(bundle) for _ in range(world_size)],
                                   strategy=placement_strategy, name=f"{name_prefix}-pg")
-        ray.get(self.pg.ready(), timeout=timeout_s)
-        cls = ray.remote(LearnerRank)
         self.actors = []
-        for rank in range(world_size):
-            strategy = PlacementGroupSchedulingStrategy(placement_group=self.pg,
-                                                        placement_group_bundle_index=rank)
-            self.actors.append(cls.options(
-                name=f"{name_prefix}-rank{rank}", num_cpus=cpus_per_rank,
-                num_gpus=gpus_per_rank, scheduling_strategy=strategy, max_restarts=0,
-            ).remote(settings, rank, world_size))
-        addr, port = ray.get(self.actors[0].address.remote())
-        nodes = ray.get([a.node_id.remote() for a in self.actors])
-        if len(set(nodes)) == 1:
-            addr = "127.0.0.1"  # one node: rendezvous over loopback
-        local_ranks = [nodes[:i].count(n) for i, n in enumerate(nodes)]
-        ray.get([a.start.remote(addr, port, lr) for a, lr in zip(self.actors, local_ranks)],
-                timeout=timeout_s)
+        try:
+            wait_ready([self.pg.ready()], f"learner placement group ({world_size} x {bundle})",
+                       timeout_s, log)
+            cls = ray.remote(LearnerRank)
+            for rank in range(world_size):
+                strategy = PlacementGroupSchedulingStrategy(placement_group=self.pg,
+                                                            placement_group_bundle_index=rank)
+                extra = {"memory": memory} if memory else {}
+                if resources:
+                    extra["resources"] = dict(resources)
+                self.actors.append(create_named(
+                    cls, f"{name_prefix}-rank{rank}", (settings, rank, world_size),
+                    num_cpus=cpus_per_rank, num_gpus=gpus_per_rank,
+                    scheduling_strategy=strategy, max_restarts=0, **extra))
+            must_see = [settings.model_path] if os.path.exists(settings.model_path) else []
+            self.check_paths(must_see)
+            addr, port = ray.get(self.actors[0].address.remote())
+            nodes = ray.get([a.node_id.remote() for a in self.actors])
+            if len(set(nodes)) == 1:
+                addr = "127.0.0.1"  # one node: rendezvous over loopback
+            local_ranks = [nodes[:i].count(n) for i, n in enumerate(nodes)]
+            wait_ready([a.start.remote(addr, port, lr) for a, lr in zip(self.actors, local_ranks)],
+                       "learner ranks", timeout_s, log)
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def check_paths(self, paths: list[str]) -> None:
+        """FileNotFoundError unless every rank's node sees `paths` (shared storage)."""
+        from cluster.startup import wait_ready
+
+        for missing in wait_ready([a.missing.remote(paths) for a in self.actors],
+                                  "learner ranks", self.timeout_s, self.log):
+            if missing:
+                raise FileNotFoundError(missing[0])
 
     def train_step(self, micro_batches_per_rank: list[list[Any]],
                    objective: Callable) -> list[StepMetrics]:

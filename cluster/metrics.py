@@ -72,7 +72,8 @@ class Metrics:
             return obj
 
     def inc(self, name: str, value: float = 1.0, **tags: str) -> None:
-        if value and self._enabled_now():
+        """Add `value` to a counter; counters only go up, so 0 and less add nothing."""
+        if value > 0 and self._enabled_now():
             self._get(name).inc(value, tags=tags or None)
 
     def set(self, name: str, value: float, **tags: str) -> None:
@@ -82,6 +83,23 @@ class Metrics:
     def observe(self, name: str, value: float, **tags: str) -> None:
         if self._enabled_now():
             self._get(name).observe(float(value), tags=tags or None)
+
+
+class Totals:
+    """Running totals read from another actor (the buffer's drop counts), turned into counter
+    increments. A total that went down, because that actor was restarted or restored from a
+    checkpoint, counts on from its new value: a counter never gets a negative increment and
+    nothing is counted twice."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, float] = {}
+
+    def delta(self, key: str, total: float) -> float:
+        last = self.seen.get(key)
+        self.seen[key] = total
+        if last is None:
+            return total
+        return total - last if total >= last else 0.0
 
 
 _METRICS = Metrics()

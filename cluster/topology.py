@@ -5,6 +5,13 @@ its own resources:
 * executor pool: `rltf-executor-<i>` (CPU only, optional custom resource),
 * replay buffer: `rltf-buffer`, weight store: `rltf-weights`,
 * learner group: `rltf-learner-rank<i>` in one placement group.
+
+Before any actor starts, the run's demands are checked against the cluster and its autoscaler
+(`cluster/startup.py`); every wait during start-up is logged and bounded by
+`cluster.placement_timeout_s`. The bookkeeping actors (buffer, weight store, controller)
+reserve no CPU, and Ray restarts them when their process dies: the buffer comes back empty
+(the driver logs what was lost and sets its policy version again), the weight store empty
+(the driver publishes again), the controller empty (the driver reports to it every second).
 """
 
 from __future__ import annotations
@@ -17,16 +24,55 @@ from typing import Any
 from actors.replay_buffer import ReplayBuffer
 from cluster.weights import WEIGHT_STORE_NAME, WeightStore
 
+BUFFER_NAME = "rltf-buffer"
+# Ray restarts these when their process dies, and retries the calls that were running.
+RESTARTABLE = {"num_cpus": 0, "max_restarts": -1, "max_task_retries": -1}
+
+
+def missing_paths(paths: list[str]) -> list[str]:
+    """The paths, of those given, that do not exist on this node."""
+    return [p for p in paths if not os.path.exists(p)]
+
+
+def not_shared(path: str) -> str:
+    import ray
+
+    return (f"{path} is not visible on node {ray.util.get_node_ip_address()}: put the run "
+            "folder (--run-dir) and the model (model.path, model.cache_dir) on storage that "
+            "every node sees")
+
+
+class BufferActor(ReplayBuffer):
+    """The replay buffer as the actor `rltf-buffer`. Ray restarts it when its process dies; it
+    comes back empty, and `restarted()` says so once."""
+
+    def __init__(self, *args, **kwargs):
+        import warnings
+
+        import ray
+
+        super().__init__(*args, **kwargs)
+        with warnings.catch_warnings():  # Ray's own use of a deprecated property inside it
+            warnings.simplefilter("ignore")
+            self._restarted = ray.get_runtime_context().was_current_actor_reconstructed
+
+    def restarted(self) -> bool:
+        was, self._restarted = self._restarted, False
+        return was
+
 
 class SamplerActor:
     """What each sampler actor runs: a Sampler that keeps itself on the latest weights."""
 
     def __init__(self, model_path: str, index: int, seed: int, device: str = "cpu",
-                 dtype: str = "float32"):
+                 dtype: str = "float32", must_see: tuple[str, ...] = ()):
         import torch
 
         from actors.sampler import Sampler
 
+        missing = missing_paths(list(must_see))
+        if missing:
+            raise FileNotFoundError(not_shared(missing[0]))
         if device == "cpu":
             torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
         self.sampler = Sampler(model_path, device=device, dtype=dtype,
@@ -40,12 +86,13 @@ class SamplerActor:
 
         try:
             store = ray.get_actor(WEIGHT_STORE_NAME)
-        except ValueError:
+            version = ray.get(store.latest_version.remote())
+            if version > self.sampler.policy_version:
+                version, refs = ray.get(store.latest.remote())
+        except (ValueError, ray.exceptions.RayActorError):  # the store is being restarted
             return
-        version = ray.get(store.latest_version.remote())
         if version > self.sampler.policy_version:
             t0 = time.perf_counter()
-            version, refs = ray.get(store.latest.remote())
             if refs:
                 try:
                     state = ray.get(refs[0])
@@ -119,9 +166,14 @@ class Topology:
 
 def sampler_options(cfg, index: int) -> dict:
     s = cfg.sampler
-    return {"name": f"rltf-sampler-{index}", "num_cpus": s.cpus_per_actor,
+    opts = {"name": f"rltf-sampler-{index}", "num_cpus": s.cpus_per_actor,
             "num_gpus": s.gpus_per_actor, "max_restarts": 0,
             "runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(max(1, int(s.cpus_per_actor)))}}}
+    if s.memory_gb:
+        opts["memory"] = int(s.memory_gb * 1024 ** 3)
+    if s.resources:
+        opts["resources"] = dict(s.resources)
+    return opts
 
 
 def sampler_dtype_of(cfg) -> str:
@@ -136,11 +188,18 @@ def sampler_dtype_of(cfg) -> str:
 
 
 def new_sampler(cfg, model_path: str, index: int):
+    """Sampler `index`; a replacement takes the dead one's name once Ray has let it go
+    (`rltf-sampler-<i>.<n>` if that takes longer)."""
     import ray
 
+    from cluster.startup import create_named
+
     device = "cuda" if cfg.sampler.gpus_per_actor else "cpu"
-    return ray.remote(SamplerActor).options(**sampler_options(cfg, index)).remote(
-        model_path, index, cfg.seed, device, sampler_dtype_of(cfg))
+    opts = sampler_options(cfg, index)
+    must_see = (model_path,) if os.path.exists(model_path) else ()
+    return create_named(ray.remote(SamplerActor), opts.pop("name"),
+                        (model_path, index, cfg.seed, device, sampler_dtype_of(cfg), must_see),
+                        **opts)
 
 
 def collective_backend(cfg) -> str:
@@ -162,28 +221,64 @@ def connect_collective(learner, samplers: list, backend: str = "gloo",
     ray.get(joins, timeout=timeout_s)
 
 
-def build_topology(cfg, model_path: str, engine_settings, controller=None) -> Topology:
+def build_topology(cfg, model_path: str, engine_settings, controller=None, run_dir=None,
+                   log=print) -> Topology:
     """`controller`: the running job's controller handle, when rebuilding after a failure.
     Pass the original handle on: a named actor dies with the handle that created it, and a
-    handle looked up by name does not keep it alive."""
+    handle looked up by name does not keep it alive. `run_dir`: checked to be visible where
+    the learner ranks write checkpoints."""
     import ray
 
-    from cluster.controller import get_or_create_controller
+    from cluster.controller import get_or_create_controller, refuse_second_job
     from cluster.learner_group import LearnerGroup
+    from cluster.startup import (check_resources, create_named, release_request,
+                                 wait_for_resources, wait_ready)
     from cluster.executor_pool import RayExecutorPool
 
-    store = ray.remote(WeightStore).options(name=WEIGHT_STORE_NAME, num_cpus=0).remote()
-    buffer = ray.remote(ReplayBuffer).options(name="rltf-buffer", num_cpus=0,
-                                              max_concurrency=4).remote(
-        cfg.buffer.capacity, cfg.buffer.max_staleness, cfg.buffer.mode, cfg.seed)
-    samplers = [new_sampler(cfg, model_path, i) for i in range(cfg.sampler.actors)]
-    pool = RayExecutorPool(cfg.executor)
-    learner = LearnerGroup(engine_settings, world_size=cfg.learner.ranks,
-                           gpus_per_rank=cfg.learner.gpus_per_rank,
-                           cpus_per_rank=cfg.learner.cpus_per_rank)
-    ray.get([s.version.remote() for s in samplers])
-    if cfg.weights.transport == "collective":
-        connect_collective(learner, samplers, collective_backend(cfg))
+    timeout = cfg.cluster.placement_timeout_s
+    if controller is None:
+        refuse_second_job(cfg.cluster.namespace)
+    asked = wait_for_resources(check_resources(cfg), timeout, log)
+    made: list = []  # actor handles, and the pool and learner group (which stop their own)
+    try:
+        store = create_named(ray.remote(WeightStore), WEIGHT_STORE_NAME, **RESTARTABLE)
+        made.append(store)
+        b = cfg.buffer
+        buffer = create_named(ray.remote(BufferActor), BUFFER_NAME,
+                              (b.capacity, b.max_staleness, b.mode, cfg.seed),
+                              max_concurrency=4, **RESTARTABLE)
+        made.append(buffer)
+        samplers = [new_sampler(cfg, model_path, i) for i in range(cfg.sampler.actors)]
+        made += samplers
+        pool = RayExecutorPool(cfg.executor)
+        made.append(pool)
+        lc = cfg.learner
+        learner = LearnerGroup(engine_settings, world_size=lc.ranks,
+                               gpus_per_rank=lc.gpus_per_rank, cpus_per_rank=lc.cpus_per_rank,
+                               memory_gb=lc.memory_gb, resources=lc.resources,
+                               timeout_s=timeout, log=log)
+        made.append(learner)
+        wait_ready([s.version.remote() for s in samplers], "sampler actors", timeout, log)
+        if run_dir is not None:
+            learner.check_paths([str(run_dir)])
+        if cfg.weights.transport == "collective":
+            connect_collective(learner, samplers, collective_backend(cfg))
+    except BaseException:  # nothing half-built stays behind
+        for a in made:
+            try:
+                if isinstance(a, RayExecutorPool):
+                    a.close()
+                elif isinstance(a, LearnerGroup):
+                    a.shutdown()
+                else:
+                    ray.kill(a)
+            except Exception:
+                pass
+        raise
+    finally:
+        if asked:
+            release_request()
     if controller is None:
         controller = get_or_create_controller()  # rltf-driver: `rltf scale` and status
     return Topology(samplers, pool, buffer, store, learner, controller)
+

@@ -19,6 +19,7 @@ weight for samples from older weights.
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import os
@@ -114,6 +115,10 @@ def start_ray(cfg):
         return False
     address = cfg.cluster.address or os.environ.get("RAY_ADDRESS")
     if address:
+        from cluster.auth import check_cluster_access, resolve_address
+
+        address = resolve_address(address)
+        check_cluster_access(address)  # a missing or wrong token: one line saying which
         ray.init(address=address, namespace=cfg.cluster.namespace, log_to_driver=True)
         return False
     # address="local": a new instance of this run's own, even where `ray start` has left a
@@ -131,16 +136,24 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return folder if folder.exists() else None
 
 
-def restore(trainer, topo, folder: Path) -> None:
+def restore(trainer, topo, folder: Path, keep_totals: bool = False) -> None:
     """Learner (weights, optimizer, scheduler, RNG), buffer and driver state from `folder`;
-    then the restored weights go to the samplers as the current version."""
+    then the restored weights go to the samplers as the current version. `keep_totals` (a
+    restart within the run): the counts of work done (samples, programs, outcomes, learner
+    time) keep what this run did since that checkpoint, as the exported metrics do."""
     import ray
     import torch
 
     topo.learner.load_checkpoint(str(folder))
     ray.get(topo.buffer.load_state_dict.remote(
         torch.load(folder / "buffer.pt", weights_only=False)))
-    trainer.load_state(json.loads((folder / "driver_state.json").read_text()))
+    state = json.loads((folder / "driver_state.json").read_text())
+    if keep_totals:
+        state.update(outcomes=dict(trainer.outcomes), samples_generated=trainer.samples_generated,
+                     programs_judged=trainer.programs_judged,
+                     learner_busy_s=trainer.learner_busy_s,
+                     programs_submitted=trainer.programs_submitted)
+    trainer.load_state(state)
     trainer.last_checkpoint_step = trainer.step
     trainer.publish(topo)
 
@@ -178,16 +191,33 @@ def run(args: argparse.Namespace) -> int:
     (run_dir / "config.yaml").write_text(dump_config(cfg))
     log = RunLog(run_dir)
     log.print(f"run folder: {run_dir}")
+    if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:  # inside `ray job submit`
+        for what, path in (("--run-dir", run_dir), ("model.cache_dir", cfg.model.cache_dir)):
+            if not Path(path).is_absolute():
+                log.print(f"note: {what} {path} is inside this job's copy of the working "
+                          "directory, which Ray deletes later; give it a path on storage "
+                          "every node sees to keep it (and to --resume from it)")
     t0 = time.time()
-    problems = load_problems(cfg)
-    model_path = resolve_model(cfg, problems, log.print)
     started = start_ray(cfg)
+    try:
+        from cluster.startup import check_resources
+
+        check_resources(cfg)  # what the cluster cannot hold stops the run here, in seconds
+        problems = load_problems(cfg)
+        model_path = resolve_model(cfg, problems, log.print)
+    except BaseException:
+        if started:
+            import ray
+
+            ray.shutdown()
+        raise
     trainer = Trainer(cfg, run_dir, model_path, problems, log)
     trainer.install_signals()
     topo = None
     restarts = 0
     try:
-        topo = build_topology(cfg, model_path, engine_settings(cfg, model_path))
+        topo = build_topology(cfg, model_path, engine_settings(cfg, model_path),
+                              run_dir=run_dir, log=log.print)
         if resume:
             folder = latest_checkpoint(run_dir)
             if folder is None:
@@ -206,24 +236,31 @@ def run(args: argparse.Namespace) -> int:
                 out = trainer.run(topo, tokenizer, enc_dec)
                 break
             except RayActorError as err:
-                # A learner rank (or the buffer) died: rebuild the topology and continue from
-                # the last checkpoint, losing at most learner.checkpoint_every steps.
+                # A learner rank died (or another actor where no finer repair applies):
+                # rebuild the topology and continue from the last checkpoint, losing at most
+                # learner.checkpoint_every steps.
                 if restarts >= cfg.train.restarts or trainer.stop_reason:
                     raise
-                restarts += 1
-                folder = latest_checkpoint(run_dir)
                 first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
-                log.print(f"[step {trainer.step}] an actor died ({type(err).__name__}: "
-                          f"{first}); restart {restarts}/{cfg.train.restarts} from "
-                          f"{folder or 'the start'}")
-                controller = topo.controller
-                topo.shutdown(keep_controller=True)
-                topo = build_topology(cfg, model_path, engine_settings(cfg, model_path),
-                                      controller=controller)
-                if folder is not None:
-                    restore(trainer, topo, folder)
-                else:
-                    trainer.reset_to_start()
+                why = f"{type(err).__name__}: {first}"
+            # (outside the except block: its traceback holds the old actors' handles)
+            restarts += 1
+            folder = latest_checkpoint(run_dir)
+            log.print(f"[step {trainer.step}] an actor died ({why}); restart {restarts}/"
+                      f"{cfg.train.restarts} from {folder or 'the start'}")
+            controller = topo.controller
+            topo.shutdown(keep_controller=True)
+            # Ray keeps a dead actor's name taken while a handle to it lives: drop them all
+            topo = None
+            gc.collect()
+            trainer.programs_abandoned += len(trainer.outstanding)  # the pool went with it
+            trainer.outstanding.clear()
+            topo = build_topology(cfg, model_path, engine_settings(cfg, model_path),
+                                  controller=controller, run_dir=run_dir, log=log.print)
+            if folder is not None:
+                restore(trainer, topo, folder, keep_totals=True)
+            else:
+                trainer.reset_to_start()
         trainer.restarts = restarts
         if trainer.last_checkpoint_step != trainer.step:
             trainer.checkpoint(topo)
@@ -246,7 +283,12 @@ def run(args: argparse.Namespace) -> int:
         "samples_generated": trainer.samples_generated,
         "programs_judged": trainer.programs_judged,
         "outcomes": dict(trainer.outcomes), "sampler_restarts": trainer.sampler_restarts,
-        "restarts": restarts,
+        "restarts": restarts, "buffer_restarts": trainer.buffer_restarts,
+        "experiences_lost": trainer.experiences_lost, "store_restarts": trainer.store_restarts,
+        "programs_submitted": trainer.programs_submitted,
+        "programs_abandoned_by_restarts": trainer.programs_abandoned,
+        "programs_in_flight_at_end": len(trainer.outstanding),
+        "results_unexpected": trainer.results_unexpected,
         "phase_seconds": {k: round(v, 2) for k, v in trainer.timer.totals.items()},
         "model": model_path,
     }

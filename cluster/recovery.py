@@ -1,0 +1,104 @@
+"""What the training driver does when an actor's process dies, or the cluster cannot hold what
+is asked of it, so that the run goes on without losing or repeating a result.
+
+* A sampler that dies is replaced (`Trainer.replace_sampler`); during a held-out evaluation
+  the evaluation runs again once it is (`evaluate_safely`).
+* The replay buffer, the weight store and the controller are restarted by Ray (see
+  `cluster/topology.py`); they come back empty. `check_bookkeeping` notices, logs what was
+  lost, gives the buffer its policy version again and publishes the weights again.
+* The executor pool replaces its own actors (`cluster/executor_pool.py`); `report_waiting_executors`
+  says when replacements or new executors wait for resources (a node was lost and no other
+  has room), and `feasible_pool_size` keeps `rltf scale` and autoscaling within what the
+  cluster and its autoscaler can hold.
+* A learner rank that dies makes `cluster/train_cmd.py` rebuild the actors from the last
+  checkpoint.
+"""
+
+from __future__ import annotations
+
+
+def is_dead(actor, timeout_s: float = 10.0) -> bool:
+    """Whether a sampler actor is dead: a quick call fails. One that is busy or still starting
+    (the call waits) counts as alive."""
+    import ray
+    from ray.exceptions import RayActorError
+
+    ref = actor.version.remote()
+    ready, _ = ray.wait([ref], timeout=timeout_s)
+    if not ready:
+        return False
+    try:
+        ray.get(ref)
+        return False
+    except RayActorError:
+        return True
+
+
+def evaluate_safely(trainer, topo) -> float:
+    """trainer.evaluate(), run again after replacing a sampler that died during it."""
+    from ray.exceptions import RayActorError
+
+    for attempt in range(3):
+        try:
+            return trainer.evaluate(topo)
+        except RayActorError:
+            dead = [i for i, s in enumerate(topo.samplers) if is_dead(s)]
+            if not dead or attempt == 2:
+                raise
+            for i in dead:
+                trainer.replace_sampler(topo, i)
+
+
+def check_bookkeeping(trainer, topo) -> None:
+    """After Ray restarted the buffer or the weight store (empty): say what was lost, give the
+    buffer its policy version again and publish the current weights again."""
+    import ray
+
+    log = trainer.log.print
+    if ray.get(topo.buffer.restarted.remote()):
+        trainer.buffer_restarts += 1
+        trainer.experiences_lost += trainer.buffer_size_seen
+        log(f"[step {trainer.step}] the replay buffer's process died and Ray restarted it "
+            f"empty ({trainer.buffer_size_seen} buffered experiences lost); training goes on "
+            "with new ones")
+        trainer.buffer_size_seen = 0
+        ray.get(topo.buffer.set_policy_version.remote(trainer.version))
+    if trainer.version > 0 and ray.get(topo.store.latest_version.remote()) < 0:
+        trainer.store_restarts += 1
+        log(f"[step {trainer.step}] the weight store's process died and Ray restarted it "
+            "empty; publishing the current weights again")
+        with trainer.timer("sync"):
+            trainer.publish(topo)
+
+
+def feasible_pool_size(trainer, want: int, size: int, request: tuple[int, int] | None) -> int:
+    """The executor pool size to grow to from `size`: `want` if the cluster and its autoscaler
+    can hold it beside the rest of the run. Otherwise an `rltf scale` request is refused (the
+    reason goes to the controller's status, which `rltf scale` prints) and autoscaling stops
+    at the largest size that fits."""
+    from cluster.controller import largest_feasible
+
+    fit, reason = largest_feasible(trainer.cfg, want, size)
+    if fit >= want:
+        return want
+    if request is not None:
+        trainer.refused_request = (request[0], f"{want} executors do not fit: {reason}")
+        trainer.log.print(f"[step {trainer.step}] rltf scale asked for {want} executors; kept "
+                          f"{size}: {reason}")
+        return size
+    if fit != trainer.pool_cap_logged:
+        trainer.pool_cap_logged = fit
+        trainer.log.print(f"[step {trainer.step}] autoscaling wants {want} executors; the "
+                          f"cluster holds {fit}: {reason}")
+    return fit
+
+
+def report_waiting_executors(trainer) -> None:
+    """Log the executors that wait for resources (no silent waits)."""
+    from cluster.startup import waiting_actors
+
+    waiting = waiting_actors("rltf-executor")
+    if waiting:
+        trainer.log.print(f"[step {trainer.step}] {len(waiting)} executor actors wait for "
+                          f"resources ({', '.join(waiting[:4])}): their programs wait with "
+                          "them until the cluster has room (`ray status` shows the demand)")

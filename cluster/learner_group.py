@@ -180,13 +180,13 @@ class LearnerGroup:
             raise
 
     def check_paths(self, paths: list[str]) -> None:
-        """FileNotFoundError unless every rank's node sees `paths` (shared storage)."""
-        from cluster.startup import wait_ready
+        """StartupError unless every rank's node sees `paths` (shared storage)."""
+        from cluster.startup import StartupError, wait_ready
 
         for missing in wait_ready([a.missing.remote(paths) for a in self.actors],
                                   "learner ranks", self.timeout_s, self.log):
             if missing:
-                raise FileNotFoundError(missing[0])
+                raise StartupError(missing[0])
 
     def train_step(self, micro_batches_per_rank: list[list[Any]],
                    objective: Callable) -> list[StepMetrics]:

@@ -59,3 +59,10 @@ def single_rank():
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory):
+    """One warm-start cache (model.cache_dir) for the integration tests that train the tiny
+    model with the same small settings: the first of them builds it, the others reuse it."""
+    return tmp_path_factory.mktemp("tiny-cache")

@@ -1,75 +1,132 @@
-"""A real Ray cluster on loopback, driven the way users drive one: `ray start --head`, `ray job
-submit` of a short tiny run, the dashboard's API listing the named actors, the Prometheus
-endpoint serving rltf_ metrics, `rltf scale executors` resizing the pool 1 -> 2 -> 1 while the
-job runs, job SUCCEEDED with its run folder written, `ray stop`."""
+"""A real Ray cluster on loopback with token authentication on, driven with the README's
+commands: `ray get-auth-token --generate`, `ray start --head` with 2 CPUs, `ray job submit` of
+the embedded default (shortened), the dashboard's API listing the named actors (with the
+token), the Prometheus endpoint serving rltf_ metrics (no token needed), `rltf scale
+executors` resizing the pool 1 -> 2 -> 1 while the job runs, `ray job stop` ending it with a
+checkpoint and a second job continuing it with `--resume`. Clients without the token, or with
+a wrong one, get one line saying so; a topology the cluster cannot hold stops at once.
+
+The cluster has its own HOME (so its token is not ~/.ray/auth_token) and its own --temp-dir,
+and is stopped by PID (`tests/ray_head.py`): `ray stop` would stop every Ray on the machine."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from ray_head import RayHead
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-EXCLUDES = [".venv", "runs", ".cache", ".git", "**/__pycache__", ".pytest_cache"]
+# The README's runtime environment, as written there.
+RUNTIME_ENV = ('{"excludes": [".venv", "runs", ".cache", ".git"], '
+               '"env_vars": {"RAY_JOB_STOP_WAIT_TIME_S": "120"}}')
 NAMES = ["rltf-sampler-0", "rltf-executor-0", "rltf-learner-rank0", "rltf-buffer",
          "rltf-driver", "rltf-weights"]
+FAST = ["model.warm_start_steps=20", "data.synth_n=120", "data.max_heldout=8",
+        "train.eval_every=100"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _run(*cmd: str, timeout: float = 180, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          **kw)
 
 
-def _get(url: str, timeout: float = 10.0) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
+def _get(url: str, headers: dict | None = None, timeout: float = 10.0) -> str:
+    req = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
         return resp.read().decode()
-
-
-def _run(*cmd: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, **kw)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    ports = {"gcs": _free_port(), "dash": _free_port(), "metrics": _free_port()}
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    start = _run(str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1",
-                 "--dashboard-host=127.0.0.1", f"--port={ports['gcs']}",
-                 f"--dashboard-port={ports['dash']}", f"--metrics-export-port={ports['metrics']}",
-                 "--num-cpus=4", "--include-dashboard=true", "--disable-usage-stats",
-                 timeout=180, env=env)
-    assert start.returncode == 0, start.stderr[-3000:]
+    home = tmp_path_factory.mktemp("home")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS")}
+    # README: `export RAY_AUTH_MODE=token` on every node and client, then the token is made
+    # once on the head (here in this cluster's own HOME, never the user's ~/.ray/auth_token)
+    # (DeepSpeed's compiled ops stay in the user's cache, not rebuilt in the new HOME)
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "torch_extensions"))
+    env.update(HOME=str(home), RAY_AUTH_MODE="token", PATH=f"{BIN}:{env['PATH']}")
+    made = _run("ray", "get-auth-token", "--generate", env=env)
+    assert made.returncode == 0, made.stderr[-2000:]
+    assert (home / ".ray" / "auth_token").read_text().strip() == made.stdout.strip()
+    logs = tmp_path_factory.mktemp("logs")
+    head = RayHead(str(BIN / "ray"), env, num_cpus=2, log_path=logs / "head.log")
     try:
-        deadline = time.time() + 60
-        while True:  # the dashboard answers a little after `ray start` returns
-            try:
-                _get(f"http://127.0.0.1:{ports['dash']}/api/version")
-                break
-            except OSError:
-                if time.time() > deadline:
-                    raise
-                time.sleep(1)
-        yield {**ports, "env": env}
+        # a worker node joins with the same token (README: `ray start --address=HEAD:6379`);
+        # it offers no CPU, so the run still has the head's 2
+        head.add_worker(0, logs / "worker.log")
+        yield head
     finally:
-        _run(str(BIN / "ray"), "stop", "--force", timeout=120, env=env)
+        left = head.stop()
+        assert not head.own_pids(), left
 
 
-def _actor_names(dash: int) -> set[str]:
-    body = json.loads(_get(f"http://127.0.0.1:{dash}/api/v0/actors?limit=1000"))
-    rows = body.get("data", {}).get("result", {}).get("result", [])
-    return {r.get("name") for r in rows if r.get("state") == "ALIVE"}
+def _headers(env: dict) -> dict:
+    from cluster.auth import auth_headers
+
+    return auth_headers(env)
+
+
+def test_clients_without_the_right_token_get_one_line(cluster):
+    env = cluster.env
+    no_mode = {k: v for k, v in env.items() if k != "RAY_AUTH_MODE"}
+    wrong = {**env, "RAY_AUTH_TOKEN": "0" * 64}
+    for e, says in ((no_mode, "requires its authentication token and this client sends none"),
+                    (wrong, "refused the token from RAY_AUTH_TOKEN")):
+        out = _run("rltf", "scale", "executors", "2", "--address", cluster.address, env=e)
+        assert out.returncode == 2, out.stdout + out.stderr
+        lines = [x for x in (out.stdout + out.stderr).splitlines() if x.strip()]
+        assert len(lines) == 1 and says in lines[0], lines
+        assert "ray get-auth-token" in lines[0]
+    # the dashboard's REST API refuses requests without the token and takes them with it
+    with pytest.raises(urllib.error.HTTPError) as err:
+        _get(f"{cluster.url}/api/v0/actors?limit=10")
+    assert err.value.code == 401
+    assert json.loads(_get(f"{cluster.url}/api/v0/actors?limit=10", _headers(env)))
+    # the worker node joined with the token
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        nodes = json.loads(_get(f"{cluster.url}/api/v0/nodes?limit=10", _headers(env)))
+        alive = [n for n in nodes["data"]["result"]["result"] if n["state"] == "ALIVE"]
+        if len(alive) == 2:
+            break
+        time.sleep(2)
+    assert len(alive) == 2, nodes
+    # the metrics endpoint does not ask for it (what Prometheus scrapes)
+    assert "ray_" in _get(f"http://127.0.0.1:{cluster.metrics}/metrics")
+
+
+def test_a_topology_the_cluster_cannot_hold_stops_before_any_actor(cluster, tmp_path):
+    out = _run("rltf", "train", "--run-dir", str(tmp_path / "run"),
+               f"cluster.address={cluster.address}", "learner.gpus_per_rank=1",
+               "executor.resources={executor_node: 1}", "sampler.cpus_per_actor=4",
+               f"model.cache_dir={tmp_path / 'cache'}", env=cluster.env, timeout=120)
+    assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
+    err = out.stderr
+    assert "cannot hold the run" in err
+    assert re.search(r"CPU: needs 5 \(1 sampler x 4 \[sampler.cpus_per_actor\]", err), err
+    assert "GPU: needs 1" in err and "learner.gpus_per_rank" in err
+    assert "executor_node: needs 1" in err and "executor.resources" in err
+    assert not (tmp_path / "cache").exists()  # stopped before the warm start
+
+
+def _actors(cluster) -> list[dict]:
+    body = json.loads(_get(f"{cluster.url}/api/v0/actors?limit=1000", _headers(cluster.env)))
+    return [r for r in body.get("data", {}).get("result", {}).get("result", [])
+            if r.get("state") == "ALIVE"]
 
 
 def _rltf_metrics(port: int) -> dict[str, float]:
@@ -84,61 +141,100 @@ def _rltf_metrics(port: int) -> dict[str, float]:
     return out
 
 
-def test_job_submit_dashboard_metrics_and_scaling(cluster, tmp_path):
-    env = cluster["env"]
-    dash = f"http://127.0.0.1:{cluster['dash']}"
+def _steps(run: Path) -> list[int]:
+    path = run / "metrics.jsonl"
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] \
+        if path.exists() else []
+    return [r["step"] for r in rows if "loss/total" in r]
+
+
+class Job:
+    def __init__(self, cluster, *train_args: str):
+        self.cluster = cluster
+        for _ in range(30):  # a node's job agent registers a little after the node
+            sub = _run("ray", "job", "submit", "--address", cluster.url, "--no-wait",
+                       "--working-dir", ".", "--runtime-env-json", RUNTIME_ENV,
+                       "--", "rltf", "train", *train_args, env=cluster.env)
+            if "No available agent to submit job" not in sub.stderr:
+                break
+            time.sleep(5)
+        assert sub.returncode == 0, sub.stderr[-3000:]
+        self.id = re.search(r"(raysubmit_\w+)", sub.stdout + sub.stderr).group(1)
+
+    def status(self) -> str:
+        return json.loads(_get(f"{self.cluster.url}/api/jobs/{self.id}",
+                               _headers(self.cluster.env)))["status"]
+
+    def logs(self) -> str:
+        return _run("ray", "job", "logs", "--address", self.cluster.url, self.id,
+                    env=self.cluster.env).stdout
+
+    def wait(self, until, deadline: float) -> bool:
+        while time.time() < deadline and self.status() in ("PENDING", "RUNNING"):
+            if until():
+                return True
+            time.sleep(2)
+        return until()
+
+
+def test_job_on_a_2_cpu_head_scaled_stopped_and_resumed(cluster, tmp_path, tiny_cache):
     run = tmp_path / "run"
-    runtime_env = json.dumps({"excludes": EXCLUDES,
-                              "env_vars": {"PYTHONUNBUFFERED": "1"}})
-    entry = (f"{sys.executable} -m cluster.cli train --run-dir {run} --max-steps 40 "
-             f"model.warm_start_steps=20 data.synth_n=120 data.max_heldout=8 "
-             f"model.cache_dir={tmp_path / 'cache'} train.eval_every=100 "
-             f"learner.checkpoint_every=100")
-    sub = _run(str(BIN / "ray"), "job", "submit", "--address", dash, "--no-wait",
-               "--working-dir", str(ROOT), "--runtime-env-json", runtime_env,
-               "--", *entry.split(), timeout=180, env=env)
-    assert sub.returncode == 0, sub.stderr[-3000:]
-    job_id = re.search(r"(raysubmit_\w+)", sub.stdout + sub.stderr).group(1)
-
-    def status() -> str:  # the job REST API of the dashboard
-        return json.loads(_get(f"{dash}/api/jobs/{job_id}"))["status"]
-
-    def logs() -> str:
-        return _run(str(BIN / "ray"), "job", "logs", "--address", dash, job_id, env=env).stdout
-
-    deadline = time.time() + 420
+    args = ["--run-dir", str(run), "--max-steps", "16", f"model.cache_dir={tiny_cache}", *FAST]
+    job = Job(cluster, *args)
+    deadline = time.time() + 600
     names: set[str] = set()
-    while time.time() < deadline and status() in ("PENDING", "RUNNING"):
-        names = _actor_names(cluster["dash"])
-        if set(NAMES) <= names:
-            break
-        time.sleep(2)
-    assert set(NAMES) <= names, (names, logs()[-3000:])
 
-    gcs = f"127.0.0.1:{cluster['gcs']}"
-    for n in (2, 1):
-        scaled = _run(sys.executable, "-m", "cluster.cli", "scale", "executors", str(n),
-                      "--address", gcs, timeout=180, env=env, cwd=ROOT)
+    def all_up() -> bool:
+        nonlocal names
+        names = {a["name"] for a in _actors(cluster)}
+        return set(NAMES) <= names
+
+    assert job.wait(all_up, deadline), (names, job.logs()[-3000:])
+    # the bookkeeping actors reserve no CPU: 3 x 0.5 CPU for sampler, executor and learner
+    reserved = {a["name"]: a.get("required_resources", {}) for a in _actors(cluster)}
+    for name in ("rltf-buffer", "rltf-weights", "rltf-driver"):
+        assert not reserved[name].get("CPU"), reserved
+
+    for n in (2, 1):  # the README's command, against the GCS port
+        scaled = _run("rltf", "scale", "executors", str(n), "--address", cluster.address,
+                      env=cluster.env)
         assert scaled.returncode == 0, scaled.stdout + scaled.stderr[-3000:]
         assert f"resized to {n}" in scaled.stdout
+    # 3 executors would need 2.5 CPUs of 2: refused, with the reason
+    refused = _run("rltf", "scale", "executors", "3", "--address", cluster.address,
+                   env=cluster.env)
+    assert refused.returncode == 1 and "CPU: needs 2.5" in refused.stdout, refused.stdout
 
     found: dict[str, float] = {}
-    while time.time() < deadline:  # metrics reach the exporter every few seconds
-        found = _rltf_metrics(cluster["metrics"])
-        nonzero = {k.split("{")[0] for k, v in found.items() if v > 0}
-        if {"rltf_samples_generated", "rltf_programs_executed", "rltf_learner_steps"} <= nonzero:
-            break
-        time.sleep(3)
-    nonzero = {k.split("{")[0] for k, v in found.items() if v > 0}
-    assert {"rltf_samples_generated", "rltf_programs_executed",
-            "rltf_learner_steps"} <= nonzero, sorted(found)[:40]
+    wanted = {"rltf_samples_generated", "rltf_programs_executed", "rltf_learner_steps"}
 
-    while time.time() < deadline and status() in ("PENDING", "RUNNING"):
-        time.sleep(2)
-    text = logs()
-    assert status() == "SUCCEEDED", text[-3000:]
+    def metrics_up() -> bool:
+        nonlocal found
+        found = _rltf_metrics(cluster.metrics)
+        return wanted <= {k.split("{")[0] for k, v in found.items() if v > 0}
+
+    assert job.wait(metrics_up, deadline), sorted(found)[:40]
+    assert job.wait(lambda: len(_steps(run)) >= 5, deadline), job.logs()[-3000:]
+
+    stop = _run("ray", "job", "stop", "--address", cluster.url, job.id, env=cluster.env,
+                timeout=300)
+    assert stop.returncode == 0, stop.stderr[-2000:]
+    assert job.status() == "STOPPED"
+    text = job.logs()
     assert "executor pool 1 -> 2 actors (rltf scale)" in text
     assert "executor pool 2 -> 1 actors (rltf scale)" in text
+    assert "signal SIGTERM: finishing the current step" in text
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["steps"] == 40
+    stopped_at = summary["steps"]
+    assert summary["stopped_by"] == "signal SIGTERM" and 5 <= stopped_at < 16
+    assert (run / "checkpoints" / "latest").read_text().strip() == f"step-{stopped_at:06d}"
+
+    again = Job(cluster, "--resume", str(run))
+    again.wait(lambda: False, time.time() + 600)
+    text = again.logs()
+    assert again.status() == "SUCCEEDED", text[-3000:]
+    assert f"resumed from {run / 'checkpoints' / f'step-{stopped_at:06d}'}" in text
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 16 and summary["stopped_by"] == "max_steps"
+    assert sorted(set(_steps(run))) == list(range(1, 17))
     assert (run / "report.md").exists()

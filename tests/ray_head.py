@@ -44,6 +44,7 @@ class RayHead:
                     f"--temp-dir={self.temp_dir}", "--block", *extra]
         self._log = open(log_path, "w")
         self.workers: list = []
+        self.temp_dirs = [self.temp_dir]
         self.proc = subprocess.Popen(self.cmd, env=env, stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 120
@@ -59,11 +60,16 @@ class RayHead:
 
     def add_worker(self, num_cpus: int, log_path: Path) -> None:
         """`ray start --address=HEAD:PORT` (a worker node on this machine), in a session of its
-        own and stopped with the head."""
+        own and stopped with the head. It gets a --temp-dir of its own: two nodes sharing one
+        would share the runtime_resources folder too, and a node installing a job's
+        working_dir removes and unpacks it again under the feet of a driver running in it."""
         log = open(log_path, "w")
+        temp_dir = tempfile.mkdtemp(prefix="rltf-ray-", dir="/tmp")
+        self.temp_dirs.append(temp_dir)
         proc = subprocess.Popen(
             [self.cmd[0], "start", f"--address={self.address}", "--node-ip-address=127.0.0.1",
-             f"--num-cpus={num_cpus}", "--disable-usage-stats", "--block"],
+             f"--num-cpus={num_cpus}", "--disable-usage-stats", f"--temp-dir={temp_dir}",
+             "--block"],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.workers.append((proc, log))
 
@@ -124,7 +130,8 @@ class RayHead:
         self._log.close()
         for _, log in self.workers:
             log.close()
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        for temp_dir in self.temp_dirs:
+            shutil.rmtree(temp_dir, ignore_errors=True)
         return killed
 
 

@@ -177,6 +177,8 @@ class Job:
         return until()
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # two jobs: 237 s at load 15-20 on 2 cores
 def test_job_on_a_2_cpu_head_scaled_stopped_and_resumed(cluster, tmp_path, tiny_cache):
     run = tmp_path / "run"
     args = ["--run-dir", str(run), "--max-steps", "16", f"model.cache_dir={tiny_cache}", *FAST]

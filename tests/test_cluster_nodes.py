@@ -26,7 +26,7 @@ import pytest
 
 from ray_head import free_port, kill_processes_of, own_temp_dir, own_token
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 GPU_NODE = {"gpu_node": 2}
 EXECUTOR_NODE = {"executor_node": 4}

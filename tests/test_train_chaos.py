@@ -29,7 +29,7 @@ import pytest
 
 from ray_head import own_temp_dir, own_token, pids_of
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # (name of the actor, kill once this many learner steps are logged)
 KILLS = [("rltf-sampler-0", 2), ("rltf-executor-0", 3), ("rltf-sampler-0", 4),

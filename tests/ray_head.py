@@ -41,7 +41,8 @@ class RayHead:
                     "--dashboard-host=127.0.0.1", f"--port={self.gcs}",
                     f"--dashboard-port={self.dash}", f"--metrics-export-port={self.metrics}",
                     f"--num-cpus={num_cpus}", "--disable-usage-stats",
-                    f"--temp-dir={self.temp_dir}", "--block", *extra]
+                    f"--temp-dir={self.temp_dir}", *self.own_ports(),
+                    f"--ray-client-server-port={free_port()}", "--block", *extra]
         self._log = open(log_path, "w")
         self.workers: list = []
         self.temp_dirs = [self.temp_dir]
@@ -69,9 +70,16 @@ class RayHead:
         proc = subprocess.Popen(
             [self.cmd[0], "start", f"--address={self.address}", "--node-ip-address=127.0.0.1",
              f"--num-cpus={num_cpus}", "--disable-usage-stats", f"--temp-dir={temp_dir}",
-             "--block"],
+             *self.own_ports(), "--block"],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.workers.append((proc, log))
+
+    @staticmethod
+    def own_ports() -> list[str]:
+        """Ports Ray would otherwise take at fixed defaults on every node: a second node on
+        this machine, or another developer's cluster, holding the dashboard agent's 52365
+        leaves this node without a job agent ("No available agent to submit job")."""
+        return [f"--dashboard-agent-listen-port={free_port()}"]
 
     @property
     def url(self) -> str:

@@ -459,6 +459,12 @@ class RLTFConfig(Section):
         if path != "tiny" and looks_local and not Path(path).expanduser().exists():
             raise ValueError(f"model.path {path} does not exist; point it at a folder with "
                              "a save_pretrained model, or use model.path=tiny")
+        given = [n for n in ("train_file", "heldout_file") if getattr(self.data, n)]
+        if self.data.source == "synth" and given:
+            raise ValueError(
+                f"data.{given[0]} is not read while data.source=synth (the built-in suite); "
+                "set data.source=jsonl to train on problems files, with both data.train_file "
+                "and data.heldout_file")
         if self.data.source == "jsonl":
             for name in ("train_file", "heldout_file"):
                 f = getattr(self.data, name)

@@ -127,6 +127,11 @@ def test_settings_that_would_be_rewritten_or_have_no_effect_are_refused():
     # nothing to alternate with
     with pytest.raises(ConfigError, match="learner.sl_mode=mix"):
         build_config({}, ["learner.sl_mode=alternate", "learner.sl_weight=0"])
+    # problems files are read only with data.source=jsonl; the built-in suite would be used
+    with pytest.raises(ConfigError, match="data.source=jsonl"):
+        build_config({}, ["data.train_file=train.jsonl"])
+    with pytest.raises(ConfigError, match="data.source=jsonl"):
+        build_config({}, ["data.heldout_file=heldout.jsonl"])
 
 
 def test_presets_load():

@@ -40,8 +40,6 @@ class Experience:
     passed: int = 0
     total: int = 0
     is_greedy: bool = False
-    returns: list[float] | None = None  # per-token returns for a critic, where used
-    reference_ids: list[int] | None = None  # a reference solution, for the supervised term
 
     def __post_init__(self) -> None:
         n = len(self.completion_ids)
@@ -173,7 +171,8 @@ class ReplayBuffer:
             self.max_staleness = state["max_staleness"]
             self.mode = state["mode"]
             self._version = state["version"]
-            self._items = collections.deque(Experience(**d) for d in state["items"])
+            self._items = collections.deque(Experience(**_current_fields(d))
+                                            for d in state["items"])
             (self._added, self._consumed, self._dropped_full,
              self._dropped_stale) = state["counters"]
             rng_state = state["rng"]
@@ -193,3 +192,17 @@ class ReplayBuffer:
         dropped = before - len(self._items)
         self._dropped_stale += dropped
         return dropped
+
+
+# Fields that experiences once had and that nothing ever set (always None); checkpoints written
+# before they were removed still hold them.
+_RETIRED = ("returns", "reference_ids")
+
+
+def _current_fields(d: dict[str, Any]) -> dict[str, Any]:
+    """An experience's saved fields without the retired ones (refused if one held a value)."""
+    held = [k for k in _RETIRED if d.get(k) is not None]
+    if held:
+        raise ValueError(f"experience {d.get('sample_id')!r} in this buffer state sets "
+                         f"{held}, which experiences no longer have")
+    return {k: v for k, v in d.items() if k not in _RETIRED}

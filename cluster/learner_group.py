@@ -228,11 +228,3 @@ class LearnerGroup:
             remove_placement_group(self.pg)
         except Exception:
             pass
-
-
-def split_evenly(items: list, parts: int) -> list[list]:
-    """Split into `parts` contiguous shards of equal size; the length must divide."""
-    if len(items) % parts:
-        raise ValueError(f"a batch of {len(items)} does not split evenly over {parts} parts")
-    size = len(items) // parts
-    return [items[i * size:(i + 1) * size] for i in range(parts)]

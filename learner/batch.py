@@ -32,7 +32,6 @@ class PolicyBatch:
     token_rewards: torch.Tensor  # like labels, 0 where nothing counts
     behaviour_logprobs: torch.Tensor  # like labels
     encoder_decoder: bool = False
-    returns: torch.Tensor | None = None  # per-token returns for a critic, like labels
     outcomes: torch.Tensor | None = None  # [B] long: outcome class of each sample
 
     @property
@@ -43,7 +42,7 @@ class PolicyBatch:
         f = (lambda t: t.to(device) if t is not None else None)
         return PolicyBatch(f(self.input_ids), f(self.attention_mask), f(self.labels),
                            f(self.token_rewards), f(self.behaviour_logprobs),
-                           self.encoder_decoder, f(self.returns), f(self.outcomes))
+                           self.encoder_decoder, f(self.outcomes))
 
 
 @dataclass
@@ -62,7 +61,6 @@ def collate(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int
             rewards: Sequence[Sequence[float]] | None = None,
             logprobs: Sequence[Sequence[float]] | None = None, pad_id: int = 0,
             encoder_decoder: bool = False, max_len: int | None = None,
-            returns: Sequence[Sequence[float]] | None = None,
             outcomes: Sequence[str | int] | None = None) -> PolicyBatch:
     """Pad a list of (prompt, completion) token sequences with aligned per-token values.
 
@@ -88,7 +86,6 @@ def collate(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int
         labels = torch.full((n, t_dec), IGNORE, dtype=torch.long)
         rew = torch.zeros((n, t_dec))
         beh = torch.zeros((n, t_dec))
-        ret = torch.zeros((n, t_dec)) if returns is not None else None
         for i, (p, c) in enumerate(zip(prompts, completions)):
             ids[i, :len(p)] = torch.tensor(p, dtype=torch.long)
             att[i, :len(p)] = 1
@@ -96,9 +93,7 @@ def collate(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int
                 labels[i, :len(c)] = torch.tensor(c, dtype=torch.long)
                 rew[i, :len(c)] = torch.tensor(rewards[i])
                 beh[i, :len(c)] = torch.tensor(logprobs[i])
-                if ret is not None:
-                    ret[i, :len(c)] = torch.tensor(returns[i])
-        return PolicyBatch(ids, att, labels, rew, beh, True, ret, out_ids)
+        return PolicyBatch(ids, att, labels, rew, beh, True, out_ids)
     rows = []
     for p, c in zip(prompts, completions):
         p = list(p)
@@ -111,7 +106,6 @@ def collate(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int
     labels = torch.full((n, t), IGNORE, dtype=torch.long)
     rew = torch.zeros((n, t))
     beh = torch.zeros((n, t))
-    ret = torch.zeros((n, t)) if returns is not None else None
     for i, (p, c) in enumerate(rows):
         seq = p + c
         ids[i, :len(seq)] = torch.tensor(seq, dtype=torch.long)
@@ -121,9 +115,7 @@ def collate(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int
             labels[i, lo:hi] = torch.tensor(c, dtype=torch.long)
             rew[i, lo:hi] = torch.tensor(rewards[i])
             beh[i, lo:hi] = torch.tensor(logprobs[i])
-            if ret is not None:
-                ret[i, lo:hi] = torch.tensor(returns[i])
-    return PolicyBatch(ids, att, labels, rew, beh, False, ret, out_ids)
+    return PolicyBatch(ids, att, labels, rew, beh, False, out_ids)
 
 
 def _outcome_ids(outcomes: Sequence[str | int], n: int) -> torch.Tensor:

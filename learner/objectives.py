@@ -105,9 +105,9 @@ class ActorCriticObjective(RLTFObjective):
     """RLTFObjective with a critic trained alongside the policy (one policy forward pass).
 
     critic="value" (Gorinski et al. 2023): the policy-gradient weights are the advantages
-    A_t = G_t - V_t, G_t the batch's `returns` when given, else its `token_rewards` (to be
-    sent WITHOUT a baseline: r_t = R - penalty * [token on the error line]; the critic is the
-    baseline). The value head is fitted to G_t by mean squared error.
+    A_t = G_t - V_t, G_t the batch's `token_rewards` (to be sent WITHOUT a baseline:
+    r_t = R - penalty * [token on the error line]; the critic is the baseline). The value head
+    is fitted to G_t by mean squared error.
     critic="outcome" (CodeRL): the weights are r_t * q_t, q_t the critic's probability of the
     sample's observed outcome at token t (the batch must carry `outcomes`); the head is
     fitted by cross-entropy to the observed outcome at every token.
@@ -128,7 +128,7 @@ class ActorCriticObjective(RLTFObjective):
         logp, states = policy_forward(engine, rl, hidden=True)
         n = mask.sum().clamp(min=1)
         if self.critic == "value":
-            returns = rl.returns if rl.returns is not None else rl.token_rewards
+            returns = rl.token_rewards
             values = critic(states)  # [B, T]
             loss = value_loss(values, returns, mask)
             critic.backward(loss)

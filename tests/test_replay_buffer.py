@@ -92,6 +92,19 @@ def test_state_round_trip_through_json_continues_identically():
     assert [e.sample_id for e in a.sample(3)] == [e.sample_id for e in b.sample(3)]
 
 
+def test_a_state_saved_before_the_retired_fields_were_removed_still_loads():
+    a = ReplayBuffer(seed=3)
+    a.add(exp(i) for i in range(2))
+    old = a.state_dict()
+    old["items"] = [{**d, "returns": None, "reference_ids": None} for d in old["items"]]
+    b = ReplayBuffer()
+    b.load_state_dict(old)
+    assert b.stats() == a.stats()
+    old["items"][0]["returns"] = [0.5]  # a value the buffer can no longer hold: refused
+    with pytest.raises(ValueError, match="returns"):
+        ReplayBuffer().load_state_dict(old)
+
+
 def test_misaligned_experience_is_rejected():
     with pytest.raises(ValueError, match="aligned"):
         Experience(task_id="t", sample_id="s", prompt_ids=[1], completion_ids=[1, 2],

@@ -98,8 +98,9 @@ class Sample:
     """One completion. Plain Python values only: it crosses Ray actor boundaries."""
 
     task_id: str
-    sample_id: str  # "{task_id}/v{version}/{sampler}-{call}-{k}"; the part before the last "-"
-    #                 names the (sampler, call, task) group the samples were drawn in together
+    sample_id: str  # unique: "{group_id}-{k}", k counting the task's rows in the call
+    group_id: str  # "{task_id}/v{version}/{sampler}-{call}": the samples of one task drawn in
+    #                one call (the greedy one included) form a group, rewarded together
     is_greedy: bool
     prompt: str  # the text the model continued
     program_prefix: str  # the tail of `prompt` that is part of the program
@@ -359,12 +360,13 @@ class Sampler:
         for i, p in enumerate(problems):
             for g, (ids, texts, lps, reason, eos) in made[i]:
                 k = counts[p.task_id] = counts.get(p.task_id, -1) + 1
+                group = f"{p.task_id}/v{self._version}/{self._name}-{call}"
                 offsets = list(zip(accumulate((len(t) for t in texts), initial=0),
                                    accumulate(len(t) for t in texts)))
                 completion = "".join(texts)
                 samples.append(Sample(
                     task_id=p.task_id,
-                    sample_id=f"{p.task_id}/v{self._version}/{self._name}-{call}-{k}",
+                    sample_id=f"{group}-{k}", group_id=group,
                     is_greedy=g, prompt=parts[i].text, program_prefix=parts[i].program_prefix,
                     completion=completion, program=parts[i].program(completion),
                     prompt_token_ids=list(prompts[i]), token_ids=ids, token_offsets=offsets,

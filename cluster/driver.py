@@ -150,10 +150,6 @@ def _offsets(sample) -> list[tuple[int, int]]:
                                          else [])
 
 
-class Stop(Exception):
-    pass
-
-
 class Trainer:
     def __init__(self, cfg, run_dir: Path, model_path: str, problems: dict[str, list[Problem]],
                  log, resume_from: Path | None = None):
@@ -447,7 +443,7 @@ class Trainer:
                     self.samples_generated += len(samples)
                     m.inc("samples_generated", len(samples), sampler=str(idx))
                     for s in samples:
-                        gkey = s.sample_id.rsplit("-", 1)[0] + "|" + s.task_id
+                        gkey = s.group_id
                         g = groups.setdefault(gkey, Group(self.train_by_id[s.task_id]))
                         g.samples.append(s)
                         sample_group[s.sample_id] = gkey

@@ -104,7 +104,8 @@ def test_policy_versions_survive_a_checkpoint_and_a_restore(tmp_path):
 
 
 def _sample(k: int, completion: str, offsets, greedy=False, eos: int | None = None) -> Sample:
-    return Sample(task_id="p0", sample_id=f"p0/v3/s-0-{k}", is_greedy=greedy, prompt="P",
+    return Sample(task_id="p0", sample_id=f"p0/v3/s-0-{k}", group_id="p0/v3/s-0",
+                  is_greedy=greedy, prompt="P",
                   program_prefix="", completion=completion, program=completion,
                   prompt_token_ids=[7, 8], token_ids=list(range(10, 10 + len(offsets))),
                   token_offsets=offsets, logprobs=[-0.5] * len(offsets), policy_version=3,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import torch
 
@@ -141,6 +143,23 @@ def test_samples_offsets_logprobs_versions_and_greedy(gpt2):
         assert s.logprobs == pytest.approx(ref, abs=1e-4), s.sample_id
     p2 = [s for s in samples if s.task_id == "p2"]
     assert all(s.program_prefix == "def square(x):\n" for s in p2)
+
+
+def test_the_samples_of_one_task_in_one_call_form_a_group(gpt2):
+    sampler = Sampler(gpt2, seed=2, policy_version=4)
+    s = SamplerSettings(n=2, include_greedy=True, max_new_tokens=4)
+    first, second = sampler.generate(PROBLEMS[:2], s), sampler.generate(PROBLEMS[:2], s)
+    groups: dict[str, list] = {}
+    for x in first:
+        groups.setdefault(x.group_id, []).append(x)
+    assert len(groups) == 2  # one a task
+    for members in groups.values():
+        assert len(members) == 3 and sum(m.is_greedy for m in members) == 1
+        assert len({m.task_id for m in members}) == 1
+        assert len({m.sample_id for m in members}) == 3
+    assert not {x.group_id for x in first} & {x.group_id for x in second}  # a new call
+    # Samples cross actor boundaries pickled (as Ray sends them): the group goes with them.
+    assert [x.group_id for x in pickle.loads(pickle.dumps(first))] == [x.group_id for x in first]
 
 
 def test_seeded_generation_is_deterministic(gpt2):

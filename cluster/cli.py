@@ -31,7 +31,7 @@ _DELEGATED = {
     "sft": ("learner.sft", "main"),
     "build-tiny": ("learner.tiny_model", "main"),
     "eval": ("evaluation.run", "main"),
-    "gen-tests": ("problems.gentests.cli", "main"),
+    "gen-tests": ("cluster.gentests_cmd", "main"),
     "scale": ("cluster.controller", "main"),
 }
 

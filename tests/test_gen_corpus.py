@@ -149,11 +149,12 @@ def local_ray():
 @pytest.mark.integration
 def test_sandboxes_as_ray_actors_give_the_same_problems(corpus, tmp_path, local_ray):
     from cluster.config import ExecutorConfig
+    from cluster.gentests_sandboxes import RaySandboxes
 
     st = GenSettings(seed=3, per_function=5, pool_factor=2)
     local, _ = generate([str(corpus / "shapes.py")], st, executor_cfg=ExecutorConfig(workers=2))
     remote, report = generate([str(corpus / "shapes.py")], st,
-                              executor_cfg=ExecutorConfig(workers=2), use_ray=True)
+                              executor_cfg=ExecutorConfig(workers=2), sandboxes=RaySandboxes)
     assert [p.model_dump() for p in remote] == [p.model_dump() for p in local]
     assert report.reference["passed"] == report.reference["programs"] == 2
     assert not [a for a in local_ray.util.list_named_actors() if a.startswith("rltf-gen")]

@@ -25,7 +25,8 @@ starts over). The output is problems JSONL, and with `--hf-out` the same problem
 Hugging Face `datasets` folder, which `datasets.load_from_disk` and
 `rltf train data.source=jsonl data.train_file=DIR` both read. With `--ray` the sandboxes are
 Ray actors on the cluster (`cluster.address`, or a local Ray instance): the project's
-executor actors judge, and recorder actors (`rltf-gen-<i>`) record outputs.
+executor actors judge, and recorder actors (`rltf-gen-<i>`) record outputs
+(`cluster/gentests_sandboxes.py`). The command line is `cluster/gentests_cmd.py`.
 
 The report (JSON) counts functions found, kept, and dropped by reason (each function with its
 reason), parameters by type source (and lists each function's parameters with their source,
@@ -215,13 +216,15 @@ def scan(files, st: GenSettings, report: GenReport) -> list[Candidate]:
 
 # -- the pipeline ---------------------------------------------------------------------------
 def generate(sources: list[str], st: GenSettings, excludes=DEFAULT_EXCLUDES,
-             executor_cfg=None, use_ray: bool = False, work_dir: str | Path | None = None,
+             executor_cfg=None, sandboxes=None, work_dir: str | Path | None = None,
              fresh: bool = False, progress=None) -> tuple[list, GenReport]:
     """(problems, report) of the sources. With `work_dir`, every finished chunk is saved
-    there and chunks already there (same settings, same functions) are not run again."""
+    there and chunks already there (same settings, same functions) are not run again.
+    `sandboxes(executor_cfg)` opens the sandboxes (`problems.gentests.sandboxes.Sandboxes`);
+    by default `LocalSandboxes`, `cluster.gentests_sandboxes.RaySandboxes` on a Ray cluster."""
     from cluster.config import ExecutorConfig
     from problems.gentests.chunk import run_chunk
-    from problems.gentests.sandboxes import Sandboxes
+    from problems.gentests.sandboxes import LocalSandboxes
     from problems.gentests.resume import ChunkStore
 
     report = GenReport(sources=[str(Path(s).resolve()) for s in sources])
@@ -249,7 +252,7 @@ def generate(sources: list[str], st: GenSettings, excludes=DEFAULT_EXCLUDES,
         base = executor_cfg or ExecutorConfig(workers=2)
         cfg = base.model_copy(update={"time_limit_s": max(1.0, 2 * st.time_limit_s),
                                       "program_budget_s": st.program_budget_s})
-        with Sandboxes(cfg, use_ray=use_ray) as sb:
+        with (sandboxes or LocalSandboxes)(cfg) as sb:
             report.extra["isolation"] = sb.isolation
             for k, chunk in todo:
                 part = GenReport()
@@ -308,9 +311,3 @@ def summary(report: GenReport, problems: list) -> dict:
         "timings_s": {k: round(v, 2) for k, v in report.timings_s.items()},
         "isolation": report.extra.get("isolation"),
     }
-
-
-def main(argv: list[str] | None = None) -> int:
-    from problems.gentests.cli import main as cli_main
-
-    return cli_main(argv)

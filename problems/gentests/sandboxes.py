@@ -1,28 +1,29 @@
 """The sandboxes `rltf gen-tests` runs programs in: recorders, and the executor pool for verdicts.
 
-    with Sandboxes(cfg.executor, use_ray=False) as sb:
+    with LocalSandboxes(cfg.executor) as sb:
         out = sb.record(jobs, time_limit_s=1.0)           # {key: (slot, [Observation, ...])}
         results = sb.judge(pairs)                         # [Result, ...] in order
 
 Recording (what a function returns on given inputs, `problems.gentests.probe`) needs the raw values,
 which the executor pool's verdicts do not carry, so it runs on `Recorder`s, each holding an
 executor `Worker` (a fork-server) of its own. Verdicts (the reference against its generated
-tests, the mutants against them) go through the project's `ExecutorPool`, in this process or
-as its Ray executor actors.
+tests, the mutants against them) go through an executor pool.
 
-With `use_ray`, the recorders are Ray actors too (`rltf-gen-<i>`, with the executor's CPU
-and custom resources, so they land where executor actors do); a recorder that dies is
-replaced and its jobs run again elsewhere. A job with `avoid` set does not run on that slot
-(a rerun on another fork-server sees another string-hash seed).
+`Sandboxes` is what the pipeline uses; `LocalSandboxes` runs the recorders on threads of this
+process and judges with the local `ExecutorPool`. The same interface on a Ray cluster, with
+recorder actors and the Ray executor pool, is `cluster.gentests_sandboxes.RaySandboxes`. A job
+with `avoid` set does not run on that slot (a rerun on another fork-server sees another
+string-hash seed).
 """
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 
 
 class Recorder:
-    """Runs probe jobs on its own fork-servers (plain class; a Ray actor with --ray)."""
+    """Runs probe jobs on its own fork-server (a plain class; `cluster/` makes it an actor)."""
 
     def __init__(self, cfg):
         from executor.worker import Worker
@@ -53,62 +54,70 @@ class Recorder:
         self.worker.close()
 
 
+def take_jobs(todo: deque, slot: int, n: int, slots: int) -> list:
+    """Up to `n` jobs from the front of `todo` that may run on `slot` (a job's `avoid` slot
+    is skipped unless there is only one); the others keep their places."""
+    out, keep = [], deque()
+    while todo and len(out) < n:
+        job = todo.popleft()
+        (out if job.avoid != slot or slots == 1 else keep).append(job)
+    todo.extendleft(reversed(keep))
+    return out
+
+
 class Sandboxes:
-    def __init__(self, cfg, use_ray: bool = False, name_prefix: str = "rltf-gen"):
-        from cluster.executor_pool import make_pool
+    """Recorders on `slots` fork-servers and an executor pool (`pool`) for verdicts.
+    Subclasses set `cfg`, `slots`, `pool` and `isolation` (the sandbox's isolation tier) and
+    implement `_record` and `_close_recorders`."""
 
-        self.cfg, self.use_ray = cfg, use_ray
-        self.name_prefix = name_prefix
-        self.slots = max(1, cfg.workers)
-        if use_ray:
-            import ray
+    cfg = None
+    slots = 1
+    pool = None
+    isolation = "unknown"
 
-            self._actors = [self._new_actor(i) for i in range(self.slots)]
-            self.isolation = ray.get(self._actors[0].isolation.remote())
-        else:
-            self._recorders = [Recorder(cfg) for _ in range(self.slots)]
-            self.isolation = self._recorders[0].isolation()
-        self.pool = make_pool(cfg, use_ray=use_ray)
-        self.replaced = 0
-
-    def _new_actor(self, slot: int):
-        import ray
-
-        opts = {"num_cpus": self.cfg.cpus_per_worker, "max_restarts": 0}
-        if self.cfg.resources:
-            opts["resources"] = dict(self.cfg.resources)
-        cls = ray.remote(Recorder)
-        try:
-            return cls.options(name=f"{self.name_prefix}-{slot}", **opts).remote(self.cfg)
-        except ValueError:  # the name is still held (a replaced actor): go unnamed
-            return cls.options(**opts).remote(self.cfg)
-
-    # -- recording ---------------------------------------------------------------------------
     def record(self, jobs: list, time_limit_s: float, batch: int = 8) -> dict:
         """{job.key: (slot, observations)} of every job."""
-        if not jobs:
-            return {}
-        if self.use_ray:
-            return self._record_ray(jobs, time_limit_s, batch)
-        return self._record_local(jobs, time_limit_s)
+        return self._record(jobs, time_limit_s, batch) if jobs else {}
 
-    def _take(self, todo: deque, slot: int, n: int) -> list:
-        out, keep = [], deque()
-        while todo and len(out) < n:
-            job = todo.popleft()
-            (out if job.avoid != slot or self.slots == 1 else keep).append(job)
-        todo.extendleft(reversed(keep))
-        return out
+    def judge(self, pairs: list) -> list:
+        """Results of (Problem, Solution) pairs from the executor pool, in order."""
+        return self.pool.run(pairs) if pairs else []
 
-    def _record_local(self, jobs: list, time_limit_s: float) -> dict:
-        import threading
+    def close(self) -> None:
+        self.pool.close()
+        self._close_recorders()
 
+    def _record(self, jobs: list, time_limit_s: float, batch: int) -> dict:
+        raise NotImplementedError
+
+    def _close_recorders(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> "Sandboxes":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class LocalSandboxes(Sandboxes):
+    """Recorders on threads of this process, verdicts from the local `ExecutorPool`."""
+
+    def __init__(self, cfg):
+        from executor.pool import ExecutorPool
+
+        self.cfg, self.slots = cfg, max(1, cfg.workers)
+        self._recorders = [Recorder(cfg) for _ in range(self.slots)]
+        self.isolation = self._recorders[0].isolation()
+        self.pool = ExecutorPool(cfg)
+
+    def _record(self, jobs: list, time_limit_s: float, batch: int) -> dict:
         todo, lock, out = deque(jobs), threading.Lock(), {}
 
         def serve(slot: int) -> None:
             while True:
                 with lock:
-                    chunk = self._take(todo, slot, 1)
+                    chunk = take_jobs(todo, slot, 1, self.slots)
                 if not chunk:
                     return
                 for key, obs in self._recorders[slot].record(chunk, time_limit_s):
@@ -123,64 +132,6 @@ class Sandboxes:
             t.join()
         return out
 
-    def _record_ray(self, jobs: list, time_limit_s: float, batch: int) -> dict:
-        import ray
-        from ray.exceptions import RayActorError
-
-        todo, out, inflight = deque(jobs), {}, {}
-        load = [0] * self.slots
-        while todo or inflight:
-            for slot in range(self.slots):
-                while load[slot] < 2 and todo:
-                    chunk = self._take(todo, slot, batch)
-                    if not chunk:
-                        break
-                    ref = self._actors[slot].record.remote(chunk, time_limit_s)
-                    inflight[ref] = (slot, chunk)
-                    load[slot] += 1
-            if not inflight:
-                raise RuntimeError("record jobs left that no recorder may run")
-            ready, _ = ray.wait(list(inflight), num_returns=1)
-            for ref in ready:
-                slot, chunk = inflight.pop(ref)
-                load[slot] -= 1
-                try:
-                    answers = ray.get(ref)
-                except RayActorError:  # the recorder died: a new one, and its jobs again
-                    for other, (s2, c2) in list(inflight.items()):
-                        if s2 == slot:
-                            del inflight[other]
-                            todo.extendleft(reversed(c2))
-                    load[slot] = 0
-                    self._actors[slot] = self._new_actor(slot)
-                    self.replaced += 1
-                    todo.extendleft(reversed(chunk))
-                    continue
-                for key, obs in answers:
-                    out[key] = (slot, obs)
-        return out
-
-    # -- verdicts -----------------------------------------------------------------------------
-    def judge(self, pairs: list) -> list:
-        """Results of (Problem, Solution) pairs from the executor pool, in order."""
-        return self.pool.run(pairs) if pairs else []
-
-    def close(self) -> None:
-        self.pool.close()
-        if self.use_ray:
-            import ray
-
-            for actor in self._actors:
-                try:
-                    ray.kill(actor)
-                except Exception:
-                    pass
-        else:
-            for r in self._recorders:
-                r.close()
-
-    def __enter__(self) -> "Sandboxes":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def _close_recorders(self) -> None:
+        for r in self._recorders:
+            r.close()

@@ -1,4 +1,7 @@
-"""Command line of `rltf gen-tests` (see `problems.gentests.generate` for what it does)."""
+"""Command line of `rltf gen-tests` (see `problems.gentests.generate` for what it does).
+
+It lives in `cluster/` because it loads the config tree and, with `--ray`, starts or joins a
+Ray cluster and runs the sandboxes there (`cluster.gentests_sandboxes`)."""
 
 from __future__ import annotations
 
@@ -115,11 +118,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     st = settings(args)
     work = args.work_dir or f"{args.out}.parts"
-    ray_started = False
+    ray_started, sandboxes = False, None
     if args.ray:
+        from cluster.gentests_sandboxes import RaySandboxes
         from cluster.train_cmd import start_ray
 
-        ray_started = start_ray(cfg)
+        ray_started, sandboxes = start_ray(cfg), RaySandboxes
     bar = None
     if not args.quiet:
         from tqdm import tqdm
@@ -129,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         problems, report = generate(args.source, st, tuple(args.exclude or DEFAULT_EXCLUDES),
-                                    cfg.executor, args.ray, work, args.fresh,
+                                    cfg.executor, sandboxes, work, args.fresh,
                                     progress=bar.update if bar is not None else None)
     except WorkDirMismatch as err:
         print(f"rltf gen-tests: {err}", file=sys.stderr)

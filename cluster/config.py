@@ -152,8 +152,8 @@ class DataConfig(Section):
     source: Literal["synth", "jsonl"] = Field(
         default="synth",
         description="synth: the built-in seeded suite; jsonl: problems files (train_file, "
-        "heldout_file) in the DESIGN.md format, e.g. from `rltf data apps`, or datasets "
-        "folders from `rltf gen-tests --hf-out`.",
+        "heldout_file) in the format of docs/ARCHITECTURE.md, e.g. from `rltf data apps`, "
+        "or datasets folders from `rltf gen-tests --hf-out`.",
     )
     synth_n: int = Field(default=400, ge=10, description="Tasks in the built-in suite.")
     train_file: str | None = Field(

@@ -1,8 +1,8 @@
 """Typed records for problems, solutions and execution results, and their JSONL files.
 
-The field names and meanings follow DESIGN.md ("Contracts"). Every record is a pydantic
-model, so a malformed line is rejected with the field that is wrong; `read_jsonl` reports
-such lines with the file name and line number and keeps every good line.
+The field names and meanings are those of docs/ARCHITECTURE.md ("File formats"). Every
+record is a pydantic model, so a malformed line is rejected with the field that is wrong;
+`read_jsonl` reports such lines with the file name and line number and keeps every good line.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class Result(BaseModel):
     program's error: when no test raised, timed out or crashed, the outcome is `fail`, with
     `error_type` "Unjudgeable", `error_message` naming the value and what the test needed of
     it, and no `error_line` (so the fine-grained reward blames no line). The outcomes stay the
-    seven of DESIGN.md, so rewards and pass@k need no new case; a caller that wants to keep
+    seven of `Outcome`, so rewards and pass@k need no new case; a caller that wants to keep
     such programs out of training or evaluation finds them by that `error_type`."""
 
     model_config = ConfigDict(extra="forbid")

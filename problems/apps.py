@@ -18,9 +18,10 @@ A problem whose `input_output` has `fn_name` becomes a `call` problem (tests
 `{"input": [args...], "output": value}`), any other a `stdio` problem (tests
 `{"input": str, "output": str}`; an input or output given as a list of lines is joined with
 newlines). Call-based outputs: APPS stores Codewars outputs wrapped in a one-element list
-(`[false]` where the function returns `False`), and LeetCode outputs bare. DESIGN.md's `output`
-is the value the function returns, so when every output of a problem is a one-element list, and
-the problem is not from LeetCode, each output is unwrapped. (The executor also accepts a bare
+(`[false]` where the function returns `False`), and LeetCode outputs bare. A `call` test's
+`output` is the value the function returns (docs/ARCHITECTURE.md, File formats), so when
+every output of a problem is a one-element list, and the problem is not from LeetCode, each
+output is unwrapped. (The executor also accepts a bare
 value for a wrapped expected output, as APPS's harness does; unwrapping makes the data say what
 it means, and rejects a program that returns `[False]` for `False`.)
 

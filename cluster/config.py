@@ -44,7 +44,15 @@ class ExecutorConfig(Section):
     )
     time_limit_s: float = Field(
         default=4.0, gt=0,
-        description="Wall-clock limit for one unit test, unless the problem sets time_limit_s.",
+        description="Time limit for one unit test, unless the problem sets time_limit_s: the "
+        "CPU time of the program's process (its threads included), so that a busy machine "
+        "does not time out a fast program; see also wall_limit_factor.",
+    )
+    wall_limit_factor: float = Field(
+        default=3.0, ge=1.0,
+        description="A unit test also times out when its wall-clock time exceeds its time "
+        "limit times this: programs that sleep or wait use no CPU, and work done in processes "
+        "a program starts is held by this limit alone.",
     )
     program_budget_s: float = Field(
         default=30.0, gt=0,

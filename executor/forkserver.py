@@ -9,10 +9,10 @@ imports the harness and the modules programs commonly use, then splits in two:
   that warm interpreter and does nothing but fork it: one child per program run, which it then
   waits for, and after which it kills and reaps everything the program left running.
 * the *supervisor* (`executor.supervisor`; the process the worker started) serves the
-  worker's requests, one program at a time, in order. It never forks. It enforces wall-clock
-  deadlines per test and per program through a pidfd of each child, asks for a stack dump on
-  timeout and kills, drains and caps the output, and returns raw observations; the worker
-  judges them (`executor.judge`). The expected outputs never reach either process, so no
+  worker's requests, one program at a time, in order. It never forks. It enforces CPU-time and
+  wall-clock limits per test and a wall-clock budget per program through a pidfd of each
+  child, asks for a stack dump on timeout and kills, drains and caps the output, and returns
+  raw observations; the worker judges them (`executor.judge`). The expected outputs never reach either process, so no
   child can read them from memory.
 
 What travels between them, and how, is the wire format (`executor.wire`: framing;

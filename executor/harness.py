@@ -7,9 +7,10 @@ a run over standard input (`stdio`, whose output travels on fd 1). The trusted p
 these with the expected outputs, which never enter this process.
 
 Records are length-prefixed JSON frames. A test's "begin" record, and the "end" record of the
-test before it (as "nb"), carry the time it began, from which the supervisor counts its time
-limit. The program can write to the same channel; a forged frame can only claim values, which
-the parent checks itself, so forging gains nothing that computing the answer would not.
+test before it (as "nb" and "nbc"), carry the time it began and the process's CPU time then,
+from which the supervisor counts its time limits (CPU time and wall-clock). The program can
+write to the same channel; a forged frame can only claim values, which the parent checks
+itself, so forging gains nothing that computing the answer would not.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ DUMP_FD = 4
 _write = os.write
 _marshal_loads = marshal.loads
 _now = time.monotonic  # private: a program that replaces time.monotonic changes nothing here
+_cpu = time.process_time  # the process's CPU time, all its threads
 _pack = struct.Struct(">I").pack
 _dumps = json.dumps
 _encode = serialize.encode
@@ -171,7 +173,7 @@ def run_call(code, req: dict, start: int) -> None:
         return
     fn_name = req["fn_name"]
     n = len(req["inputs"])
-    send({"t": "begin", "k": start, "ts": _now()})
+    send({"t": "begin", "k": start, "ts": _now(), "cpu": _cpu()})
     for k in range(start, n):
         try:
             fn = _find_callable(ns, fn_name)
@@ -183,7 +185,7 @@ def run_call(code, req: dict, start: int) -> None:
         except _BaseException as exc:
             end = {"t": "end", "k": k, "err": error_info(exc)}
         if k + 1 < n:
-            end["nb"] = _now()  # the next test begins now
+            end["nb"], end["nbc"] = _now(), _cpu()  # the next test begins now
         send(end)
 
 
@@ -193,7 +195,7 @@ def run_stdio(code, req: dict, start: int) -> None:
                                  errors="replace")
     sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8",
                                   errors="replace", write_through=False)
-    send({"t": "begin", "k": start, "ts": _now()})
+    send({"t": "begin", "k": start, "ts": _now(), "cpu": _cpu()})
     ns = _prelude("stdio")
     err = None
     try:
@@ -324,7 +326,7 @@ def run_assert(code, req: dict, start: int) -> None:
         send({"t": "setup", "events": list(events)})
     n = len(req["tests"])
     uses_random = req.get("uses_random", True)
-    send({"t": "begin", "k": start, "ts": _now()})
+    send({"t": "begin", "k": start, "ts": _now(), "cpu": _cpu()})
     for k in range(start, n):
         events.clear()
         if uses_random:
@@ -335,7 +337,7 @@ def run_assert(code, req: dict, start: int) -> None:
         except _BaseException as exc:
             end["err"] = error_info(exc)
         if k + 1 < n:
-            end["nb"] = _now()  # the next test begins now
+            end["nb"], end["nbc"] = _now(), _cpu()  # the next test begins now
         send(end)
 
 

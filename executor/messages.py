@@ -62,7 +62,7 @@ class RunRequest(Record):
 
     format: str  # stdio | call | assert
     program: str  # the program's text (compiled by the supervisor, see executor.programtext)
-    time_limit_s: float  # per test
+    time_limit_s: float  # per test: its CPU time (the child's process, threads included)
     budget_s: float  # the whole program, all tests and restarts together
     output_limit: int  # bytes of standard output kept; more ends the run (output_limit)
     limits: dict  # executor.sandbox.Limits fields: memory_mb, cpu_s, file_size_mb, ...
@@ -73,6 +73,7 @@ class RunRequest(Record):
     setup: str | None = None  # assert: setup code run before the tests
     probe_codes: bytes | None = None  # assert: the tests compiled, marshalled (testcode)
     uses_random: bool | None = None  # assert: the tests use `random` (reseeded per test)
+    wall_limit_s: float | None = None  # per test, wall-clock (None: time_limit_s)
 
     @property
     def n_tests(self) -> int:
@@ -96,6 +97,7 @@ class RunRequest(Record):
         return {"format": self.format, "fn_name": self.fn_name,
                 "entry_point": self.entry_point, "setup": self.setup, "tests": self.tests,
                 "uses_random": self.uses_random, "time_limit_s": self.time_limit_s,
+                "wall_limit_s": self.wall_limit_s,
                 "output_limit": self.output_limit,
                 "inputs": self.inputs if self.format == "call" else [],
                 "code": code, "rlimits": rlimits, "codes": self.probe_codes}

@@ -23,6 +23,7 @@ import errno
 import fcntl
 import os
 import resource
+import time
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -363,3 +364,28 @@ def drop_privileges(uid: int) -> None:
     os.setgroups([])
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
+
+
+def cpu_clock(pidfd: int) -> int | None:
+    """The clock id of the CPU time of the process behind `pidfd` (all its threads), or None
+    where the kernel does not tell its PID here (then only wall-clock limits hold)."""
+    try:
+        with open(f"/proc/self/fdinfo/{pidfd}", "rb") as fh:
+            info = fh.read()
+        line = next(x for x in info.splitlines() if x.startswith(b"Pid:"))
+        pid = int(line[4:])
+        if pid <= 0:  # it has ended
+            return None
+        clock = ((~pid) << 3) | 2  # the kernel's MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)
+        time.clock_gettime(clock)
+        return clock
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def cpu_time(clock: int, gone: float) -> float:
+    """The CPU time of a process (its clock from `cpu_clock`); `gone` once it has ended."""
+    try:
+        return time.clock_gettime(clock)
+    except OSError:
+        return gone

@@ -6,8 +6,9 @@ the worker's requests (`executor.messages`, length-prefixed on two pipes, see
 one runs, and the supervisor compiles it meanwhile (`prepare`). It never forks. It hands the
 zygote (`executor.zygote`), over a Unix socket, each run's request and descriptors (standard
 input, the output, record and dump pipes) and gets back a pidfd of the child, with which it
-enforces wall-clock deadlines per test and per program, asks for a stack dump on timeout and
-kills. It drains and caps the output, reads the child's records as untrusted input
+enforces the limits per test (CPU time of the child's process, read from the kernel's clock
+of it, and wall-clock time, a multiple of it) and the program's wall-clock budget, asks for a
+stack dump on timeout and kills. It drains and caps the output, reads the child's records as untrusted input
 (`wire.RecordFrames`), and returns raw observations (`RunObservation`); the worker judges them
 (`executor.judge`). The expected outputs never reach it, so no child can read them from
 memory. Before each run it empties the run's working directory and the sandbox's private /tmp
@@ -196,8 +197,11 @@ class Server:
     def _supervise(self, pidfd: int, req: dict, pipes: dict, t0: float) -> Attempt:
         select = self._select
         limit, cap = req["time_limit_s"], req["output_limit"]
+        wall_limit = req.get("wall_limit_s") or limit
         program_deadline = req["deadline"]
         begun = t0  # when the running test began (the child stamps each "begin" record)
+        cpu_clock = sandbox.cpu_clock(pidfd)  # the child's CPU time (None: wall-clock only)
+        cpu_begun = 0.0  # the child's CPU time when the running test began
         frames = RecordFrames(limit=max(cap, 1 << 20) * 4)
         out = bytearray()
         out_size = 0
@@ -209,25 +213,28 @@ class Server:
 
         def take(fd: int) -> bool:
             """Read one chunk; True if the stream may have more waiting."""
-            nonlocal out_size, reason, seen, begun
+            nonlocal out_size, reason, seen, begun, cpu_begun
             data = os.read(fd, _CHUNK)
             kind = streams[fd]
             if not data:
                 del streams[fd]
             elif kind == "rec":
                 frames.feed(data)
+                cpu_now = None
                 for rec in frames.records[seen:]:
                     t = rec.get("t")
                     if t == "begin":
-                        ts = rec.get("ts")
+                        ts, tc = rec.get("ts"), rec.get("cpu")
                     elif t == "end" and "nb" in rec:  # and the next test began
-                        ts = rec.get("nb")
+                        ts, tc = rec.get("nb"), rec.get("nbc")
                     else:
                         continue
                     # A forged stamp can only move the deadline within [last begin, now].
-                    now = time.monotonic()
-                    ok = isinstance(ts, float) and ts == ts  # not NaN
-                    begun = min(max(ts, begun), now) if ok else now
+                    begun = _clamp(ts, begun, time.monotonic())
+                    if cpu_clock is not None:
+                        if cpu_now is None:
+                            cpu_now = sandbox.cpu_time(cpu_clock, cpu_begun)
+                        cpu_begun = _clamp(tc, cpu_begun, cpu_now)
                 seen = len(frames.records)
             elif kind == "dump":
                 dump.extend(data[: 1 << 16])
@@ -238,6 +245,16 @@ class Server:
                 if out_size > cap:
                     reason = "output_limit"
             return len(data) == _CHUNK
+
+        def cpu_spent() -> float:
+            """CPU time of the running test so far (0 once the child has ended: its exit, not
+            a clock read after it, decides)."""
+            if cpu_clock is None:
+                return 0.0
+            spent = sandbox.cpu_time(cpu_clock, cpu_begun) - cpu_begun
+            if spent >= limit and select([pidfd], [], [], 0)[0]:
+                return 0.0
+            return spent
 
         def drain_now() -> None:
             """Read what is waiting now (at most 64 chunks: a flood must not hold us here)."""
@@ -253,13 +270,17 @@ class Server:
             quiet_until = 0.0
             while not exited and reason is None:
                 now = time.monotonic()
-                deadline = min(begun + limit, program_deadline)
-                if now >= deadline:
+                deadline = min(begun + wall_limit, program_deadline)
+                spent = cpu_spent()
+                if now >= deadline or spent >= limit:
                     drain_now()  # a test may have begun since the last read
-                    deadline = min(begun + limit, program_deadline)
-                    if now >= deadline:
+                    deadline = min(begun + wall_limit, program_deadline)
+                    spent = cpu_spent()
+                    if now >= deadline or spent >= limit:
                         reason = reason or "timeout"
                         break
+                # The CPU limit cannot be reached before `limit - spent` more seconds.
+                deadline = min(deadline, now + limit - spent)
                 # Output and records are read in batches: after a small read, the streams
                 # rest for _QUIET_S (the pipes hold what comes meanwhile), so a program that
                 # runs its tests in a few milliseconds wakes this process about twice, not
@@ -380,3 +401,11 @@ class Server:
             self.closed = True
             return
         self.inbox.append(self.prepare(req))
+
+
+def _clamp(stamp, low: float, high: float) -> float:
+    """A time the child stamped, kept within [low, high] (what this process knows)."""
+    if isinstance(stamp, float) and stamp == stamp:  # not NaN
+        return min(max(stamp, low), high)
+    return high
+

@@ -163,6 +163,7 @@ class Worker:
         req = RunRequest(
             format=problem.format, program=program, fn_name=problem.fn_name,
             entry_point=problem.entry_point, time_limit_s=float(limit),
+            wall_limit_s=float(limit) * cfg.wall_limit_factor,
             budget_s=float(max(cfg.program_budget_s, limit)),
             output_limit=cfg.output_limit_kb * 1024,
             limits={"memory_mb": cfg.memory_mb, "cpu_s": int(cfg.program_budget_s) + 2,

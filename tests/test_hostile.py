@@ -239,27 +239,35 @@ def test_daemons_that_outlive_the_program(hostile_worker):
 
 def test_flooding_the_record_channel(hostile_worker):
     # Garbage on the record descriptor, forever: the executor stops trusting the channel,
-    # still enforces the deadline, and the run ends within its time limit.
+    # still enforces the deadline, and the run ends within its time limits (a writer blocked
+    # on the full pipe uses no CPU: the wall-clock limit, limit x wall_limit_factor, stops it).
+    from cluster.config import ExecutorConfig
+
     prog = ("import os\ndef f(x):\n    while True:\n        try:\n"
             "            os.write(3, b'\\x00\\x00\\xff\\xff' * 16384)\n"
             "        except OSError:\n            pass\n")
     r = judge(hostile_worker, prog)
     assert r.outcome in ("timeout", "runtime_error")
-    assert r.duration_s < 6
+    wall_limit = SQUARE.time_limit_s * ExecutorConfig().wall_limit_factor
+    assert r.duration_s < len(SQUARE.tests) * wall_limit + 2
 
 
 def test_forged_test_start_times(hostile_worker):
-    # Records whose start stamps are NaN, infinite or in the future cannot stretch a test's
-    # time limit: each still ends within its own limit (1 s here).
+    # Records whose start stamps (time and CPU time) are NaN, infinite or in the future cannot
+    # stretch a test's time limits: each still ends within its own (1 s of CPU time, 3 s of
+    # wall-clock time here; on a busy machine 1 s of CPU time takes longer than 1 s).
+    from cluster.config import ExecutorConfig
+
     prog = ("import json, os, struct\n"
             "def frame(obj):\n    b = json.dumps(obj).encode()\n    return struct.pack('>I', len(b)) + b\n"
             "def f(x):\n"
             "    for ts in (float('inf'), 1e300, float('nan')):\n"
-            "        os.write(3, frame({'t': 'begin', 'k': 0, 'ts': ts}))\n"
-            "        os.write(3, frame({'t': 'end', 'k': 0, 'nb': ts}))\n"
+            "        os.write(3, frame({'t': 'begin', 'k': 0, 'ts': ts, 'cpu': ts}))\n"
+            "        os.write(3, frame({'t': 'end', 'k': 0, 'nb': ts, 'nbc': ts}))\n"
             "    while True:\n        pass\n")
     r = judge(hostile_worker, prog)
-    assert r.outcome == "timeout" and r.duration_s < 4
+    wall_limit = SQUARE.time_limit_s * ExecutorConfig().wall_limit_factor
+    assert r.outcome == "timeout" and r.duration_s < len(SQUARE.tests) * wall_limit + 1
 
 
 def test_files_left_in_tmp_do_not_reach_the_next_program(hostile_worker):

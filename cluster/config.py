@@ -46,7 +46,8 @@ class ExecutorConfig(Section):
         default=4.0, gt=0,
         description="Time limit for one unit test, unless the problem sets time_limit_s: the "
         "CPU time of the program's process (its threads included), so that a busy machine "
-        "does not time out a fast program; see also wall_limit_factor.",
+        "does not time out a fast program (wall-clock time where the sandbox cannot read "
+        "it); see also wall_limit_factor.",
     )
     wall_limit_factor: float = Field(
         default=3.0, ge=1.0,

@@ -197,10 +197,11 @@ class Server:
     def _supervise(self, pidfd: int, req: dict, pipes: dict, t0: float) -> Attempt:
         select = self._select
         limit, cap = req["time_limit_s"], req["output_limit"]
-        wall_limit = req.get("wall_limit_s") or limit
         program_deadline = req["deadline"]
         begun = t0  # when the running test began (the child stamps each "begin" record)
         cpu_clock = sandbox.cpu_clock(pidfd)  # the child's CPU time (None: wall-clock only)
+        # Where the child's CPU time cannot be read, the limit holds for wall-clock time.
+        wall_limit = (req.get("wall_limit_s") or limit) if cpu_clock is not None else limit
         cpu_begun = 0.0  # the child's CPU time when the running test began
         frames = RecordFrames(limit=max(cap, 1 << 20) * 4)
         out = bytearray()

@@ -147,29 +147,30 @@ def test_each_test_has_its_own_time_limit(worker):
     asserts = Problem(task_id="each-a", prompt="", format="assert", entry_point="f",
                       time_limit_s=0.5, tests=[f"assert f({i}) == {i}" for i in range(4)])
     assert run(worker, asserts, slow).tests == ["pass"] * 4
-    # ...and a test that overruns is stopped at its own limit, not the program's.
-    slower = "import time\ndef f(x):\n    time.sleep(0.3 if x != 2 else 5)\n    return x\n"
+    # ...and a test that overruns is stopped at its own limit, not the program's (30 s): a
+    # sleeping test at its wall-clock limit, 0.5 s x executor.wall_limit_factor (3).
+    slower = "import time\ndef f(x):\n    time.sleep(0.3 if x != 2 else 20)\n    return x\n"
     r = run(worker, asserts, slower)
-    assert r.tests == ["pass", "pass", "timeout", "pass"] and r.duration_s < 3
+    assert r.tests == ["pass", "pass", "timeout", "pass"] and r.duration_s < 6
 
 
 def test_time_limit_counts_cpu_time_and_a_wall_clock_limit_stops_waiting(worker):
-    # Waiting 0.8 s under a 0.5 s limit uses no CPU time (as waiting for the CPU of a busy
-    # machine does not), and passes; computing for 0.8 s of CPU time does not; waiting forever
+    # Waiting 0.5 s under a 0.3 s limit uses no CPU time (as waiting for the CPU of a busy
+    # machine does not), and passes; computing for 0.5 s of CPU time does not; waiting forever
     # is stopped by the wall-clock limit, the time limit x executor.wall_limit_factor (3).
-    wait = "import time\ndef f(x):\n    time.sleep(0.8)\n    return x\n"
+    wait = "import time\ndef f(x):\n    time.sleep(0.5)\n    return x\n"
     spin = ("import time\ndef f(x):\n    t = time.process_time()\n"
-            "    while time.process_time() - t < 0.8:\n        pass\n    return x\n")
-    call = Problem(task_id="cpu", prompt="", format="call", fn_name="f", time_limit_s=0.5,
+            "    while time.process_time() - t < 0.5:\n        pass\n    return x\n")
+    call = Problem(task_id="cpu", prompt="", format="call", fn_name="f", time_limit_s=0.3,
                    tests=[{"input": [1], "output": 1}])
     assert run(worker, call, wait).outcome == "pass"
     r = run(worker, call, spin)
     assert r.outcome == "timeout" and r.error_line in (4, 5)
-    r = run(worker, call, wait.replace("0.8", "1000"))
-    assert r.outcome == "timeout" and 1.5 <= r.duration_s < 10
-    stdio = Problem(task_id="cpu-s", prompt="", format="stdio", time_limit_s=0.5,
+    r = run(worker, call, wait.replace("0.5", "1000"))
+    assert r.outcome == "timeout" and 0.9 <= r.duration_s < 10
+    stdio = Problem(task_id="cpu-s", prompt="", format="stdio", time_limit_s=0.3,
                     tests=[{"input": "1\n", "output": "1\n"}])
-    assert run(worker, stdio, "import time\ntime.sleep(0.8)\nprint(input())\n").outcome == "pass"
+    assert run(worker, stdio, "import time\ntime.sleep(0.5)\nprint(input())\n").outcome == "pass"
 
 
 def test_assert_tests_with_sets_of_strings_as_arguments(worker):

@@ -156,8 +156,8 @@ def test_each_test_has_its_own_time_limit(worker):
 
 def test_time_limit_counts_cpu_time_and_a_wall_clock_limit_stops_waiting(worker):
     # Waiting 0.5 s under a 0.3 s limit uses no CPU time (as waiting for the CPU of a busy
-    # machine does not), and passes; computing for 0.5 s of CPU time does not; waiting forever
-    # is stopped by the wall-clock limit, the time limit x executor.wall_limit_factor (3).
+    # machine does not), and passes; computing for 0.5 s of CPU time does not. (Waiting too
+    # long: test_each_test_has_its_own_time_limit.)
     wait = "import time\ndef f(x):\n    time.sleep(0.5)\n    return x\n"
     spin = ("import time\ndef f(x):\n    t = time.process_time()\n"
             "    while time.process_time() - t < 0.5:\n        pass\n    return x\n")
@@ -166,8 +166,6 @@ def test_time_limit_counts_cpu_time_and_a_wall_clock_limit_stops_waiting(worker)
     assert run(worker, call, wait).outcome == "pass"
     r = run(worker, call, spin)
     assert r.outcome == "timeout" and r.error_line in (4, 5)
-    r = run(worker, call, wait.replace("0.5", "1000"))
-    assert r.outcome == "timeout" and 0.9 <= r.duration_s < 10
     stdio = Problem(task_id="cpu-s", prompt="", format="stdio", time_limit_s=0.3,
                     tests=[{"input": "1\n", "output": "1\n"}])
     assert run(worker, stdio, "import time\ntime.sleep(0.5)\nprint(input())\n").outcome == "pass"

@@ -40,26 +40,20 @@ def test_wrong_bodies_fail(worker):
     assert r.outcome == "fail"
 
 
-@pytest.mark.integration
-def test_rltf_exec_process_loads_no_model_libraries(tmp_path):
-    """`rltf exec` judges programs only: importing torch (or Ray, DeepSpeed...) would add
-    seconds of start-up to every run of it."""
-    import json
+def test_rltf_exec_loads_no_model_libraries():
+    """`rltf exec` judges programs only: importing torch (or Ray, DeepSpeed...) on its way
+    would add seconds of start-up to every run of it. (A config error ends the run just after
+    the command's imports, before any sandbox starts.)"""
     import subprocess
     import sys
 
-    from executor.records import write_jsonl
-
-    p = next(p for p in load_humaneval() if p.task_id == "HumanEval/0")
-    write_jsonl(tmp_path / "p.jsonl", [p])
-    write_jsonl(tmp_path / "s.jsonl", [Solution(task_id=p.task_id, completion=p.solutions[0])])
     script = (
         "import sys\nfrom cluster.cli import main\n"
-        f"rc = main(['exec', '--problems', {str(tmp_path / 'p.jsonl')!r}, '--solutions', "
-        f"{str(tmp_path / 's.jsonl')!r}, '--out', {str(tmp_path / 'r.jsonl')!r}, '--quiet'])\n"
+        "rc = main(['exec', '--problems', 'p', '--solutions', 's', '--out', 'o', "
+        "'executor.workers=0'])\n"
         "heavy = ('torch', 'transformers', 'deepspeed', 'ray', 'numpy')\n"
         "print(rc, [m for m in heavy if m in sys.modules])\n")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         check=True).stdout
-    assert out.splitlines()[-1] == "0 []"
-    assert json.loads((tmp_path / "r.jsonl").read_text())["outcome"] == "pass"
+                         check=True)
+    assert "executor.workers" in out.stderr
+    assert out.stdout.splitlines()[-1] == "2 []"

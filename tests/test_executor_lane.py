@@ -58,7 +58,7 @@ def test_a_program_the_fork_server_dies_on_twice_is_a_crash_and_the_next_one_run
     # In the minimal tier a program runs as the fork-server's user and can kill the zygote,
     # its parent; the fork-server then exits.
     killer = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\ndef f(x):\n    return 0\n"
-    with Worker(ExecutorConfig(isolation="minimal")) as w:
+    with Worker(ExecutorConfig(isolation="minimal", wall_limit_factor=1.0)) as w:
         lane = Lane(w, depth=2)
         lane.add("killer", SQUARE, _sol(killer, "killer"))
         lane.add("good", SQUARE, _sol(GOOD, "good"))
@@ -112,7 +112,7 @@ def test_minimal_tier_judges_and_cleans_up():
     # process group after it.
     prog = ("import os, time\ndef f(x):\n    if os.fork() == 0:\n        time.sleep(100)\n"
             "    return x * x\n")
-    with Worker(ExecutorConfig(isolation="minimal")) as w:
+    with Worker(ExecutorConfig(isolation="minimal", wall_limit_factor=1.0)) as w:
         assert w.tier == "minimal"
         assert w.run(SQUARE, _sol(GOOD, 0)).outcome == "pass"
         r = w.run(SQUARE, _sol(prog, 1))

@@ -138,20 +138,22 @@ def test_a_timed_out_test_does_not_cost_the_others(worker):
 
 
 def test_each_test_has_its_own_time_limit(worker):
-    # Four tests of 0.3 s each under a 0.5 s limit: together they take longer than one limit,
-    # and all pass; the limit restarts when each test begins, in both formats.
+    # Four tests that wait 0.3 s each under a 0.3 s limit (waiting uses no CPU time; the
+    # wall-clock limit is 0.3 s x executor.wall_limit_factor (3) = 0.9 s): together they take
+    # longer than one limit, and all pass; the limits restart when each test begins, in both
+    # formats.
     slow = "import time\ndef f(x):\n    time.sleep(0.3)\n    return x\n"
-    call = Problem(task_id="each", prompt="", format="call", fn_name="f", time_limit_s=0.5,
+    call = Problem(task_id="each", prompt="", format="call", fn_name="f", time_limit_s=0.3,
                    tests=[{"input": [i], "output": i} for i in range(4)])
     assert run(worker, call, slow).tests == ["pass"] * 4
     asserts = Problem(task_id="each-a", prompt="", format="assert", entry_point="f",
-                      time_limit_s=0.5, tests=[f"assert f({i}) == {i}" for i in range(4)])
+                      time_limit_s=0.3, tests=[f"assert f({i}) == {i}" for i in range(4)])
     assert run(worker, asserts, slow).tests == ["pass"] * 4
-    # ...and a test that overruns is stopped at its own limit, not the program's (30 s): a
-    # sleeping test at its wall-clock limit, 0.5 s x executor.wall_limit_factor (3).
+    # ...and a test that overruns is stopped at its own limit (0.9 s of waiting), not the
+    # program's (30 s).
     slower = "import time\ndef f(x):\n    time.sleep(0.3 if x != 2 else 20)\n    return x\n"
     r = run(worker, asserts, slower)
-    assert r.tests == ["pass", "pass", "timeout", "pass"] and r.duration_s < 6
+    assert r.tests == ["pass", "pass", "timeout", "pass"] and r.duration_s < 5
 
 
 def test_time_limit_counts_cpu_time_and_a_wall_clock_limit_stops_waiting(worker):

@@ -300,6 +300,9 @@ class Sampler:
                 else getattr(config, "decoder_start_token_id", None)))
         self._table = _byte_level_table(self.tokenizer)
         self.context = context_length(config)  # None: no position limit (e.g. T5)
+        # Decoder-only: prefill each distinct prompt once per batch, not once per row (the
+        # same tokens up to float rounding; tests/test_sampler.py compares both paths).
+        self._share_prompts = True
 
     # -- weights ---------------------------------------------------------------------------
     @property
@@ -353,7 +356,7 @@ class Sampler:
             stops = [s.stop if parts[i].program_prefix else s.stop_whole_program
                      for i, _ in chunk]
             outs = self._generate_rows([prompts[i] for i, _ in chunk], [g for _, g in chunk],
-                                       stops, s, seed)
+                                       stops, s, seed, keys=[i for i, _ in chunk])
             for (i, g), out in zip(chunk, outs):
                 made[i].append((g, out))
         samples, counts = [], {}
@@ -383,18 +386,47 @@ class Sampler:
                             context=self.context, max_new_tokens=s.max_new_tokens,
                             tokenizer_max=getattr(self.tokenizer, "model_max_length", None))
 
-    def _generate_rows(self, prompts: list[list[int]], greedy: list[bool],
-                       stops: list[tuple[str, ...]], s: SamplerSettings, seed: int):
-        """One model.generate call; per row (kept ids, token texts, logprobs, reason, and
-        (EOS id, its log-prob) when EOS ended the row, else None)."""
-        from transformers import LogitsProcessorList, StoppingCriteriaList
-
+    def _padded(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids, attention mask), [rows, longest prompt]: decoder-only prompts padded on the
+        LEFT, encoder inputs on the right."""
         width = max(len(p) for p in prompts)
         ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for r, p in enumerate(prompts):  # decoder-only: LEFT padding; encoder input: right
+        for r, p in enumerate(prompts):
             span = slice(0, len(p)) if self.encoder_decoder else slice(width - len(p), width)
             ids[r, span], mask[r, span] = torch.tensor(p, dtype=torch.long), 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def _shared_prefill(self, prompts: list[list[int]], keys: Sequence) -> dict:
+        """The KV cache of every row's prompt but its last token, computed once per distinct
+        prompt (rows with the same key share one) and copied to the rows; {} when sharing
+        saves nothing. model.generate then runs only each row's last prompt token before
+        decoding, with the same position ids (from the full attention mask) as without it."""
+        first: dict = {}
+        for r, k in enumerate(keys):
+            first.setdefault(k, r)
+        if (not self._share_prompts or self.encoder_decoder or len(first) == len(keys)
+                or max(len(p) for p in prompts) < 2):
+            return {}
+        ids, mask = self._padded([prompts[r] for r in first.values()])
+        pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)  # as model.generate makes them
+        out = self.model.base_model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1],
+                                    position_ids=pos[:, :-1], use_cache=True)
+        cache = out.cache if hasattr(out, "cache") else out.past_key_values
+        slot = {k: j for j, k in enumerate(first)}
+        cache.batch_select_indices(torch.tensor([slot[k] for k in keys], device=self.device))
+        return {"cache": cache}
+
+    def _generate_rows(self, prompts: list[list[int]], greedy: list[bool],
+                       stops: list[tuple[str, ...]], s: SamplerSettings, seed: int,
+                       keys: Sequence | None = None):
+        """One model.generate call; per row (kept ids, token texts, logprobs, reason, and
+        (EOS id, its log-prob) when EOS ended the row, else None). Rows with equal `keys`
+        have the same prompt, whose prefill is then shared (decoder-only models)."""
+        from transformers import LogitsProcessorList, StoppingCriteriaList
+
+        ids, mask = self._padded(prompts)
+        width = ids.shape[1]
         contexts = [[] if self.encoder_decoder else p[-1:] for p in prompts]
         generator = torch.Generator(device=self.device)
         generator.manual_seed(seed)
@@ -403,12 +435,12 @@ class Sampler:
                                    s.top_p, generator, logps)
         criteria = ([_stop_criteria(stops, self.tokenizer, self._table, contexts, self.eos_ids)]
                     if any(stops) else [])
-        with torch.no_grad():
+        with torch.inference_mode():
+            prefill = self._shared_prefill(prompts, keys) if keys is not None else {}
             seqs = self.model.generate(
-                input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                max_new_tokens=s.max_new_tokens, do_sample=False,
-                logits_processor=LogitsProcessorList([policy]),
-                stopping_criteria=StoppingCriteriaList(criteria))
+                input_ids=ids, attention_mask=mask, max_new_tokens=s.max_new_tokens,
+                do_sample=False, logits_processor=LogitsProcessorList([policy]),
+                stopping_criteria=StoppingCriteriaList(criteria), **prefill)
         gen = seqs[:, 1 if self.encoder_decoder else width:].tolist()
         lps = torch.stack(logps, 1).tolist() if logps else [[] for _ in prompts]
         out = []

@@ -210,3 +210,28 @@ def test_encoder_decoder_sampler(t5):
         assert "".join(s.completion[a:b] for a, b in s.token_offsets) == s.completion
         ref = _forward_logprobs(sampler.model, s.prompt_token_ids, s.token_ids, True)
         assert s.logprobs == pytest.approx(ref, abs=1e-4)
+
+
+def test_shared_prompt_prefill_generates_the_same_tokens(gpt2):
+    # Each distinct prompt is prefilled once and its KV cache copied to its rows; the rows
+    # must come out as when every row prefills its own copy: left-padded prompts of three
+    # lengths, several rows each, batches (of 5) that split a prompt's rows.
+    sampler = Sampler(gpt2, seed=9)
+    settings = SamplerSettings(n=3, include_greedy=True, temperature=0.7, max_new_tokens=20,
+                               batch_size=5, stop=(), stop_whole_program=())
+    embedded = []  # token positions the model embeds: prefill + decoding
+    hook = sampler.model.get_input_embeddings().register_forward_hook(
+        lambda mod, args, out: embedded.append(args[0].numel()))
+    runs = {}
+    for share in (False, True):
+        sampler._share_prompts, sampler._calls, embedded[:] = share, 0, []
+        runs[share] = (sampler.generate(PROBLEMS, settings), sum(embedded))
+    hook.remove()
+    (plain, plain_work), (shared, shared_work) = runs[False], runs[True]
+    assert len({len(s.prompt_token_ids) for s in plain}) == 3
+    assert shared_work < plain_work  # the prompts really were prefilled fewer times
+    assert [s.is_greedy for s in shared] == [s.is_greedy for s in plain]
+    for a, b in zip(plain, shared):
+        assert a.token_ids == b.token_ids, a.sample_id
+        assert b.logprobs == pytest.approx(a.logprobs, abs=1e-5)
+        assert (a.finish_reason, a.eos_token_id) == (b.finish_reason, b.eos_token_id)

@@ -12,7 +12,11 @@ supervised term: special tokens for encoder–decoders, BOS where a decoder-only
 one, and a prompt longer than `max_prompt_tokens` keeps its first and last halves. Generation
 runs `model.generate` (KV cache, batched, LEFT padding for decoder-only models) with one logits
 processor that does the sampling itself, so greedy and sampled rows share a batch and the
-sampler's own seeded generator decides.
+sampler's own seeded generator decides. A problem's rows sit side by side (n + greedy copies of
+one prompt), so a decoder-only model prefills each distinct prompt of a batch once (all but
+its last token) and the KV cache is copied to the prompt's rows; the position ids come from
+the full attention mask as before, and the tokens are those of per-row prefill (log-probs
+equal up to float rounding).
 
 Decisions, each checked by tests/test_sampler.py:
 
@@ -259,6 +263,35 @@ def _stop_criteria(stops: list[tuple[str, ...]], tokenizer, table, contexts, eos
     return _Stops()
 
 
+def _reserve(cache, extra: int) -> None:
+    """Let the plain layers of a DynamicCache grow into buffers with room for `extra` more
+    positions instead of concatenating the whole cache at every step: each update writes
+    the new keys and values in place and the layer holds views of the filled part. The
+    values, and so attention's results, are the same; the copy per token is gone."""
+    from transformers.cache_utils import DynamicLayer
+
+    class _Reserved(DynamicLayer):
+        def update(self, key_states, value_states, *args, **kwargs):
+            n = self.get_seq_length()
+            buf = getattr(self, "_kv", None)
+            if n == 0 or buf is None or buf[0].data_ptr() != self.keys.data_ptr() \
+                    or buf[0].shape[-2] < n + key_states.shape[-2]:  # (re)allocate
+                if n == 0:
+                    return super().update(key_states, value_states, *args, **kwargs)
+                shape = (*self.keys.shape[:-2], n + key_states.shape[-2] + extra,
+                         self.keys.shape[-1])
+                buf = self._kv = (self.keys.new_empty(shape), self.values.new_empty(shape))
+                buf[0][..., :n, :], buf[1][..., :n, :] = self.keys, self.values
+            m = n + key_states.shape[-2]
+            buf[0][..., n:m, :], buf[1][..., n:m, :] = key_states, value_states
+            self.keys, self.values = buf[0][..., :m, :], buf[1][..., :m, :]
+            return self.keys, self.values
+
+    for layer in cache.layers:
+        if type(layer) is DynamicLayer:
+            layer.__class__ = _Reserved
+
+
 # -- the sampler ---------------------------------------------------------------------------
 
 class Sampler:
@@ -397,11 +430,12 @@ class Sampler:
             ids[r, span], mask[r, span] = torch.tensor(p, dtype=torch.long), 1
         return ids.to(self.device), mask.to(self.device)
 
-    def _shared_prefill(self, prompts: list[list[int]], keys: Sequence) -> dict:
+    def _shared_prefill(self, prompts: list[list[int]], keys: Sequence, extra: int) -> dict:
         """The KV cache of every row's prompt but its last token, computed once per distinct
         prompt (rows with the same key share one) and copied to the rows; {} when sharing
         saves nothing. model.generate then runs only each row's last prompt token before
-        decoding, with the same position ids (from the full attention mask) as without it."""
+        decoding, with the same position ids (from the full attention mask) as without it.
+        The cache keeps room for `extra` more positions (`_reserve`)."""
         first: dict = {}
         for r, k in enumerate(keys):
             first.setdefault(k, r)
@@ -415,6 +449,7 @@ class Sampler:
         cache = out.cache if hasattr(out, "cache") else out.past_key_values
         slot = {k: j for j, k in enumerate(first)}
         cache.batch_select_indices(torch.tensor([slot[k] for k in keys], device=self.device))
+        _reserve(cache, extra)
         return {"cache": cache}
 
     def _generate_rows(self, prompts: list[list[int]], greedy: list[bool],
@@ -436,7 +471,8 @@ class Sampler:
         criteria = ([_stop_criteria(stops, self.tokenizer, self._table, contexts, self.eos_ids)]
                     if any(stops) else [])
         with torch.inference_mode():
-            prefill = self._shared_prefill(prompts, keys) if keys is not None else {}
+            prefill = ({} if keys is None else
+                       self._shared_prefill(prompts, keys, s.max_new_tokens))
             seqs = self.model.generate(
                 input_ids=ids, attention_mask=mask, max_new_tokens=s.max_new_tokens,
                 do_sample=False, logits_processor=LogitsProcessorList([policy]),

@@ -16,7 +16,7 @@ sampler's own seeded generator decides. A problem's rows sit side by side (n + g
 one prompt), so a decoder-only model prefills each distinct prompt of a batch once (all but
 its last token) and the KV cache is copied to the prompt's rows; the position ids come from
 the full attention mask as before, and the tokens are those of per-row prefill (log-probs
-equal up to float rounding).
+equal up to float rounding; actors/prefill.py).
 
 Decisions, each checked by tests/test_sampler.py:
 
@@ -57,6 +57,7 @@ from typing import Sequence
 
 import torch
 
+from actors.prefill import prefill_cache
 from learner.models import encode_prompts
 from problems.prompts import build_prompt
 
@@ -263,35 +264,6 @@ def _stop_criteria(stops: list[tuple[str, ...]], tokenizer, table, contexts, eos
     return _Stops()
 
 
-def _reserve(cache, extra: int) -> None:
-    """Let the plain layers of a DynamicCache grow into buffers with room for `extra` more
-    positions instead of concatenating the whole cache at every step: each update writes
-    the new keys and values in place and the layer holds views of the filled part. The
-    values, and so attention's results, are the same; the copy per token is gone."""
-    from transformers.cache_utils import DynamicLayer
-
-    class _Reserved(DynamicLayer):
-        def update(self, key_states, value_states, *args, **kwargs):
-            n = self.get_seq_length()
-            buf = getattr(self, "_kv", None)
-            if n == 0 or buf is None or buf[0].data_ptr() != self.keys.data_ptr() \
-                    or buf[0].shape[-2] < n + key_states.shape[-2]:  # (re)allocate
-                if n == 0:
-                    return super().update(key_states, value_states, *args, **kwargs)
-                shape = (*self.keys.shape[:-2], n + key_states.shape[-2] + extra,
-                         self.keys.shape[-1])
-                buf = self._kv = (self.keys.new_empty(shape), self.values.new_empty(shape))
-                buf[0][..., :n, :], buf[1][..., :n, :] = self.keys, self.values
-            m = n + key_states.shape[-2]
-            buf[0][..., n:m, :], buf[1][..., n:m, :] = key_states, value_states
-            self.keys, self.values = buf[0][..., :m, :], buf[1][..., :m, :]
-            return self.keys, self.values
-
-    for layer in cache.layers:
-        if type(layer) is DynamicLayer:
-            layer.__class__ = _Reserved
-
-
 # -- the sampler ---------------------------------------------------------------------------
 
 class Sampler:
@@ -435,22 +407,17 @@ class Sampler:
         prompt (rows with the same key share one) and copied to the rows; {} when sharing
         saves nothing. model.generate then runs only each row's last prompt token before
         decoding, with the same position ids (from the full attention mask) as without it.
-        The cache keeps room for `extra` more positions (`_reserve`)."""
+        The cache keeps room for `extra` more positions (actors/prefill.py)."""
         first: dict = {}
         for r, k in enumerate(keys):
             first.setdefault(k, r)
         if (not self._share_prompts or self.encoder_decoder or len(first) == len(keys)
                 or max(len(p) for p in prompts) < 2):
             return {}
-        ids, mask = self._padded([prompts[r] for r in first.values()])
-        pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)  # as model.generate makes them
-        out = self.model.base_model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1],
-                                    position_ids=pos[:, :-1], use_cache=True)
-        cache = out.cache if hasattr(out, "cache") else out.past_key_values
         slot = {k: j for j, k in enumerate(first)}
-        cache.batch_select_indices(torch.tensor([slot[k] for k in keys], device=self.device))
-        _reserve(cache, extra)
-        return {"cache": cache}
+        ids, mask = self._padded([prompts[r] for r in first.values()])
+        rows = torch.tensor([slot[k] for k in keys], device=self.device)
+        return {"cache": prefill_cache(self.model, ids, mask, rows, extra)}
 
     def _generate_rows(self, prompts: list[list[int]], greedy: list[bool],
                        stops: list[tuple[str, ...]], s: SamplerSettings, seed: int,

@@ -165,10 +165,11 @@ def prefill(args) -> int:
         base = statistics.median(times[variants[0][0]])
         cells = [f"{statistics.median(times[n]):9.4f} s ({base / statistics.median(times[n]):4.2f}x)"
                  for n, _, _ in variants]
-        same = [x.token_ids for x in made[variants[0][0]]] == \
-            [x.token_ids for x in made[variants[1][0]]]
+        ids = [[x.token_ids for x in made[n]] for n, _, _ in variants]
         print(f"  {label:<30}" + "".join(f"{c:>22}" for c in cells)
-              + f"   sharing: {'same' if same else 'DIFFERENT'} tokens")
+              + f"   sharing: {'same' if ids[0] == ids[1] else 'DIFFERENT'} tokens; fused"
+              f" gelu: {'same' if ids[1] == ids[2] else 'other'} tokens "
+              f"({sum(map(len, ids[2])) / sum(map(len, ids[1])):.3f}x as many)")
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

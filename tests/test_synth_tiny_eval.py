@@ -73,6 +73,7 @@ def test_tiny_model_round_trip_and_warm_start_lowers_the_loss(tmp_path):
     tok = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base)
     assert model.config.vocab_size == len(tok) and tok.eos_token and tok.pad_token
+    assert model.config.activation_function == "gelu_pytorch_tanh"  # the fused kernel
     text = suite[0].solutions[0]
     assert tok.decode(tok(text)["input_ids"]) == text  # byte-level BPE is lossless
     info = run_sft(base, suite, str(tmp_path / "warm"),

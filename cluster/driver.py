@@ -55,6 +55,7 @@ class PolicyVersions:
     sync_every: int = 1
     version: int = 0
     published_step: int = 0  # the learner step whose weights `version` is
+    held: Any = None  # what the weight store was given for `version` (its [ObjectRef])
 
     def due(self, step: int) -> bool:
         """Whether learner step `step` publishes (every sync_every steps, never twice)."""
@@ -67,7 +68,21 @@ class PolicyVersions:
         if step != self.published_step:
             self.version += 1
             self.published_step = step
+            self.held = None
         return self.version
+
+    def hold(self, weights: Any) -> None:
+        """Remember what the weight store was given for the current version."""
+        self.held = weights
+
+    def resend(self) -> tuple[int, Any] | None:
+        """After the weight store lost its copy (Ray restarted it empty): the version the
+        samplers hold and exactly the weights published as it, or None when they are not
+        held (then nothing is sent; the next scheduled publish fills the store). Never the
+        learner's newer weights: as the next version they would add a publish and shift
+        every later one; under the current number samples would carry a version whose
+        weights did not make them."""
+        return None if self.held is None else (self.version, self.held)
 
 
 class PhaseTimer:
@@ -194,6 +209,7 @@ class Trainer:
         self.outstanding: set[str] = set()
         self.programs_submitted = self.programs_abandoned = self.results_unexpected = 0
         self.buffer_restarts = self.experiences_lost = self.store_restarts = 0
+        self.store_emptied_at = -1  # a version the restarted weight store could not be given
         self.buffer_size_seen = 0
         self.refused_request: tuple[int, str] = (0, "")
         self.pool_cap_logged = 0
@@ -326,11 +342,16 @@ class Trainer:
             ray.get(refs[1:])
             ray.wait(refs[:1], fetch_local=False)
             ray.get(topo.store.publish.remote(self.version, refs[:1]))
+            self.versions.hold(refs[:1])
         else:
             bucket = self.cfg.weights.bucket_mb
             sends = [a.broadcast_weights.remote(self.version, bucket) for a in topo.learner.actors]
             recvs = [s.receive_broadcast.remote(bucket) for s in topo.samplers]
             ray.get(sends + recvs)
+            # rank 0 gave the store this version too: keep its reference (for `resend`)
+            version, refs = ray.get(topo.store.latest.remote())
+            if version == self.version:
+                self.versions.hold(refs)
         ray.get(topo.buffer.set_policy_version.remote(self.version))
         return time.perf_counter() - t0
 

@@ -5,7 +5,8 @@ is asked of it, so that the run goes on without losing or repeating a result.
   the evaluation runs again once it is (`evaluate_safely`).
 * The replay buffer, the weight store and the controller are restarted by Ray (see
   `cluster/topology.py`); they come back empty. `check_bookkeeping` notices, logs what was
-  lost, gives the buffer its policy version again and publishes the weights again.
+  lost, gives the buffer its policy version again and gives the store the same version's
+  weights again (kept by the driver), so the publish schedule does not move.
 * The executor pool replaces its own actors (`cluster/executor_pool.py`); `report_waiting_executors`
   says when replacements or new executors wait for resources (a node was lost and no other
   has room), and `feasible_pool_size` keeps `rltf scale` and autoscaling within what the
@@ -51,7 +52,8 @@ def evaluate_safely(trainer, topo) -> float:
 
 def check_bookkeeping(trainer, topo) -> None:
     """After Ray restarted the buffer or the weight store (empty): say what was lost, give the
-    buffer its policy version again and publish the current weights again."""
+    buffer its policy version again and the store the current version's weights again (the
+    same ones: `PolicyVersions.resend`)."""
     import ray
 
     log = trainer.log.print
@@ -63,12 +65,22 @@ def check_bookkeeping(trainer, topo) -> None:
             "with new ones")
         trainer.buffer_size_seen = 0
         ray.get(topo.buffer.set_policy_version.remote(trainer.version))
-    if trainer.version > 0 and ray.get(topo.store.latest_version.remote()) < 0:
+    versions = trainer.versions
+    if versions.version > 0 and versions.version != trainer.store_emptied_at \
+            and ray.get(topo.store.latest_version.remote()) < 0:
         trainer.store_restarts += 1
+        again = versions.resend()
+        if again is None:
+            trainer.store_emptied_at = versions.version  # said once
+            log(f"[step {trainer.step}] the weight store's process died and Ray restarted it "
+                f"empty; the driver holds no copy of version {versions.version}, so the store "
+                "stays empty until the next publish (samplers keep the weights they hold)")
+            return
         log(f"[step {trainer.step}] the weight store's process died and Ray restarted it "
-            "empty; publishing the current weights again")
+            f"empty; giving it version {versions.version} again (the weights of step "
+            f"{versions.published_step}; the publish schedule is unchanged)")
         with trainer.timer("sync"):
-            trainer.publish(topo)
+            ray.get(topo.store.publish.remote(*again))
 
 
 def feasible_pool_size(trainer, want: int, size: int, request: tuple[int, int] | None) -> int:

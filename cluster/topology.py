@@ -11,7 +11,8 @@ Before any actor starts, the run's demands are checked against the cluster and i
 `cluster.placement_timeout_s`. The bookkeeping actors (buffer, weight store, controller)
 reserve no CPU, and Ray restarts them when their process dies: the buffer comes back empty
 (the driver logs what was lost and sets its policy version again), the weight store empty
-(the driver publishes again), the controller empty (the driver reports to it every second).
+(the driver gives it the same version again), the controller empty (the driver reports to it
+every second).
 """
 
 from __future__ import annotations

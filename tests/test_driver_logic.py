@@ -1,6 +1,6 @@
 """The driver's decisions, in-process without Ray: policy versions count publishes (so the
 buffer keeps its samples across publishes under sync_every > 1), the versions survive a
-checkpoint, the greedy row is a baseline only, EOS ends an RL sample, and sl_mode=alternate
+checkpoint and a weight-store restart, the greedy row is a baseline only, EOS ends an RL sample, and sl_mode=alternate
 lays supervised and RL micro-batches out in turns."""
 
 from __future__ import annotations
@@ -101,6 +101,67 @@ def test_policy_versions_survive_a_checkpoint_and_a_restore(tmp_path):
     other = _trainer(tmp_path, ["weights.sync_every=10"])
     other.load_state(json.loads(json.dumps(t.state())))
     assert other.versions.publish(other.step) == 2 == t.version
+
+
+def _publishes(steps: int, sync_every: int, store_restart_after: tuple[int, ...] = (),
+               old_behaviour: bool = False):
+    """The driver's publishes over `steps` learner steps: (step, version) of each, and every
+    (version, weights) a sampler could fetch from the weight store after each step. The
+    learner's weights after step s are "w<s>". After the steps in `store_restart_after` Ray
+    restarts the store empty and the driver gives it what `PolicyVersions.resend` says (or,
+    `old_behaviour`, publishes the current weights as it used to)."""
+    from cluster.weights import WeightStore
+
+    clock, store = PolicyVersions(sync_every), WeightStore()
+    publishes, fetchable = [], []
+
+    def publish(step):
+        version = clock.publish(step)
+        store.publish(version, [f"w{step}"])
+        clock.hold([f"w{step}"])
+        publishes.append((step, version))
+
+    for step in range(1, steps + 1):
+        if clock.due(step):
+            publish(step)
+        if step in store_restart_after:
+            store = WeightStore()
+            if old_behaviour:
+                publish(step)
+            elif (again := clock.resend()) is not None:
+                store.publish(*again)
+        fetchable.append(store.latest())
+    return publishes, fetchable
+
+
+def test_a_weight_store_restart_leaves_the_publish_schedule_and_versions_as_they_were():
+    # sync_every=3 over 12 steps: versions 1-4 published after steps 3, 6, 9, 12.
+    plain, fetch_plain = _publishes(12, 3)
+    assert plain == [(3, 1), (6, 2), (9, 3), (12, 4)]
+    # Ray restarts the store after steps 4 and 8 (between publishes): the driver gives it
+    # version 1 (step 3's weights) and version 2 (step 6's) again, the very same weights, so
+    # every publish keeps its step and number and a sampler fetches what it fetched before.
+    again, fetch_again = _publishes(12, 3, store_restart_after=(4, 8))
+    assert again == plain and fetch_again == fetch_plain
+    by_version = dict((v, f"w{s}") for s, v in plain)
+    for version, weights in fetch_again[2:]:  # truthful: version v is step 3v's weights
+        assert weights == [by_version[version]]
+    # A restart right after a publish (step 6) re-sends that version: nothing changes either.
+    assert _publishes(12, 3, store_restart_after=(6,)) == (plain, fetch_plain)
+    # What the driver did before: the learner's current weights (step 4's) became version 2,
+    # and every later publish moved one version up.
+    shifted, _ = _publishes(12, 3, store_restart_after=(4,), old_behaviour=True)
+    assert shifted == [(3, 1), (4, 2), (6, 3), (9, 4), (12, 5)]
+
+
+def test_a_restart_with_no_weights_held_sends_nothing():
+    clock = PolicyVersions(3, version=2, published_step=6)  # restored, not yet published
+    assert clock.resend() is None
+    clock.publish(6)  # the restore's publish of the same weights: version 2 again
+    clock.hold(["w6"])
+    assert clock.resend() == (2, ["w6"])
+    clock.publish(9)  # a new version forgets the old weights until they are held
+    assert clock.version == 3 and clock.resend() is None
 
 
 def _sample(k: int, completion: str, offsets, greedy=False, eos: int | None = None) -> Sample:

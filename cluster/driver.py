@@ -663,18 +663,18 @@ class Trainer:
     def checkpoint(self, topo) -> Path:
         import ray
 
+        from cluster import checkpoints
+
         with self.timer("checkpoint"):
-            folder = self.run_dir / "checkpoints" / f"step-{self.step:06d}"
+            # written aside and sealed at the end: a crash never leaves a loadable half
+            folder = checkpoints.begin(self.run_dir, self.step)
             topo.learner.save_checkpoint(str(folder))
             buf = ray.get(topo.buffer.state_dict.remote())
             import torch
 
             torch.save(buf, folder / "buffer.pt")
             (folder / "driver_state.json").write_text(json.dumps(self.state()))
-            latest = self.run_dir / "checkpoints" / "latest"
-            tmp = latest.with_suffix(".tmp")  # a crash never leaves a half-written pointer
-            tmp.write_text(folder.name)
-            tmp.replace(latest)
+            folder = checkpoints.commit(folder)
         self.last_checkpoint_step = self.step
         self.log.print(f"checkpoint saved: {folder}")
         return folder

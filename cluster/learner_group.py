@@ -14,6 +14,7 @@ import os
 import socket
 from typing import Any, Callable
 
+from cluster.faults import pause_point
 from learner.engine import EngineSettings, PolicyEngine, StepMetrics
 
 
@@ -77,6 +78,7 @@ class LearnerRank:
         store hands to every reader without a copy), other ranks None."""
         from cluster.weights import PackedState
 
+        pause_point("learner-publish")  # fault tests: killed while a publish is in flight
         state = self.engine.full_state_dict()
         return PackedState(state) if state is not None else None
 
@@ -91,6 +93,7 @@ class LearnerRank:
         """Rank 0 sends the gathered weights over the collective group (every rank gathers),
         then (`to_store`) also publishes them to the WeightStore, if there is one, so that a
         sampler started later (a replacement, outside the group) still fetches this version."""
+        pause_point("learner-publish")
         state = self.engine.full_state_dict()
         if self.rank == 0:
             if self.collective is None:
@@ -121,6 +124,7 @@ class LearnerRank:
             except (OSError, ValueError):  # ModelNotAvailable is an OSError
                 tokenizer = None
         self.engine.save_checkpoint(folder, tokenizer=tokenizer, client_state=client_state)
+        pause_point("learner-checkpoint")  # fault tests: killed with its part written
 
     def load_checkpoint(self, folder: str) -> dict:
         return self.engine.load_checkpoint(folder)

@@ -129,11 +129,10 @@ def start_ray(cfg):
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    pointer = run_dir / "checkpoints" / "latest"
-    if not pointer.exists():
-        return None
-    folder = run_dir / "checkpoints" / pointer.read_text().strip()
-    return folder if folder.exists() else None
+    """The newest complete checkpoint (never one whose writing was cut short)."""
+    from cluster.checkpoints import latest_complete
+
+    return latest_complete(run_dir)
 
 
 def restore(trainer, topo, folder: Path, keep_totals: bool = False) -> None:
@@ -222,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
             folder = latest_checkpoint(run_dir)
             if folder is None:
                 raise FileNotFoundError(f"--resume {run_dir}: no checkpoint there to resume "
-                                        "from (checkpoints/latest is missing)")
+                                        "from (no complete checkpoints/step-N folder)")
             restore(trainer, topo, folder)
             log.print(f"resumed from {folder} at step {trainer.step}")
         from learner.models import is_encoder_decoder, load_config, load_tokenizer

@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from cluster.faults import pause_point
+
 WEIGHT_STORE_NAME = "rltf-weights"
 
 
@@ -35,6 +37,7 @@ class WeightStore:
         self.refs: list | None = None
 
     def publish(self, version: int, refs: list) -> int:
+        pause_point("store-publish")  # fault tests: killed while it takes a version
         if version < self.version:
             raise ValueError(f"version {version} is older than the published {self.version}")
         self.version, self.refs = version, refs

@@ -1,0 +1,89 @@
+"""Checkpoint folders written so that a crash at any moment (the driver or a learner rank
+killed mid-write, a lost node) never leaves one that a restart or `--resume` would load
+half-written.
+
+The checkpoint of step N is written into `checkpoints/step-N.partial/` (the learner ranks'
+DeepSpeed state and `hf/`, the driver's `buffer.pt` and `driver_state.json`). Then
+`manifest.json` lists every file with its size, the folder is renamed to `step-N` (atomic
+on one filesystem, a shared one included) and the pointer `latest` names it. A reader takes
+the newest `step-N` whose files match its manifest; a `.partial` folder is never read, and
+the next write of that step replaces it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+from cluster.faults import pause_point
+
+PARTIAL = ".partial"
+MANIFEST = "manifest.json"
+_NAME = re.compile(r"step-(\d{6,})")
+
+
+def folder_of(run_dir: str | os.PathLike, step: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f"step-{step:06d}"
+
+
+def begin(run_dir: str | os.PathLike, step: int) -> Path:
+    """An empty folder to write step `step`'s checkpoint into (a leftover of a write that
+    was killed is removed first)."""
+    tmp = folder_of(run_dir, step).with_name(f"step-{step:06d}{PARTIAL}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def _files(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != MANIFEST}
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def commit(partial: Path) -> Path:
+    """Seal a folder from `begin` once every part is written: the manifest, the rename to
+    `step-N` (replacing an older write of the same step) and the `latest` pointer."""
+    pause_point("checkpoint-commit")
+    _write_atomic(partial / MANIFEST, json.dumps({"files": _files(partial)}, indent=1))
+    final = partial.with_name(partial.name[: -len(PARTIAL)])
+    if final.exists():  # the step was redone after a restart from an older checkpoint
+        old = final.with_name(final.name + ".replaced")
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+        partial.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        partial.rename(final)
+    _write_atomic(final.parent / "latest", final.name)
+    return final
+
+
+def is_complete(folder: Path) -> bool:
+    """Whether `folder` was committed and its files are still the ones the manifest lists."""
+    try:
+        listed = json.loads((folder / MANIFEST).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return all((folder / name).is_file() and (folder / name).stat().st_size == size
+               for name, size in listed.items())
+
+
+def latest_complete(run_dir: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint of the run, or None."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return None
+    steps = sorted(((int(m.group(1)), p) for p in root.iterdir()
+                    if p.is_dir() and (m := _NAME.fullmatch(p.name))), reverse=True)
+    return next((p for _, p in steps if is_complete(p)), None)

@@ -209,7 +209,6 @@ class Trainer:
         self.outstanding: set[str] = set()
         self.programs_submitted = self.programs_abandoned = self.results_unexpected = 0
         self.buffer_restarts = self.experiences_lost = self.store_restarts = 0
-        self.store_emptied_at = -1  # a version the restarted weight store could not be given
         self.buffer_size_seen = 0
         self.refused_request: tuple[int, str] = (0, "")
         self.pool_cap_logged = 0
@@ -337,12 +336,14 @@ class Trainer:
         if self.cfg.weights.transport == "object_store":
             # Every rank takes part (ZeRO-3 gathers); rank 0 returns the full state. The
             # returned object is owned by this driver, not by the rank, so it outlives a
-            # learner rank that dies later.
-            refs = [a.full_state.remote() for a in topo.learner.actors]
-            ray.get(refs[1:])
-            ray.wait(refs[:1], fetch_local=False)
-            ray.get(topo.store.publish.remote(self.version, refs[:1]))
-            self.versions.hold(refs[:1])
+            # learner rank that dies later. Each rank also answers a small "done": a rank
+            # that died mid-gather raises here instead of leaving the store a lost version.
+            pairs = [a.full_state_and_done.options(num_returns=2).remote()
+                     for a in topo.learner.actors]
+            ray.get([done for _, done in pairs])
+            refs = [pairs[0][0]]
+            ray.get(topo.store.publish.remote(self.version, refs))
+            self.versions.hold(refs)
         else:
             bucket = self.cfg.weights.bucket_mb
             sends = [a.broadcast_weights.remote(self.version, bucket) for a in topo.learner.actors]

@@ -82,6 +82,11 @@ class LearnerRank:
         state = self.engine.full_state_dict()
         return PackedState(state) if state is not None else None
 
+    def full_state_and_done(self) -> tuple[Any, bool]:
+        """full_state() and True, returned as two objects (`num_returns=2`): the caller waits
+        on the small one, where a failure shows, and leaves the weights in the object store."""
+        return self.full_state(), True
+
     def join_collective(self, backend: str, addr: str, port: int, world_size: int) -> bool:
         from cluster.weights import CollectiveGroup
 

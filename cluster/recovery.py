@@ -65,22 +65,27 @@ def check_bookkeeping(trainer, topo) -> None:
             "with new ones")
         trainer.buffer_size_seen = 0
         ray.get(topo.buffer.set_policy_version.remote(trainer.version))
+    if not ray.get(topo.store.restarted.remote()):
+        return
+    trainer.store_restarts += 1
     versions = trainer.versions
-    if versions.version > 0 and versions.version != trainer.store_emptied_at \
-            and ray.get(topo.store.latest_version.remote()) < 0:
-        trainer.store_restarts += 1
-        again = versions.resend()
-        if again is None:
-            trainer.store_emptied_at = versions.version  # said once
-            log(f"[step {trainer.step}] the weight store's process died and Ray restarted it "
-                f"empty; the driver holds no copy of version {versions.version}, so the store "
-                "stays empty until the next publish (samplers keep the weights they hold)")
-            return
-        log(f"[step {trainer.step}] the weight store's process died and Ray restarted it "
-            f"empty; giving it version {versions.version} again (the weights of step "
-            f"{versions.published_step}; the publish schedule is unchanged)")
-        with trainer.timer("sync"):
-            ray.get(topo.store.publish.remote(*again))
+    died = f"[step {trainer.step}] the weight store's process died and Ray restarted it"
+    if versions.version == 0:  # nothing published yet: the samplers hold the start
+        log(f"{died}; nothing was published yet, nothing is lost")
+        return
+    if ray.get(topo.store.latest_version.remote()) >= versions.version:
+        log(f"{died}; it holds version {versions.version} already (a publish reached it "
+            "after the restart: Ray runs again the one it died in)")
+        return
+    again = versions.resend()
+    if again is None:
+        log(f"{died} empty; the driver holds no copy of version {versions.version}, so the "
+            "store stays empty until the next publish (samplers keep the weights they hold)")
+        return
+    log(f"{died} empty; giving it version {versions.version} again (the weights of step "
+        f"{versions.published_step}; the publish schedule is unchanged)")
+    with trainer.timer("sync"):
+        ray.get(topo.store.publish.remote(*again))
 
 
 def feasible_pool_size(trainer, want: int, size: int, request: tuple[int, int] | None) -> int:

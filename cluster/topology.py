@@ -43,9 +43,9 @@ def not_shared(path: str) -> str:
             "every node sees")
 
 
-class BufferActor(ReplayBuffer):
-    """The replay buffer as the actor `rltf-buffer`. Ray restarts it when its process dies; it
-    comes back empty, and `restarted()` says so once."""
+class Restartable:
+    """For an actor that Ray restarts when its process dies: it comes back empty, and
+    `restarted()` says so once."""
 
     def __init__(self, *args, **kwargs):
         import warnings
@@ -60,6 +60,14 @@ class BufferActor(ReplayBuffer):
     def restarted(self) -> bool:
         was, self._restarted = self._restarted, False
         return was
+
+
+class BufferActor(Restartable, ReplayBuffer):
+    """The replay buffer as the actor `rltf-buffer`."""
+
+
+class StoreActor(Restartable, WeightStore):
+    """The weight store as the actor `rltf-weights`."""
 
 
 class SamplerActor:
@@ -242,7 +250,7 @@ def build_topology(cfg, model_path: str, engine_settings, controller=None, run_d
     asked = wait_for_resources(check_resources(cfg), timeout, log)
     made: list = []  # actor handles, and the pool and learner group (which stop their own)
     try:
-        store = create_named(ray.remote(WeightStore), WEIGHT_STORE_NAME, **RESTARTABLE)
+        store = create_named(ray.remote(StoreActor), WEIGHT_STORE_NAME, **RESTARTABLE)
         made.append(store)
         b = cfg.buffer
         buffer = create_named(ray.remote(BufferActor), BUFFER_NAME,

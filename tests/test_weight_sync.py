@@ -1,9 +1,10 @@
 """Weight broadcast from a trained DeepSpeed learner to sampler actors, on a real local Ray:
 both transports deliver bitwise-identical weights and the published version, samples carry
 that version, and a sampler started after a publish (a replacement) fetches the latest
-weights from the WeightStore before its first generate. Plus, without Ray: the bucketed gloo
-broadcast and the object-store packing (`PackedState`) are bitwise for every dtype, and send
-a tied tensor once."""
+weights from the WeightStore before its first generate; a learner rank killed while it
+gathers a publish fails the publish. Plus, without Ray: the bucketed gloo broadcast and the
+object-store packing (`PackedState`) are bitwise for every dtype, and send a tied tensor
+once."""
 
 from __future__ import annotations
 
@@ -19,12 +20,17 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def ray_local():
+def ray_local(tmp_path_factory):
+    from cluster.faults import PAUSE_ENV
+
     ray = pytest.importorskip("ray")
+    # fault tests hold an actor at a phase through this folder (cluster/faults.py)
+    os.environ[PAUSE_ENV] = str(tmp_path_factory.mktemp("pauses"))
     ray.init(_node_ip_address="127.0.0.1", num_cpus=4, include_dashboard=False,
              log_to_driver=False, namespace=f"rltf-test-wsync-{os.getpid()}")
     yield ray
     ray.shutdown()
+    os.environ.pop(PAUSE_ENV, None)
 
 
 @pytest.fixture(scope="module")
@@ -139,10 +145,9 @@ def test_object_store_transport_and_replacement(ray_local, cfg, model_path, stor
     # Publish as Trainer.publish does with transport=object_store: rank 0's full_state()
     # result (a driver-owned object) goes to the store; every sampler reads that one object.
     v1 = next_version(ray, store)
-    refs = [a.full_state.remote() for a in learner.actors]
-    ray.get(refs[1:])
-    ray.wait(refs[:1], fetch_local=False)
-    ray.get(store.publish.remote(v1, refs[:1]))
+    pairs = [a.full_state_and_done.options(num_returns=2).remote() for a in learner.actors]
+    assert ray.get([done for _, done in pairs]) == [True] * len(pairs)
+    ray.get(store.publish.remote(v1, [pairs[0][0]]))
     assert generated_versions(ray, samplers) == [{v1}, {v1}]  # synced before generating
     assert ray.get([s.version.remote() for s in samplers]) == [v1, v1]
     for s in samplers:
@@ -205,6 +210,47 @@ def test_collective_transport_and_replacement(ray_local, cfg, model_path, store,
         assert ray.get(s.version.remote()) == v + 1
         assert_bitwise_equal(ray.get(s.weights_digest.remote()), newer)
     assert generated_versions(ray, samplers) == [{v + 1}, {v + 1}]
+
+
+def test_a_learner_rank_killed_mid_publish_fails_the_publish(ray_local, cfg, store,
+                                                            samplers, learner, tmp_path):
+    """Learner rank 0 killed with SIGKILL while it gathers the weights of a publish (held
+    there by cluster/faults.py): `Trainer.publish` raises RayActorError, which makes the run
+    rebuild from its last checkpoint, rather than give the weight store a version whose
+    weights died with the rank. (The last test of the module to use the learner.)"""
+    import signal
+    import threading
+    from pathlib import Path
+
+    from ray.exceptions import RayActorError
+
+    from cluster.driver import Trainer
+    from cluster.faults import PAUSE_ENV, wait_paused
+    from cluster.topology import Topology
+
+    ray = ray_local
+    published = max(0, ray.get(store.latest_version.remote()))
+    trainer = Trainer(cfg, tmp_path, "unused", {"train": [], "heldout": []}, log=None)
+    trainer.versions.version = trainer.versions.published_step = published
+    trainer.step = published + 1  # weights the samplers do not hold yet: a new version
+    pauses = Path(os.environ[PAUSE_ENV])
+    (pauses / "learner-publish").touch()
+    killed: list[int] = []
+
+    def kill_when_held():
+        pid = wait_paused(pauses, "learner-publish", 120)
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    thread = threading.Thread(target=kill_when_held, daemon=True)
+    thread.start()
+    with pytest.raises(RayActorError):
+        trainer.publish(Topology(samplers, None, None, store, learner))
+    thread.join(timeout=10)
+    assert killed, "no learner rank reached the publish"
+    assert ray.get(store.latest_version.remote()) == published  # nothing lost was published
+    assert trainer.versions.resend() is None  # nor kept to be sent again
 
 
 def test_broadcast_state_is_bitwise_with_mixed_dtypes_ties_and_buckets():

@@ -1,13 +1,17 @@
 """Many nodes, simulated with `ray.cluster_utils.Cluster` (one raylet per node on this
-machine, each with its own declared resources): a "GPU-like" head that offers the custom
-resource gpu_node (samplers and learner ranks ask for it) and two CPU-only executor nodes that
-offer executor_node (executors ask for it), brought in as an autoscaler would.
+machine, each with its own declared resources): a head with CPUs only, a "GPU-like" node that
+offers the custom resource gpu_node (samplers and learner ranks ask for it) and two CPU-only
+executor nodes that offer executor_node (executors ask for it), brought in as an autoscaler
+would.
 
 A short `rltf train` joins the cluster: samplers and learner ranks land on the gpu_node node
 and executors only on executor nodes; `rltf scale executors` grows the pool there and refuses
 what no node can hold; autoscaling grows and shrinks it there too; an executor node removed
 (its processes killed) in the middle of the run loses no result: every program is judged
-exactly once and the run finishes. Before that, a topology that needs nodes an autoscaler
+exactly once. Then the gpu_node node is removed the same way, with the sampler and learner
+rank on it (and any bookkeeping actor Ray put there): a new one comes, as an autoscaler
+replaces a lost node, the run rebuilds its actors there from the last checkpoint and
+finishes, every program judged at most once and accounted for. Before that, a topology that needs nodes an autoscaler
 is bringing waits for them, logging what it waits for, and gives up after
 cluster.placement_timeout_s when they do not come."""
 
@@ -28,7 +32,7 @@ from ray_head import free_port, kill_processes_of, own_temp_dir, own_token
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-GPU_NODE = {"gpu_node": 2}
+GPU_NODE = {"gpu_node": 2}  # on a node of its own: the head cannot be removed
 EXECUTOR_NODE = {"executor_node": 4}
 TOPOLOGY = ["sampler.resources={gpu_node: 1}", "learner.resources={gpu_node: 1}",
             "executor.resources={executor_node: 1}", "sampler.cpus_per_actor=1",
@@ -54,16 +58,17 @@ def cluster(tmp_path_factory):
     # machine's own IP before connecting
     mp.setattr(ray._private.services, "resolve_ip_for_localhost", lambda host: host)
     with own_token(tmp_path_factory.mktemp("token")):
-        # the head is the GPU-like node (samplers and learner ranks); executor nodes join later
+        # a head with CPUs only and a GPU-like node (samplers, learner ranks); executor
+        # nodes join later
         for attempt in range(3):  # Ray gives a node 30 s to register: a busy machine may not
             temp_dir = own_temp_dir()
             try:
                 # (shutdown_at_exit=False: nodes can then be added from the test's thread,
                 # playing the autoscaler; the fixture removes them)
                 c = Cluster(initialize_head=True, shutdown_at_exit=False, head_node_args={
-                    "num_cpus": 2, "resources": GPU_NODE, "node_ip_address": "127.0.0.1",
-                    "temp_dir": temp_dir, "include_dashboard": False,
-                    "dashboard_port": free_port()})
+                    "num_cpus": 2, "node_ip_address": "127.0.0.1", "temp_dir": temp_dir,
+                    "include_dashboard": False, "dashboard_port": free_port()})
+                c.add_node(num_cpus=2, resources=GPU_NODE, node_ip_address="127.0.0.1")
                 break
             except Exception as err:
                 if "timed out during startup" not in str(err) or attempt == 2:
@@ -110,7 +115,7 @@ def _train(args) -> int:
 
 def _announce(max_executor_nodes: int | None) -> None:
     """Report node types to the GCS as a Ray autoscaler does (None: no autoscaler): up to
-    `max_executor_nodes` executor nodes like the ones this test adds."""
+    `max_executor_nodes` executor nodes like the ones this test adds, and a GPU-like node."""
     from ray._raylet import GCS_AUTOSCALER_CLUSTER_CONFIG_KEY as KEY
     from ray._raylet import GCS_AUTOSCALER_STATE_NAMESPACE as NS
     from ray.core.generated import autoscaler_pb2
@@ -119,8 +124,11 @@ def _announce(max_executor_nodes: int | None) -> None:
     if max_executor_nodes is None:
         _internal_kv_del(KEY, namespace=NS)
         return
-    config = autoscaler_pb2.ClusterConfig(node_group_configs=[autoscaler_pb2.NodeGroupConfig(
-        name="executors", resources={"CPU": 2, **EXECUTOR_NODE}, max_count=max_executor_nodes)])
+    config = autoscaler_pb2.ClusterConfig(node_group_configs=[
+        autoscaler_pb2.NodeGroupConfig(name="executors", resources={"CPU": 2, **EXECUTOR_NODE},
+                                       max_count=max_executor_nodes),
+        autoscaler_pb2.NodeGroupConfig(name="gpu", resources={"CPU": 2, **GPU_NODE},
+                                       max_count=1)])
     _internal_kv_put(KEY, config.SerializeToString(), overwrite=True, namespace=NS)
 
 
@@ -169,8 +177,8 @@ def test_an_autoscaled_topology_gives_up_on_time_and_one_without_stops_at_once(
         _train(_args(tiny_cache, tmp_path / "r2", 2))
 
 
-def test_placement_scaling_and_an_executor_node_lost_mid_run(cluster, tmp_path, tiny_cache,
-                                                             capsys):
+def test_placement_scaling_and_executor_and_gpu_nodes_lost_mid_run(cluster, tmp_path,
+                                                                   tiny_cache, capsys):
     import ray
 
     from cluster.controller import scale_executors
@@ -178,7 +186,8 @@ def test_placement_scaling_and_an_executor_node_lost_mid_run(cluster, tmp_path, 
     run = tmp_path / "run"
     args = _args(tiny_cache, run, 12, "executor.autoscale=true", "executor.min_workers=1",
                  "executor.max_workers=4", "executor.autoscale_cooldown_s=3",
-                 "executor.target_queue_per_worker=1")
+                 "executor.target_queue_per_worker=1", "learner.checkpoint_every=4")
+    gpu_ids = {n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("gpu_node")}
     ex_nodes: list = []
     seen: list[dict] = []
     notes: list[str] = []
@@ -194,7 +203,7 @@ def test_placement_scaling_and_an_executor_node_lost_mid_run(cluster, tmp_path, 
 
     def act():
         deadline = time.time() + 600
-        removed = scaled = False
+        removed = scaled = gpu_removed = False
         while time.time() < deadline and not (run / "summary.json").exists():
             if not ex_nodes and _asked_for_nodes():  # bring the nodes start-up waits for
                 ex_nodes.extend(cluster.add_node(num_cpus=2, resources=EXECUTOR_NODE,
@@ -218,6 +227,18 @@ def test_placement_scaling_and_an_executor_node_lost_mid_run(cluster, tmp_path, 
                     cluster.remove_node(victim, allow_graceful=False)
                     notes.append(f"removed executor node {victim.node_id[:8]} after step "
                                  f"{steps[-1]}")
+            victim = next((n for n in cluster.worker_nodes
+                           if n.node_id == where.get("rltf-learner-rank0")), None)
+            if steps and steps[-1] >= 9 and removed and not gpu_removed and victim:
+                # the node with the sampler and learner rank: lost, and replaced as an
+                # autoscaler replaces a lost node (the run waits for it, see _announce)
+                gpu_removed = True
+                cluster.remove_node(victim, allow_graceful=False)
+                notes.append(f"removed gpu node {victim.node_id[:8]} after step {steps[-1]}")
+                new = cluster.add_node(num_cpus=2, resources=GPU_NODE,
+                                       node_ip_address="127.0.0.1")
+                gpu_ids.add(new.node_id)
+                notes.append(f"added gpu node {new.node_id}")
             time.sleep(0.5)
 
     _announce(2)
@@ -241,16 +262,26 @@ def test_placement_scaling_and_an_executor_node_lost_mid_run(cluster, tmp_path, 
     # autoscaling changed the pool too
     assert re.search(r"executor pool \d+ -> \d+ actors \(autoscaling", err), err[-3000:]
     # every actor on the nodes its resources name, all the time
-    gpu_id = next(n["NodeID"] for n in ray.nodes() if n["Resources"].get("gpu_node"))
     ex_ids = {n.node_id for n in ex_nodes}
     for where in seen:
         for name, node in where.items():
             if name.startswith(("rltf-sampler", "rltf-learner")):
-                assert node == gpu_id, (name, where)
+                assert node in gpu_ids, (name, where)
             if name.startswith("rltf-executor"):
                 assert node in ex_ids, (name, where)
     assert any(len([n for n in w if n.startswith("rltf-executor")]) >= 3 for w in seen)
-    # the lost node's executors were replaced; no result lost or judged twice
+    # the gpu_node node lost after step 9: the run went back to the step-8 checkpoint and
+    # ended with its sampler and learner rank on the new node
+    assert any(x.startswith("removed gpu node") for x in notes), (notes, err[-3000:])
+    new_gpu = next(x for x in notes if x.startswith("added gpu node")).split()[-1]
+    assert summary["restarts"] == 1
+    assert f"from {run / 'checkpoints' / 'step-000008'}" in err, err[-3000:]
+    last = [w for w in seen if "rltf-learner-rank0" in w][-1]
+    assert {node for name, node in last.items()
+            if name.startswith(("rltf-sampler", "rltf-learner"))} == {new_gpu}, last
+    # the lost nodes' executors were replaced; no result judged twice, every program
+    # accounted for (those in flight when the run rebuilt its actors are abandoned)
     assert summary["results_unexpected"] == 0
-    assert summary["programs_submitted"] == (summary["programs_judged"]
-                                             + summary["programs_in_flight_at_end"])
+    assert summary["programs_submitted"] == (
+        summary["programs_judged"] + summary["programs_abandoned_by_restarts"]
+        + summary["programs_in_flight_at_end"])

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from actors.replay_buffer import Experience
-from cluster.recovery import (check_bookkeeping, evaluate_safely, feasible_pool_size, is_dead,
-                              report_waiting_executors)
+from cluster.recovery import (check_bookkeeping, check_learner, evaluate_safely,
+                              feasible_pool_size, is_dead, report_waiting_executors)
 from executor.records import OUTCOMES, Problem, Result, Solution
 from reward import RewardConfig, SampleFeedback, group_rewards
 
@@ -611,6 +611,7 @@ class Trainer:
         from cluster.controller import AutoscalePolicy, autoscale
 
         check_bookkeeping(self, topo)
+        check_learner(topo)
         ex, pool = self.cfg.executor, topo.pool
         now = time.time()
         if now - self.last_wait_check >= 30:

@@ -12,7 +12,7 @@ is asked of it, so that the run goes on without losing or repeating a result.
   has room), and `feasible_pool_size` keeps `rltf scale` and autoscaling within what the
   cluster and its autoscaler can hold.
 * A learner rank that dies makes `cluster/train_cmd.py` rebuild the actors from the last
-  checkpoint.
+  checkpoint; `check_learner` notices it also while the driver waits for a batch.
 """
 
 from __future__ import annotations
@@ -48,6 +48,24 @@ def evaluate_safely(trainer, topo) -> float:
                 raise
             for i in dead:
                 trainer.replace_sampler(topo, i)
+
+
+def check_learner(topo) -> None:
+    """Raise RayActorError once a learner rank is dead, also while the driver waits for a batch
+    and calls no rank (a lost node: the samplers' replacements may not even fetch the weights
+    that died with it, so no batch would ever come). A cheap call to each rank is kept in
+    flight and looked at without waiting; a busy rank answers after its step."""
+    import ray
+
+    pings = topo.learner_pings
+    if pings is None:
+        topo.learner_pings = [a.step_count.remote() for a in topo.learner.actors]
+        return
+    ready, _ = ray.wait(pings, num_returns=len(pings), timeout=0)
+    for ref in ready:
+        ray.get(ref)  # a dead rank raises here: cluster/train_cmd.py restarts the run
+    if len(ready) == len(pings):
+        topo.learner_pings = None
 
 
 def check_bookkeeping(trainer, topo) -> None:

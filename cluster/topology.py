@@ -150,6 +150,7 @@ class Topology:
     store: Any
     learner: Any
     controller: Any = None
+    learner_pings: Any = None  # calls in flight that show a dead rank (recovery.check_learner)
 
     def shutdown(self, keep_controller: bool = False) -> None:
         import ray

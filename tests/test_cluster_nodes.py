@@ -68,13 +68,13 @@ def cluster(tmp_path_factory):
                 c = Cluster(initialize_head=True, shutdown_at_exit=False, head_node_args={
                     "num_cpus": 2, "node_ip_address": "127.0.0.1", "temp_dir": temp_dir,
                     "include_dashboard": False, "dashboard_port": free_port()})
-                c.add_node(num_cpus=2, resources=GPU_NODE, node_ip_address="127.0.0.1")
                 break
             except Exception as err:
+                kill_processes_of(temp_dir)  # nothing of a failed start stays behind
                 if "timed out during startup" not in str(err) or attempt == 2:
                     raise
-                kill_processes_of(temp_dir)
         try:
+            add_node(c, GPU_NODE)
             ray.init(address=c.address, namespace="rltf", log_to_driver=False,
                      _node_ip_address="127.0.0.1")
             yield c
@@ -85,7 +85,27 @@ def cluster(tmp_path_factory):
             if c.head_node is not None:
                 c.remove_node(c.head_node)
             mp.undo()
-            shutil.rmtree(temp_dir, ignore_errors=True)
+            for folder in [temp_dir, *NODE_TEMP_DIRS]:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+NODE_TEMP_DIRS: list[str] = []
+
+
+def add_node(c, resources: dict):
+    """A worker node with 2 CPUs and `resources`, in a temp dir of its own: Ray gives a node
+    30 s to register, which a busy machine may miss; such a start is killed (by its temp
+    dir) and tried again."""
+    for attempt in range(3):
+        temp_dir = own_temp_dir()
+        NODE_TEMP_DIRS.append(temp_dir)
+        try:
+            return c.add_node(num_cpus=2, resources=resources, node_ip_address="127.0.0.1",
+                              temp_dir=temp_dir)
+        except Exception as err:
+            kill_processes_of(temp_dir)
+            if "timed out during startup" not in str(err) or attempt == 2:
+                raise
 
 
 def _args(cache: Path, run: Path, steps: int, *extra: str) -> argparse.Namespace:
@@ -206,9 +226,7 @@ def test_placement_scaling_and_executor_and_gpu_nodes_lost_mid_run(cluster, tmp_
         removed = scaled = gpu_removed = False
         while time.time() < deadline and not (run / "summary.json").exists():
             if not ex_nodes and _asked_for_nodes():  # bring the nodes start-up waits for
-                ex_nodes.extend(cluster.add_node(num_cpus=2, resources=EXECUTOR_NODE,
-                                                 node_ip_address="127.0.0.1")
-                                for _ in range(2))
+                ex_nodes.extend(add_node(cluster, EXECUTOR_NODE) for _ in range(2))
                 notes.append("added 2 executor nodes")
             where = _placement()
             if where:
@@ -235,8 +253,7 @@ def test_placement_scaling_and_executor_and_gpu_nodes_lost_mid_run(cluster, tmp_
                 gpu_removed = True
                 cluster.remove_node(victim, allow_graceful=False)
                 notes.append(f"removed gpu node {victim.node_id[:8]} after step {steps[-1]}")
-                new = cluster.add_node(num_cpus=2, resources=GPU_NODE,
-                                       node_ip_address="127.0.0.1")
+                new = add_node(cluster, GPU_NODE)
                 gpu_ids.add(new.node_id)
                 notes.append(f"added gpu node {new.node_id}")
             time.sleep(0.5)

@@ -72,6 +72,7 @@ def _trained_steps(run: Path) -> list[int]:
     return [r["step"] for r in rows if "loss/total" in r]
 
 
+@pytest.mark.timeout(900)  # one run with a restart; a shared machine under load needs more
 def test_sigkill_of_every_kind_of_actor_mid_run(ray_local, tmp_path, tiny_cache, capsys):
     from cluster import checkpoints, train_cmd
     from cluster.faults import wait_paused

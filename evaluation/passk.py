@@ -78,3 +78,65 @@ def format_table(report: PassAtKReport) -> str:
             lines.append(f"{name:24}" + "".join(f"{vals[c] * 100:9.1f}%" for c in cols)
                          + f"{int(vals['problems']):>10}")
     return "\n".join(lines)
+
+
+# -- confidence intervals ------------------------------------------------------------------
+# Two-sided 95% quantiles of Student's t, t(0.975, df), for df = 1..30 (beyond: the normal
+# 1.96 is within 2%).
+T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+        2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+        2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+Z975 = 1.959964
+
+
+def t975(df: int) -> float:
+    if df < 1:
+        raise ValueError(f"need at least 2 values for a t interval (df={df})")
+    return T975[df - 1] if df <= len(T975) else Z975
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean with its 95% confidence interval [lo, hi] over `count` values."""
+
+    mean: float
+    lo: float
+    hi: float
+    count: int
+
+    def as_dict(self) -> dict[str, float]:
+        return {"mean": self.mean, "lo": self.lo, "hi": self.hi, "count": self.count}
+
+    def pct(self, sign: bool = False) -> str:
+        f = "+.1f" if sign else ".1f"
+        return f"{self.mean * 100:{f}}% [{self.lo * 100:{f}}, {self.hi * 100:{f}}]"
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    m = len(values)
+    mean = sum(values) / m
+    var = sum((v - mean) ** 2 for v in values) / (m - 1) if m > 1 else 0.0
+    return mean, var ** 0.5
+
+
+def normal_ci(values: Iterable[float]) -> Interval:
+    """Mean of per-problem values (pass rates, or paired differences) with the normal
+    approximation: mean +- 1.96 sd / sqrt(m), sd the sample standard deviation over the m
+    problems. It treats the problems as drawn from a larger population of such problems and
+    covers the noise of which problems and which samples were drawn; with m >= 200 the
+    normal approximation of the mean is close. One problem gives a zero-width interval."""
+    vals = [float(v) for v in values]
+    if not vals:
+        raise ValueError("no values for a confidence interval")
+    mean, sd = _mean_sd(vals)
+    half = Z975 * sd / len(vals) ** 0.5
+    return Interval(mean, mean - half, mean + half, len(vals))
+
+
+def t_ci(values: Iterable[float]) -> Interval:
+    """Mean of a few values (e.g. one figure per seed) with Student's t: mean +- t(0.975,
+    k - 1) sd / sqrt(k). It covers run-to-run noise (the seeds), but is wide for small k."""
+    vals = [float(v) for v in values]
+    mean, sd = _mean_sd(vals)
+    half = t975(len(vals) - 1) * sd / len(vals) ** 0.5
+    return Interval(mean, mean - half, mean + half, len(vals))

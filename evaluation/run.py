@@ -1,14 +1,18 @@
 """`rltf eval`: generate, judge in the executor pool, and score with the unbiased pass@k.
 
-    rltf eval --model DIR_OR_HUB_ID --problems F --n N --k 1,10 [--temperature T]
+    rltf eval --model DIR_OR_HUB_ID --problems F --n 10 --k 1,10 [--temperature T] [--greedy]
               [--device auto|cpu|cuda] [--dtype auto|float32|bfloat16] [--out report.json]
 
-The same function, `evaluate`, serves the training driver (held-out pass@1 every E steps) with
-samplers that are Ray actors; here a Sampler runs in-process, on the GPU where there is one
-(`--device auto`) and in bf16 there (`--dtype auto`: bf16 on GPU, fp32 on CPU, unless the
-config's sampler.dtype says otherwise). With n=1 and temperature 0 the single sample is the
-greedy one. Prints a console table and writes a JSON report with
-pass@k overall and by format and difficulty, and per problem.
+The same function, `evaluate`, serves the training driver (validation and test pass@1) with
+samplers that are Ray actors, and the warm start with an in-process Sampler; here a Sampler
+runs in-process, on the GPU where there is one (`--device auto`) and in bf16 there (`--dtype
+auto`: bf16 on GPU, fp32 on CPU, unless the config's sampler.dtype says otherwise). For each
+problem it draws n samples at the evaluation temperature (pass@1 = c / n, the unbiased
+estimator with k = 1) and, when asked, one greedy decode. Every figure comes with its 95%
+confidence interval (`evaluation.passk.normal_ci`: the normal approximation over per-problem
+pass rates), overall and per slice (`metadata.teacher` of the built-in suite: families trained
+with references, families seen only through tests). Prints a console table and writes a JSON
+report.
 """
 
 from __future__ import annotations
@@ -17,53 +21,137 @@ import argparse
 import json
 import sys
 import time
-from collections import Counter, defaultdict
-from dataclasses import asdict
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
-from evaluation.passk import PassAtKReport, format_table, summarise
+from evaluation.passk import PassAtKReport, format_table, normal_ci, summarise
 from executor.records import Problem, Solution
 
-# generate(problems, n, temperature) -> list of (task_id, program) pairs, n per problem
-Generate = Callable[[Sequence[Problem], int, float], list[tuple[str, str]]]
+# generate(problems) -> (task_id, program, is_greedy) for every sample drawn
+Generate = Callable[[Sequence[Problem]], list[tuple[str, str, bool]]]
 
 
-def evaluate(problems: Sequence[Problem], generate: Generate, pool, n: int = 1,
-             ks: Sequence[int] = (1,), temperature: float = 0.0,
-             batch_size: int = 16) -> tuple[PassAtKReport, dict]:
-    """pass@k of the programs `generate` writes for `problems`, judged by `pool`."""
+def slice_of(problem: Problem) -> str:
+    """The slice a held-out problem is reported in: how its family is taught in training."""
+    return str(problem.metadata.get("teacher") or "all")
+
+
+@dataclass
+class EvalResult:
+    """Per-problem counts of one evaluation: n sampled programs (c passed) and the greedy
+    program's verdict (None without greedy decoding)."""
+
+    split: str
+    n: int
+    temperature: float
+    problems: dict[str, dict] = field(default_factory=dict)  # task_id -> n, c, greedy, slice
+    outcomes: dict[str, int] = field(default_factory=dict)
+    generate_s: float = 0.0
+    wall_s: float = 0.0
+
+    def values(self, what: str, slice_: str | None = None) -> dict[str, float]:
+        """task_id -> pass@1 estimate (what="pass@1": c / n) or greedy pass (0/1)."""
+        out = {}
+        for tid, r in self.problems.items():
+            if slice_ is not None and r["slice"] != slice_:
+                continue
+            if what == "pass@1" and r["n"]:
+                out[tid] = r["c"] / r["n"]
+            elif what == "greedy" and r["greedy"] is not None:
+                out[tid] = float(r["greedy"])
+        return out
+
+    def slices(self) -> list[str]:
+        return sorted({r["slice"] for r in self.problems.values()})
+
+    def figures(self) -> dict[str, dict]:
+        """{"all" | slice: {"pass@1": interval, "greedy": interval, "problems": m}}."""
+        out = {}
+        names = ["all"] + [s for s in self.slices() if s != "all"]
+        for name in names:
+            sl = None if name == "all" else name
+            row: dict = {"problems": sum(1 for r in self.problems.values()
+                                         if sl is None or r["slice"] == sl)}
+            for what in ("pass@1", "greedy"):
+                vals = list(self.values(what, sl).values())
+                if vals:
+                    row[what] = normal_ci(vals).as_dict()
+            out[name] = row
+        return out
+
+    def headline(self) -> float:
+        """pass@1 over all problems (sampled when n > 0, else greedy)."""
+        vals = self.values("pass@1" if self.n else "greedy")
+        return sum(vals.values()) / max(len(vals), 1)
+
+    def lines(self) -> list[str]:
+        """One console line per slice, each figure with its 95% CI."""
+        out = []
+        for name, row in self.figures().items():
+            parts = []
+            for what, label in (("pass@1", f"pass@1 (n={self.n}, T={self.temperature:g})"),
+                                ("greedy", "greedy")):
+                if what in row:
+                    iv = row[what]
+                    parts.append(f"{label} {iv['mean'] * 100:.1f}% "
+                                 f"[{iv['lo'] * 100:.1f}, {iv['hi'] * 100:.1f}]")
+            out.append(f"{self.split} {name} ({row['problems']} problems): " + ", ".join(parts))
+        return out
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "figures": self.figures()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "EvalResult":
+        return cls(**{k: data[k] for k in ("split", "n", "temperature", "problems",
+                                             "outcomes", "generate_s", "wall_s")})
+
+
+def evaluate(problems: Sequence[Problem], generate: Generate, pool, n: int,
+             temperature: float, split: str = "", ks: Sequence[int] = (1,),
+             batch_size: int = 64) -> tuple[PassAtKReport | None, EvalResult]:
+    """Judge what `generate` writes for `problems` with `pool`; pass@k over the sampled
+    programs (None when there are none) and the per-problem record."""
     by_id = {p.task_id: p for p in problems}
-    passed: dict[str, int] = defaultdict(int)
-    drawn: dict[str, int] = defaultdict(int)
-    outcomes: Counter = Counter()
     t0 = time.monotonic()
-    pairs = []
+    pairs, greedy_flags = [], []
     for i in range(0, len(problems), batch_size):
-        chunk = problems[i:i + batch_size]
-        for j, (task_id, program) in enumerate(generate(chunk, n, temperature)):
+        for j, (task_id, program, is_greedy) in enumerate(generate(problems[i:i + batch_size])):
             pairs.append((by_id[task_id], Solution(task_id=task_id, completion=program,
                                                    sample_id=f"eval-{i}-{j}")))
+            greedy_flags.append(is_greedy)
     gen_s = time.monotonic() - t0
-    for (problem, _), result in zip(pairs, pool.run(pairs)):
-        drawn[problem.task_id] += 1
-        passed[problem.task_id] += result.outcome == "pass"
+    res = EvalResult(split=split, n=n, temperature=temperature)
+    for p in problems:
+        res.problems[p.task_id] = {"n": 0, "c": 0, "greedy": None, "slice": slice_of(p),
+                                   "family": str(p.metadata.get("family") or p.format)}
+    outcomes: Counter = Counter()
+    for (problem, _), is_greedy, result in zip(pairs, greedy_flags, pool.run(pairs)):
+        rec = res.problems[problem.task_id]
+        ok = result.outcome == "pass"
+        if is_greedy:
+            rec["greedy"] = int(ok)
+        else:
+            rec["n"] += 1
+            rec["c"] += int(ok)
         outcomes[result.outcome] += 1
-    counts = {tid: (drawn[tid], passed[tid]) for tid in by_id if drawn[tid]}
-    groups = {"format": {p.task_id: p.format for p in problems},
-              "difficulty": {p.task_id: p.difficulty or "unknown" for p in problems}}
-    report = summarise(counts, ks, groups)
-    extra = {"outcomes": dict(outcomes), "generate_s": gen_s,
-             "wall_s": time.monotonic() - t0, "n": n, "temperature": temperature}
-    return report, extra
+    res.outcomes, res.generate_s, res.wall_s = dict(outcomes), gen_s, time.monotonic() - t0
+    counts = {tid: (r["n"], r["c"]) for tid, r in res.problems.items() if r["n"]}
+    report = None
+    if counts:
+        groups = {"format": {p.task_id: p.format for p in problems},
+                  "slice": {p.task_id: slice_of(p) for p in problems}}
+        report = summarise(counts, ks, groups)
+    return report, res
 
 
-def sampler_generate(sampler, settings_factory) -> Generate:
+def sampler_generate(sampler, settings) -> Generate:
     """A Generate function over an in-process Sampler (actors.sampler.Sampler)."""
 
-    def gen(problems: Sequence[Problem], n: int, temperature: float):
-        settings = settings_factory(n=n, temperature=temperature)
-        return [(s.task_id, s.program) for s in sampler.generate(list(problems), settings)
-                if not getattr(s, "is_greedy", False) or n == 1]
+    def gen(problems: Sequence[Problem]):
+        return [(s.task_id, s.program, s.is_greedy)
+                for s in sampler.generate(list(problems), settings)]
 
     return gen
 
@@ -82,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", default="1", help="comma-separated k values, e.g. 1,10")
     ap.add_argument("--temperature", type=float, default=None,
                     help="sampling temperature (default: greedy when n=1, else 0.8)")
+    ap.add_argument("--greedy", action="store_true", help="also decode one greedy program")
     ap.add_argument("--max-new-tokens", type=int, default=256)
-    ap.add_argument("--split", default=None, help="only problems of this split (e.g. heldout)")
+    ap.add_argument("--split", default=None, help="only problems of this split (e.g. test)")
     ap.add_argument("--limit", type=int, default=None, help="at most this many problems")
     ap.add_argument("--out", default=None, help="write the JSON report here")
     ap.add_argument("--config", default=None)
@@ -115,21 +204,25 @@ def main(argv: list[str] | None = None) -> int:
     except ModelNotAvailable as err:
         print(f"rltf eval: {err}", file=sys.stderr)
         return 2
-
-    def settings(n: int, temperature: float):
-        greedy = temperature <= 0.0
-        return SamplerSettings(n=0 if greedy else n, include_greedy=greedy,
+    greedy_only = temperature <= 0.0
+    n = 0 if greedy_only else args.n
+    settings = SamplerSettings(n=n, include_greedy=greedy_only or args.greedy,
                                temperature=max(temperature, 1e-5), top_p=cfg.sampler.top_p,
                                max_new_tokens=args.max_new_tokens,
                                max_prompt_tokens=cfg.sampler.max_prompt_tokens)
-
     with ExecutorPool(cfg.executor) as pool:
-        report, extra = evaluate(problems, sampler_generate(sampler, settings), pool, n=args.n,
-                                 ks=ks, temperature=temperature)
+        report, res = evaluate(problems, sampler_generate(sampler, settings), pool, n=n,
+                               temperature=temperature, split=args.split or "", ks=ks)
+    if greedy_only:  # the one greedy program per problem is the pass@1 sample
+        counts = {t: (1, r["greedy"]) for t, r in res.problems.items()}
+        report = summarise(counts, ks, {"format": {p.task_id: p.format for p in problems}})
     print(format_table(report))
-    print(f"outcomes: {extra['outcomes']}  ({extra['wall_s']:.1f}s)")
+    for line in res.lines():
+        print(line)
+    print(f"outcomes: {res.outcomes}  ({res.wall_s:.1f}s)")
     if args.out:
         with open(args.out, "w") as fh:
-            json.dump({**asdict(report), **extra, "model": args.model,
-                       "problems_file": args.problems}, fh, indent=2)
+            json.dump({**asdict(report), "outcomes": res.outcomes, "wall_s": res.wall_s,
+                       "n": args.n, "temperature": temperature, "eval": res.to_json(),
+                       "model": args.model, "problems_file": args.problems}, fh, indent=2)
     return 0

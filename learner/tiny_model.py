@@ -7,7 +7,7 @@ else loads them like any pretrained checkpoint. Nothing is downloaded.
 
 The families are randomly initialised models of the real architectures, built from their
 `transformers` configs with their own tokenizer classes, each tokenizer a BPE trained on the
-task corpus (the problems' prompts and reference programs):
+task corpus (the training problems' prompts and reference programs; held-out splits never):
 
 * codet5: `T5ForConditionalGeneration` shaped like CodeT5 (ReLU feed-forward, tied embeddings,
   decoder start = pad) with CodeT5's RoBERTa-style byte-level BPE: `<pad>`=0, `<s>`=1,
@@ -53,10 +53,17 @@ class TinyModelSpec:
     seed: int = 0
 
 
+HELD_OUT_SPLITS = ("val", "test", "heldout")
+
+
 def corpus(problems: Iterable) -> list[str]:
-    """Prompt texts and reference programs: what the tokenizer should compress well."""
+    """Prompt texts and reference programs of the TRAINING problems: what the tokenizer should
+    compress well. Problems of a held-out split (val, test) are left out, so that the
+    vocabulary learns nothing from them."""
     out = []
     for p in problems:
+        if p.split in HELD_OUT_SPLITS:
+            continue
         parts = build_prompt(p)
         out.append(parts.text)
         out.extend(p.solutions)
@@ -76,14 +83,18 @@ def train_tokenizer(texts: list[str], vocab_size: int):
 
 def build_tiny_model(problems: Iterable, out_dir: str | Path,
                      spec: TinyModelSpec = TinyModelSpec()) -> str:
-    """Train the tokenizer on the problems' corpus, build a randomly initialised model, save
-    both to `out_dir` and return it."""
+    """Train the tokenizer on the training problems' corpus, build a randomly initialised
+    model, save both to `out_dir` and return it."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tok = train_tokenizer(corpus(problems), spec.vocab_size)
+    texts = corpus(problems)
+    if not texts:
+        raise ValueError("no training problems to train the tokenizer on (held-out splits "
+                         "are never used)")
+    tok = train_tokenizer(texts, spec.vocab_size)
     torch.manual_seed(spec.seed)
     cfg = GPT2Config(vocab_size=len(tok), n_positions=spec.n_positions, n_embd=spec.n_embd,
                      n_layer=spec.n_layer, n_head=spec.n_head, bos_token_id=tok.eos_token_id,

@@ -1,26 +1,52 @@
-"""The built-in task suite: small, seeded programming tasks in all three formats.
+"""The built-in task suite: seeded programming tasks in six families and three formats, split
+into train / val / test by composition, with part of the training problems carrying unit
+tests and no reference solution.
 
-    rltf data synth --out suite.jsonl --n 400 --seed 0
+    rltf data synth --out suite.jsonl --n 1200 --seed 0
 
-Tasks are compositions of primitives, so a tiny model can partly master them after a short
-warm start and RL has room to help:
+Families and what each is for (`metadata.family`; `metadata.teacher` names the slice):
 
-* `call` and `stdio`: filter -> map -> reduce over a list of integers, e.g. "the sum of the
-  squares of the even numbers". Edge cases (empty results, negatives) are in every test set,
-  so a solution that forgets them passes some tests but not all (what adaptive feedback
-  rewards), and most mistakes a small model makes sit on one line (a wrong operator or
-  name: what fine-grained feedback blames).
-* `assert`: word pipelines on strings, e.g. "reverse the order of the words, then make them
-  uppercase".
+Reference families: every training problem carries one reference program, which the
+supervised warm start and the supervised term train on.
 
-The train / held-out split is by composition: a held-out task is a combination of primitives
-never seen together in training (each primitive itself is seen), never a copy of a training
-task. Reference solutions share one short style.
+* `list-call`: filter -> map -> reduce over a list of integers as a function, in the
+  canonical wording ("return the sum of the squares of the even numbers"). Edge cases
+  (empty results, negatives) are in every test set, so a program that forgets one passes
+  some tests (what adaptive feedback rewards); most mistakes sit on one line (what
+  fine-grained feedback blames).
+* `list-stdio`: the same pipelines as a script that reads standard input.
+* `words-assert`: word pipelines on strings ("reverse the order of the words, then make
+  them uppercase"), judged by assert statements.
+
+Tests-only families: training problems carry unit tests and no reference, as much real data
+does, so only the RL term learns from them; a supervised control reaches them by transfer
+alone. Each is built so that a warm-started model already solves some of them (RL needs
+passing samples to reinforce) but not most:
+
+* `reworded-call` / `reworded-stdio`: the list pipelines with the reduction named in a second
+  vocabulary: "the total of", "the greatest of ..., or 0 if there are none", "the least of",
+  "the size of", "... multiplied together (1 if there are none)", "..., listed in order".
+  The programs are the ones the model writes for the canonical wording; what it has to learn
+  from the tests is what six new names mean. Each name keeps what the canonical one says
+  about an empty list, so the warm start narrows its guess down (max or min?) and now and
+  then guesses right; only the tests say when. Earlier designs of this family named all
+  three operations anew, or one of them at random from 31 new names: the warm start then
+  solved 0-3% (all three), or most names never or always (one of 31), and 120 RL steps
+  met each name too rarely to learn it.
+
+Splits (`split`: train, val, test): a composition is the pair of operation kinds that
+makes a program's distinctive line, across every family and format: (filter kind, map
+kind) for the list families (`[x * x for x in xs if x % 2 == 0]` is the same line in a
+function and a script, canonical or terse), (word op, letter op) for the word families.
+Each pair belongs to exactly one split, so no val or test composition appears in training in
+any family or format; every single operation kind still occurs in training. The validation
+split serves every choice of settings; the test split is only reported.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import random
 import sys
@@ -28,7 +54,7 @@ from dataclasses import dataclass
 
 from executor.records import Problem, write_jsonl
 
-# (key, kind, phrase, condition on x); the kind groups parameter variants for the split
+# (key, kind, phrase, condition on x)
 FILTERS = [("all", "all", "all the numbers", None),
            ("even", "even", "the even numbers", "x % 2 == 0"),
            ("odd", "odd", "the odd numbers", "x % 2 != 0"),
@@ -36,7 +62,8 @@ FILTERS = [("all", "all", "all the numbers", None),
            ("neg", "sign", "the negative numbers", "x < 0"),
            ("nz", "sign", "the numbers that are not zero", "x != 0")]
 FILTERS += [(f"gt{k}", "gt", f"the numbers greater than {k}", f"x > {k}") for k in (1, 2, 3, 4)]
-FILTERS += [(f"lt{k}", "lt", f"the numbers less than {k}", f"x < {k}") for k in (0, 1, 2, 3)]
+# no "less than 0": its line `x < 0` would be the negative numbers' line under another kind
+FILTERS += [(f"lt{k}", "lt", f"the numbers less than {k}", f"x < {k}") for k in (1, 2, 3)]
 FILTERS += [(f"div{k}", "div", f"the numbers divisible by {k}", f"x % {k} == 0")
             for k in (3, 4, 5)]
 # (key, kind, phrase template with {0} = the filter phrase, expression)
@@ -46,17 +73,21 @@ MAPS = [("id", "id", "{0}", "x"),
         ("abs", "abs", "the absolute values of {0}", "abs(x)")]
 MAPS += [(f"add{k}", "add", "each of {0} plus " + str(k), f"x + {k}") for k in (1, 2, 3)]
 MAPS += [(f"mul{k}", "mul", f"{k} times each of {{0}}", f"{k} * x") for k in (2, 3, 4)]
-# (key, phrase template with {0} = the mapped phrase, call-format return lines)
+# (key, canonical template with {0} = the mapped phrase, function's closing lines, reworded
+# template): the reworded names keep what the canonical ones say about an empty list, so a
+# warm-started model narrows its guess down (greatest / least: max or min?) and only the
+# tests tell it which
 REDUCES = [
-    ("sum", "the sum of {0}", ["return sum(values)"]),
+    ("sum", "the sum of {0}", ["return sum(values)"], "the total of {0}"),
     ("max", "the largest of {0}, or 0 if there are none",
-     ["return max(values) if values else 0"]),
+     ["return max(values) if values else 0"], "the greatest of {0}, or 0 if there are none"),
     ("min", "the smallest of {0}, or 0 if there are none",
-     ["return min(values) if values else 0"]),
-    ("cnt", "how many of {0} there are", ["return len(values)"]),
+     ["return min(values) if values else 0"], "the least of {0}, or 0 if there are none"),
+    ("cnt", "how many of {0} there are", ["return len(values)"], "the size of {0}"),
     ("prod", "the product of {0} (1 if there are none)",
-     ["result = 1", "for v in values:", "    result *= v", "return result"]),
-    ("list", "the list of {0}, in order", ["return values"]),
+     ["result = 1", "for v in values:", "    result *= v", "return result"],
+     "{0} multiplied together (1 if there are none)"),
+    ("list", "the list of {0}, in order", ["return values"], "{0}, listed in order"),
 ]
 WORD_OPS = [
     ("keep", "keep the words in order", None),
@@ -66,6 +97,8 @@ WORD_OPS = [
      "words = [w for w in words if len(w) > 3]"),
     ("short", "keep only the words of at most 3 letters",
      "words = [w for w in words if len(w) <= 3]"),
+    ("dropfirst", "drop the first word", "words = words[1:]"),
+    ("droplast", "drop the last word", "words = words[:-1]"),
 ]
 CHAR_OPS = [
     ("upper", "make them uppercase", "w.upper()"),
@@ -78,206 +111,225 @@ CHAR_OPS = [
 _WORDS = ["apple", "Bob", "cat", "dog", "Eve", "fig", "grape", "hat", "ink", "jam", "Kite",
           "lemon", "moon", "net", "owl", "pear", "queen", "red", "sun", "tree", "up", "van"]
 
+# family -> (format, teacher, which operations); teacher "reference" or "tests"
+FAMILIES = {
+    "list-call": ("call", "reference", "list"),
+    "list-stdio": ("stdio", "reference", "list"),
+    "words-assert": ("assert", "reference", "words"),
+    "reworded-call": ("call", "tests", "list"),
+    "reworded-stdio": ("stdio", "tests", "list"),
+}
+# share of each family in every split (the word families have few compositions)
+FAMILY_SHARES = {"list-call": 0.22, "list-stdio": 0.22, "words-assert": 0.06,
+                 "reworded-call": 0.25, "reworded-stdio": 0.25}
+SPLIT_SHARES = {"test": 0.2, "val": 0.12}  # the rest is train
+# pairs of operation kinds held out for each split (of 42 list pairs and 42 word pairs)
+HELD_PAIRS = {"list": {"test": 8, "val": 6}, "words": {"test": 8, "val": 6}}
+
 
 @dataclass(frozen=True)
 class Spec:
-    fmt: str
-    parts: tuple[str, ...]
+    """One composition in one family: parts are operation indices."""
+
+    family: str
+    parts: tuple[int, ...]
 
     @property
     def key(self) -> str:
-        return f"{self.fmt}:" + "-".join(self.parts)
+        return f"{self.family}:" + "-".join(map(str, self.parts))
 
 
-def _list_solution(f, m, r, stdio: bool) -> str:
-    cond = FILTERS[f][3]
-    expr = MAPS[m][3]
-    comp = f"[{expr} for x in xs if {cond}]" if cond else f"[{expr} for x in xs]"
-    body = [f"values = {comp}"] + REDUCES[r][2]
+def pair_of(kind: str, parts: tuple[int, ...]) -> tuple[str, str]:
+    """The composition a program's distinctive line encodes (the unit of the split)."""
+    if kind == "list":
+        return (FILTERS[parts[0]][1], MAPS[parts[1]][1])
+    return (WORD_OPS[parts[0]][0], CHAR_OPS[parts[1]][0])
+
+
+def _comprehension(f: int, m: int) -> str:
+    cond, expr = FILTERS[f][3], MAPS[m][3]
+    return f"[{expr} for x in xs if {cond}]" if cond else f"[{expr} for x in xs]"
+
+
+def list_program(f: int, m: int, r: int, stdio: bool) -> str:
+    """The reference program of a list pipeline, as a function or a script."""
+    comp = _comprehension(f, m)
+    closing = REDUCES[r][2]
     if not stdio:
-        return "def solve(xs):\n" + "".join(f"    {line}\n" for line in body)
+        return "def solve(xs):\n" + "".join(f"    {line}\n" for line in
+                                            [f"values = {comp}"] + closing)
     lines = ["xs = list(map(int, input().split()))", f"values = {comp}"]
-    ret = REDUCES[r][2]
-    if ret[0].startswith("return "):
-        value = ret[0][len("return "):]
-        if REDUCES[r][0] == "list":
-            lines.append("print(' '.join(str(v) for v in values))")
-        else:
-            lines.append(f"print({value})")
+    if REDUCES[r][0] == "list":
+        lines.append("print(' '.join(str(v) for v in values))")
+    elif len(closing) == 1:
+        lines.append(f"print({closing[0][len('return '):]})")
     else:
-        lines += ret[:-1] + ["print(result)"]
+        lines += closing[:-1] + ["print(result)"]
     return "".join(line + "\n" for line in lines)
 
 
-def _list_reference(f, m, r, xs):
-    cond = FILTERS[f][3]
-    vals = [eval(MAPS[m][3], {}, {"x": x}) for x in xs
-            if cond is None or eval(cond, {}, {"x": x})]
-    key = REDUCES[r][0]
-    if key == "sum":
-        return sum(vals)
-    if key == "max":
-        return max(vals) if vals else 0
-    if key == "min":
-        return min(vals) if vals else 0
-    if key == "cnt":
-        return len(vals)
-    if key == "prod":
-        out = 1
-        for v in vals:
-            out *= v
-        return out
-    return vals
-
-
-def _list_inputs(rng: random.Random, n: int) -> list[list[int]]:
-    fixed = [[], [-3, -1, -2], [0, 4, 7]]
-    rand = [[rng.randint(-9, 9) for _ in range(rng.randint(1, 7))] for _ in range(n)]
-    return fixed + rand
-
-
-def _words_solution(w, c) -> str:
-    lines = ["words = s.split()"]
+def words_program(w: int, c: int, stdio: bool) -> str:
+    """The reference program of a word pipeline, as a function or a script."""
+    lines = ["words = input().split()" if stdio else "words = s.split()"]
     if WORD_OPS[w][2]:
         lines.append(WORD_OPS[w][2])
     lines.append(f"words = [{CHAR_OPS[c][2]} for w in words]")
+    if stdio:
+        return "".join(line + "\n" for line in lines + ["print(' '.join(words))"])
     lines.append("return ' '.join(words)")
     return "def solve(s):\n" + "".join(f"    {line}\n" for line in lines)
 
 
-def _words_reference(w, c, s: str) -> str:
+def reference_program(spec: Spec) -> str:
+    """The correct program of any task, including the tests-only ones (whose problems never
+    carry it): for checking the suite, never for training."""
+    fmt, _, kind = FAMILIES[spec.family]
+    if kind == "list":
+        return list_program(*spec.parts, stdio=fmt == "stdio")
+    return words_program(*spec.parts, stdio=fmt == "stdio")
+
+
+@functools.lru_cache(maxsize=None)
+def _function(program: str):
+    """The reference function itself: expected outputs are what the reference returns."""
     ns: dict = {}
-    exec(_words_solution(w, c), ns)
-    return ns["solve"](s)
+    exec(program, ns)
+    return ns["solve"]
 
 
-def _phrase_list(f, m, r) -> str:
-    return REDUCES[r][1].format(MAPS[m][2].format(FILTERS[f][2]))
+def _list_value(f: int, m: int, r: int, xs: list[int]):
+    return _function(list_program(f, m, r, False))(list(xs))
 
 
-def all_specs() -> list[Spec]:
-    specs = []
-    for fmt in ("call", "stdio"):
-        for f, m, r in itertools.product(range(len(FILTERS)), range(len(MAPS)),
-                                         range(len(REDUCES))):
-            specs.append(Spec(fmt, (str(f), str(m), str(r))))
-    for w, c in itertools.product(range(len(WORD_OPS)), range(len(CHAR_OPS))):
-        specs.append(Spec("assert", (str(w), str(c))))
-    return specs
+def _words_value(w: int, c: int, s: str) -> str:
+    return _function(words_program(w, c, False))(s)
 
 
-def build_problem(spec: Spec, rng: random.Random, split: str, index: int) -> Problem:
-    ids = [int(p) for p in spec.parts]
-    tid = f"synth/{spec.fmt}/{'-'.join(spec.parts)}"
-    meta = {"family": spec.fmt, "parts": list(spec.parts), "index": index}
-    if spec.fmt in ("call", "stdio"):
-        f, m, r = ids
+def _list_inputs(rng: random.Random, n: int) -> list[list[int]]:
+    fixed = [[], [-3, -1, -2], [0, 4, 7]]
+    return fixed + [[rng.randint(-9, 9) for _ in range(rng.randint(1, 7))] for _ in range(n)]
+
+
+def _word_inputs(rng: random.Random) -> list[str]:
+    return ["", " ".join(rng.sample(_WORDS, 3)), " ".join(rng.sample(_WORDS, 5)),
+            "  ".join(rng.sample(_WORDS, 2)), " ".join(rng.sample(_WORDS, 4))]
+
+
+def _list_prompt(family: str, f: int, m: int, r: int) -> str:
+    """The statement; the reworded families name the reduction in the second vocabulary."""
+    reduce_ = REDUCES[r][3] if family.startswith("reworded") else REDUCES[r][1]
+    what = reduce_.format(MAPS[m][2].format(FILTERS[f][2]))
+    return (f"Given a list of integers xs, return {what}." if family.endswith("-call")
+            else f"Read a line of integers and print {what}.")
+
+
+def build_problem(spec: Spec, rng: random.Random, split: str) -> Problem:
+    fmt, teacher, kind = FAMILIES[spec.family]
+    tid = f"synth/{spec.family}/{'-'.join(map(str, spec.parts))}"
+    meta = {"family": spec.family, "teacher": teacher, "parts": list(spec.parts),
+            "pair": list(pair_of(kind, spec.parts))}
+    # tests-only families carry no reference in training; held-out problems never train,
+    # and keep theirs so that the suite can be checked
+    solutions = [] if (teacher == "tests" and split == "train") else [reference_program(spec)]
+    common = dict(task_id=tid, solutions=solutions, split=split, difficulty=spec.family,
+                  metadata=meta)
+    if kind == "list":
+        f, m, r = spec.parts
         meta["primitives"] = [FILTERS[f][0], MAPS[m][0], REDUCES[r][0]]
-        meta["kinds"] = [FILTERS[f][1], MAPS[m][1]]
+        prompt = _list_prompt(spec.family, f, m, r)
         inputs = _list_inputs(rng, 4)
-        what = _phrase_list(f, m, r)
-        if spec.fmt == "call":
-            prompt = f"Given a list of integers xs, return {what}."
-            tests = [{"input": [xs], "output": _list_reference(f, m, r, xs)} for xs in inputs]
-            return Problem(task_id=tid, prompt=prompt, format="call", fn_name="solve",
-                           starter_code="def solve(xs):\n", tests=tests,
-                           solutions=[_list_solution(f, m, r, False)], split=split,
-                           difficulty="synth", metadata=meta)
-        prompt = f"Read a line of integers and print {what}."
+        if fmt == "call":
+            tests = [{"input": [xs], "output": _list_value(f, m, r, xs)} for xs in inputs]
+            return Problem(prompt=prompt, format="call", fn_name="solve",
+                           starter_code="def solve(xs):\n", tests=tests, **common)
         tests = []
         for xs in inputs:
-            out = _list_reference(f, m, r, xs)
+            out = _list_value(f, m, r, xs)
             text = " ".join(str(v) for v in out) if isinstance(out, list) else str(out)
             tests.append({"input": " ".join(map(str, xs)) + "\n", "output": text + "\n"})
-        return Problem(task_id=tid, prompt=prompt, format="stdio", tests=tests,
-                       solutions=[_list_solution(f, m, r, True)], split=split,
-                       difficulty="synth", metadata=meta)
-    w, c = ids
+        return Problem(prompt=prompt, format="stdio", tests=tests, **common)
+    w, c = spec.parts
     meta["primitives"] = [WORD_OPS[w][0], CHAR_OPS[c][0]]
-    prompt = (f"Given a string s of words separated by spaces, {WORD_OPS[w][1]}, then "
-              f"{CHAR_OPS[c][1]}, and return the words joined by single spaces.")
-    samples = ["", " ".join(rng.sample(_WORDS, 3)), " ".join(rng.sample(_WORDS, 5)),
-               "  ".join(rng.sample(_WORDS, 2)), " ".join(rng.sample(_WORDS, 4))]
-    tests = [f"assert solve({s!r}) == {_words_reference(w, c, s)!r}" for s in samples]
-    return Problem(task_id=tid, prompt=prompt, format="assert", entry_point="solve",
-                   starter_code="def solve(s):\n", tests=tests,
-                   solutions=[_words_solution(w, c)], split=split, difficulty="synth",
-                   metadata=meta)
+    samples = _word_inputs(rng)
+    if fmt == "assert":
+        prompt = (f"Given a string s of words separated by spaces, {WORD_OPS[w][1]}, then "
+                  f"{CHAR_OPS[c][1]}, and return the words joined by single spaces.")
+        tests = [f"assert solve({s!r}) == {_words_value(w, c, s)!r}" for s in samples]
+        return Problem(prompt=prompt, format="assert", entry_point="solve",
+                       starter_code="def solve(s):\n", tests=tests, **common)
+    prompt = (f"Read a line of words, {WORD_OPS[w][1]}, then {CHAR_OPS[c][1]}, and print "
+              "the words joined by single spaces.")
+    tests = [{"input": s + "\n", "output": _words_value(w, c, s) + "\n"} for s in samples]
+    return Problem(prompt=prompt, format="stdio", tests=tests, **common)
 
 
-def split_specs(specs: list[Spec], seed: int, heldout_frac: float = 0.15
-                ) -> tuple[list[Spec], list[Spec]]:
-    """Hold out whole primitive *pairs*: every task whose (filter, map) pair — or, for string
-    tasks, (word op, letter op) pair — is held out goes to the held-out split, so a held-out
-    task combines primitives never seen together in training. Each primitive itself still
-    occurs in training with other partners."""
-    rng = random.Random(seed)
-    def kind_pair(spec: Spec) -> tuple[str, str]:
-        a, b = int(spec.parts[0]), int(spec.parts[1])
-        if spec.fmt == "assert":
-            return (str(a), str(b))
-        return (FILTERS[a][1], MAPS[b][1])
+def all_specs(kind: str) -> list[tuple[int, ...]]:
+    if kind == "list":
+        return list(itertools.product(range(len(FILTERS)), range(len(MAPS)),
+                                      range(len(REDUCES))))
+    return list(itertools.product(range(len(WORD_OPS)), range(len(CHAR_OPS))))
 
-    pairs_by_fmt: dict[str, list[tuple[str, str]]] = {}
-    for spec in specs:
-        pairs_by_fmt.setdefault(spec.fmt, [])
-        pair = kind_pair(spec)
-        if pair not in pairs_by_fmt[spec.fmt]:
-            pairs_by_fmt[spec.fmt].append(pair)
-    held_pairs: set[tuple[str, tuple[str, str]]] = set()
-    for fmt, pairs in pairs_by_fmt.items():
-        order = pairs[:]
-        rng.shuffle(order)
-        want = max(1, int(len(order) * heldout_frac))
-        chosen: list[tuple[str, str]] = []
+
+def split_pairs(kind: str, seed: int) -> dict[tuple[str, str], str]:
+    """Each pair of operation kinds -> "train", "val" or "test". Held-out pairs are drawn at
+    random under one rule: every operation kind of a held-out pair keeps a partner in
+    training, so a held-out task combines operations each seen, never seen together."""
+    pairs = sorted({pair_of(kind, p) for p in all_specs(kind)})
+    order = pairs[:]
+    random.Random(f"{seed}:{kind}:pairs").shuffle(order)
+    out = {p: "train" for p in pairs}
+    for split in ("test", "val"):
+        want = HELD_PAIRS[kind][split]
         for pair in order:
-            if len(chosen) >= want:
+            if want == 0:
                 break
-            rest = [q for q in pairs if q not in chosen and q != pair]
-            # keep both primitives of the pair present in training
+            if out[pair] != "train":
+                continue
+            rest = [q for q in pairs if out[q] == "train" and q != pair]
             if any(q[0] == pair[0] for q in rest) and any(q[1] == pair[1] for q in rest):
-                chosen.append(pair)
-        held_pairs.update((fmt, p) for p in chosen)
-    train = [s for s in specs if (s.fmt, kind_pair(s)) not in held_pairs]
-    held = [s for s in specs if (s.fmt, kind_pair(s)) in held_pairs]
-    return train, held
+                out[pair] = split
+                want -= 1
+    return out
 
 
-FORMAT_SHARES = {"call": 0.45, "stdio": 0.4, "assert": 0.15}
+def split_counts(n: int) -> dict[str, int]:
+    test = round(n * SPLIT_SHARES["test"])
+    val = round(n * SPLIT_SHARES["val"])
+    return {"train": n - test - val, "val": val, "test": test}
 
 
-def generate_suite(n: int = 400, seed: int = 0, heldout_frac: float = 0.15) -> list[Problem]:
-    """`n` tasks (train and held-out by composition, every format in proportion),
-    deterministic for a seed."""
-    specs = all_specs()
-    train, held = split_specs(specs, seed, heldout_frac)
-    rng = random.Random(seed + 1)
-    chosen: list[tuple[Spec, str]] = []
-    for fmt, share in FORMAT_SHARES.items():
-        want = max(2, round(n * share))
-        tr = [s for s in train if s.fmt == fmt]
-        he = [s for s in held if s.fmt == fmt]
-        rng.shuffle(tr)
-        rng.shuffle(he)
-        n_hold = min(len(he), max(1, round(want * heldout_frac)))
-        n_train = min(len(tr), want - n_hold)
-        chosen += [(s, "train") for s in tr[:n_train]] + [(s, "heldout") for s in he[:n_hold]]
-    return [build_problem(s, random.Random(f"{seed}:{s.key}"), split, i)
-            for i, (s, split) in enumerate(chosen)]
+def generate_suite(n: int = 1200, seed: int = 0) -> list[Problem]:
+    """About `n` tasks over every family and split, deterministic for a seed; a family with
+    fewer compositions in a split than its share gets all it has."""
+    splits = {kind: split_pairs(kind, seed) for kind in ("list", "words")}
+    rng = random.Random(f"{seed}:choose")
+    problems: list[Problem] = []
+    for split, total in split_counts(n).items():
+        chosen = []
+        for family, share in FAMILY_SHARES.items():
+            kind = FAMILIES[family][2]
+            pool = [p for p in all_specs(kind) if splits[kind][pair_of(kind, p)] == split]
+            rng.shuffle(pool)
+            chosen += [Spec(family, parts) for parts in pool[:max(1, round(total * share))]]
+        # families mixed, so that the first m problems of a split are a sample of it
+        random.Random(f"{seed}:{split}:order").shuffle(chosen)
+        problems += [build_problem(spec, random.Random(f"{seed}:{spec.key}"), split)
+                     for spec in chosen]
+    return problems
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="rltf data synth", description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="problems JSONL to write")
-    ap.add_argument("--n", type=int, default=400, help="number of tasks (train + held-out)")
+    ap.add_argument("--n", type=int, default=1200, help="number of tasks (all splits)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--heldout-frac", type=float, default=0.15)
     args = ap.parse_args(argv)
-    problems = generate_suite(args.n, args.seed, args.heldout_frac)
+    problems = generate_suite(args.n, args.seed)
     write_jsonl(args.out, problems)
-    counts = {}
+    counts: dict = {}
     for p in problems:
-        counts[(p.split, p.format)] = counts.get((p.split, p.format), 0) + 1
+        key = (p.split, p.metadata["family"])
+        counts[key] = counts.get(key, 0) + 1
     print(f"wrote {len(problems)} tasks to {args.out}: " + ", ".join(
         f"{s}/{f}={c}" for (s, f), c in sorted(counts.items())), file=sys.stderr)
     return 0

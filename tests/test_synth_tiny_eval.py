@@ -10,38 +10,83 @@ from collections import Counter
 
 import pytest
 
-from problems.synth import FILTERS, MAPS, generate_suite
+from problems.synth import (FAMILIES, Spec, generate_suite, pair_of, reference_program,
+                            split_pairs)
 
 
 def _pair(p):
-    a, b = int(p.metadata["parts"][0]), int(p.metadata["parts"][1])
-    if p.format == "assert":
-        return ("assert", a, b)
-    return (p.format, FILTERS[a][1], MAPS[b][1])
+    return tuple(p.metadata["pair"])
 
 
-def test_suite_is_seeded_split_by_composition_and_mixes_formats():
-    a, b = generate_suite(400, seed=0), generate_suite(400, seed=0)
+def _core(program: str) -> str:
+    """A program without its input/output lines: the lines that encode its composition."""
+    io = ("def solve", "xs = list(map(int, input", "words = input", "words = s.split",
+          "print(", "return ")
+    return "".join(line.strip() + "\n" for line in program.splitlines()
+                   if not line.strip().startswith(io) and "result" not in line
+                   and not line.strip().startswith("for v in"))
+
+
+def test_suite_is_seeded_and_has_every_family_in_every_split():
+    a, b = generate_suite(1200, seed=0), generate_suite(1200, seed=0)
     assert [p.model_dump() for p in a] == [p.model_dump() for p in b]
-    c = generate_suite(400, seed=1)
+    c = generate_suite(1200, seed=1)
     assert {p.task_id for p in a} != {p.task_id for p in c}
     assert len({p.task_id for p in a}) == len(a)
-    formats = Counter(p.format for p in a)
-    assert set(formats) == {"call", "stdio", "assert"}
-    assert formats["call"] > formats["assert"] and formats["stdio"] > formats["assert"]
-    train = [p for p in a if p.split == "train"]
-    held = [p for p in a if p.split == "heldout"]
-    assert 0.08 * len(a) < len(held) < 0.25 * len(a)
-    # a held-out task combines primitives never seen together in training...
-    assert not {_pair(p) for p in held} & {_pair(p) for p in train}
-    # ...but each of its primitives does occur in training
-    for p in held:
-        key = _pair(p)
-        assert any(_pair(q)[:2] == key[:2] for q in train if q.format == p.format)
-        assert any((_pair(q)[0], _pair(q)[2]) == (key[0], key[2])
-                   for q in train if q.format == p.format)
+    counts = Counter((p.split, p.metadata["family"]) for p in a)
+    assert {f for _, f in counts} == set(FAMILIES)
+    for split in ("train", "val", "test"):
+        assert all(counts[(split, f)] >= 1 for f in FAMILIES)
+    test = [p for p in a if p.split == "test"]
+    assert len(test) >= 200  # the evaluation's power
+    slices = Counter(p.metadata["teacher"] for p in test)
+    assert set(slices) == {"reference", "tests"} and min(slices.values()) >= 100
     for p in a:
-        assert p.prompt and p.solutions and len(p.tests) >= 4
+        assert p.prompt and len(p.tests) >= 4
+        # tests-only families carry no reference in training; everything else has one
+        teacher_only_tests = p.metadata["teacher"] == "tests" and p.split == "train"
+        assert (p.solutions == []) == teacher_only_tests
+
+
+def test_split_holds_out_compositions_across_families_and_formats():
+    suite = generate_suite(1200, seed=0)
+    train = [p for p in suite if p.split == "train"]
+    by_split = {s: [p for p in suite if p.split == s] for s in ("val", "test")}
+    train_pairs = {_pair(p) for p in train}
+    # the correct program of every training task, tests-only ones included: RL may reach it
+    train_cores = {_core(reference_program(Spec(p.metadata["family"],
+                                                tuple(p.metadata["parts"]))))
+                   for p in train}
+    train_lines = {line for prog in train_cores for line in prog.splitlines()}
+    for split, held in by_split.items():
+        for p in held:
+            # no held-out composition appears in training, in any family or format
+            assert _pair(p) not in train_pairs, (split, p.task_id)
+            core = _core(p.solutions[0])
+            assert core not in train_cores
+            if FAMILIES[p.metadata["family"]][2] == "list":
+                # the line that encodes (filter, map) is never a training line, verbatim
+                (line,) = [ln for ln in core.splitlines() if ln.startswith("values = ")]
+                assert line not in train_lines, (p.task_id, line)
+            # ...but each of its operation kinds does occur in training
+            a, b = _pair(p)
+            assert any(q[0] == a for q in train_pairs) and any(q[1] == b for q in train_pairs)
+    assert not {_pair(p) for p in by_split["val"]} & {_pair(p) for p in by_split["test"]}
+    for kind in ("list", "words"):
+        split = split_pairs(kind, 0)
+        assert {"train", "val", "test"} == set(split.values())
+
+
+def test_tokenizer_and_warm_start_see_training_text_only():
+    from learner.tiny_model import corpus
+
+    suite = generate_suite(300, seed=0)
+    texts = set(corpus(suite))
+    held = [p for p in suite if p.split in ("val", "test")]
+    for p in held:
+        assert not any(p.prompt in t for t in texts)
+        assert not set(p.solutions) & texts
+    assert any(p.prompt in t for p in suite if p.split == "train" for t in texts)
 
 
 def test_references_pass_and_typical_mistakes_fail(worker):
@@ -49,10 +94,12 @@ def test_references_pass_and_typical_mistakes_fail(worker):
 
     suite = generate_suite(120, seed=3)
     for p in suite:
-        r = worker.run(p, Solution(task_id=p.task_id, completion=p.solutions[0]))
+        program = reference_program(Spec(p.metadata["family"], tuple(p.metadata["parts"])))
+        assert p.solutions in ([], [program])
+        r = worker.run(p, Solution(task_id=p.task_id, completion=program))
         assert r.outcome == "pass", (p.task_id, r)
     # a line-local runtime error is located on its line; a wrong answer fails some tests
-    call = next(p for p in suite if p.format == "call")
+    call = next(p for p in suite if p.format == "call" and p.solutions)
     broken = call.solutions[0].replace("return", "return undefined_name +", 1)
     r = worker.run(call, Solution(task_id=call.task_id, completion=broken))
     assert r.outcome == "runtime_error" and r.error_type == "NameError" and r.error_line

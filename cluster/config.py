@@ -151,7 +151,13 @@ class ModelConfig(Section):
     )
     warm_start_steps: int = Field(
         default=600, ge=0,
-        description="Supervised steps of the tiny model's warm start (path=tiny only).",
+        description="Supervised steps of the tiny model's warm start (path=tiny only), on "
+        "the training problems that carry reference solutions.",
+    )
+    warm_start_eval_every: int = Field(
+        default=0, ge=0,
+        description="Steps between points of the warm start's validation curve (loss on the "
+        "validation references and greedy pass@1 on the validation split; 0: none).",
     )
 
 
@@ -164,13 +170,25 @@ class DataConfig(Section):
         "heldout_file) in the format of docs/ARCHITECTURE.md, e.g. from `rltf data apps`, "
         "or datasets folders from `rltf gen-tests --hf-out`.",
     )
-    synth_n: int = Field(default=400, ge=10, description="Tasks in the built-in suite.")
+    synth_n: int = Field(
+        default=1200, ge=10,
+        description="Tasks in the built-in suite, over its train (68%), validation (12%) "
+        "and test (20%) splits (problems/synth.py).")
+    synth_seed: int = Field(
+        default=0, description="Seed of the built-in suite and its split; fixed while the "
+        "run's `seed` varies, so that every seed is evaluated on the same problems.")
     train_file: str | None = Field(
         default=None, description="Training problems: a JSONL file or a datasets folder.")
+    val_file: str | None = Field(
+        default=None, description="Validation problems (a JSONL file or a datasets folder), "
+        "for every choice of settings and the evaluations during training; without it those "
+        "use heldout_file.")
     heldout_file: str | None = Field(
-        default=None, description="Held-out problems: a JSONL file or a datasets folder.")
+        default=None, description="Test problems (a JSONL file or a datasets folder): "
+        "evaluated before and after training, only reported.")
     max_heldout: int | None = Field(
-        default=None, ge=1, description="Evaluate on at most this many held-out problems.")
+        default=None, ge=1,
+        description="Evaluate on at most this many validation and this many test problems.")
 
 
 class SamplerConfig(Section):
@@ -350,11 +368,19 @@ class TrainConfig(Section):
     max_minutes: float | None = Field(
         default=None, gt=0, description="Stop (with a checkpoint) after this many minutes.")
     eval_every: int = Field(
-        default=20, ge=1, description="Learner steps between held-out evaluations (E).")
+        default=20, ge=1, description="Learner steps between validation evaluations (E).")
     eval_samples: int = Field(
-        default=1, ge=1, description="Samples per held-out problem for pass@1 (greedy when 1).")
-    eval_temperature: float = Field(default=0.2, gt=0, description="Sampling temperature "
-                                    "for held-out evaluation when eval_samples > 1.")
+        default=0, ge=0, description="Samples per evaluated problem at eval_temperature; "
+        "pass@1 is the unbiased estimate c / n over them. 0: the greedy program alone.")
+    eval_temperature: float = Field(default=0.6, gt=0, description="Sampling temperature "
+                                    "of evaluation samples (the paper samples at 0.6).")
+    eval_greedy: bool = Field(
+        default=True, description="Also decode one greedy program per evaluated problem "
+        "and report its pass rate.")
+    eval_val: bool = Field(
+        default=True, description="Evaluate the validation split at step 0, every "
+        "eval_every steps and at the end (what settings are chosen on); false: only the "
+        "test split, before and after training.")
     max_queue: int = Field(
         default=64, ge=1, description="Samples waiting for executors before samplers pause "
         "(backpressure).")
@@ -468,12 +494,18 @@ class RLTFConfig(Section):
         if path != "tiny" and looks_local and not Path(path).expanduser().exists():
             raise ValueError(f"model.path {path} does not exist; point it at a folder with "
                              "a save_pretrained model, or use model.path=tiny")
-        given = [n for n in ("train_file", "heldout_file") if getattr(self.data, n)]
+        given = [n for n in ("train_file", "heldout_file", "val_file") if getattr(self.data, n)]
         if self.data.source == "synth" and given:
             raise ValueError(
                 f"data.{given[0]} is not read while data.source=synth (the built-in suite); "
                 "set data.source=jsonl to train on problems files, with both data.train_file "
                 "and data.heldout_file")
+        if self.train.eval_samples == 0 and not self.train.eval_greedy:
+            raise ValueError("train.eval_samples=0 with train.eval_greedy=false evaluates "
+                             "nothing; set eval_samples >= 1 or eval_greedy=true")
+        if self.data.val_file and not Path(self.data.val_file).exists():
+            raise ValueError(f"data.val_file {self.data.val_file} does not exist; point it "
+                             "at a problems file or leave it unset")
         if self.data.source == "jsonl":
             for name in ("train_file", "heldout_file"):
                 f = getattr(self.data, name)

@@ -10,7 +10,7 @@ executor pool judges and the learner trains; the driver's loop is a few named, t
     sync      every K steps publish version N+1 of the weights (samplers pick it up): a
               policy version counts publishes, not learner steps, and the buffer's
               staleness bound is in versions
-    evaluate  held-out pass@1 every E steps and at the end
+    evaluate  validation pass@1 every E steps; validation and test before and after
     checkpoint every C steps, on SIGTERM/Ctrl-C, and at the end
 
 Backpressure: a sampler gets new work only while the executor backlog is under
@@ -173,7 +173,10 @@ class Trainer:
         self.train_by_id = {p.task_id: p for p in self.train_problems}
         self._sl_pairs: dict[str, list] = {}  # task id -> tokenized reference solutions
         self.prompt_limit: int | None = None  # prompt tokens, the same for samplers and SL
-        self.heldout = problems["heldout"]
+        # the validation split serves choices of settings (every E steps); the test split is
+        # evaluated before and after and only reported. Without one, the other serves.
+        self.eval_sets = {"val": problems.get("val") or problems["test"],
+                          "test": problems["test"] or problems.get("val", [])}
         self.log = log
         self.resume_from = resume_from
         self.rng = random.Random(cfg.seed)
@@ -182,6 +185,8 @@ class Trainer:
         self.rng.shuffle(self.order)
         self.step = 0
         self.versions = PolicyVersions(cfg.weights.sync_every)
+        # the supervised term draws from the problems with a reference; tests-only ones
+        # reach the learner through RL alone
         self.sl_problems = [p for p in self.train_problems if p.solutions]
         if cfg.learner.sl_mode == "alternate" and not self.sl_problems:
             raise ValueError("learner.sl_mode=alternate needs training problems with reference "
@@ -191,11 +196,13 @@ class Trainer:
         self.timer = PhaseTimer()
         self.outcomes: collections.Counter = collections.Counter()
         self.window: collections.Counter = collections.Counter()
+        self.slice_window: collections.Counter = collections.Counter()  # (slice, passed)
         self.rewards_window: list[float] = []
         self.samples_generated = 0
         self.programs_judged = 0
         self.learner_busy_s = 0.0
-        self.pass_at_1: dict[int, float] = {}
+        self.pass_at_1: dict[int, float] = {}  # step -> validation pass@1
+        self.figures: dict[str, dict[int, dict]] = {"val": {}, "test": {}}  # CIs, slices
         self.last_checkpoint_step = -1
         self.applied_request = 0  # the last `rltf scale` request applied
         self.last_resize = 0.0
@@ -247,16 +254,6 @@ class Trainer:
                                batch_size=max(s.samples_per_prompt * s.prompts_per_batch, 8),
                                max_prompt_tokens=self.prompt_limit)
 
-    def eval_settings(self):
-        from actors.sampler import SamplerSettings
-
-        t = self.cfg.train
-        greedy = t.eval_samples == 1
-        return SamplerSettings(n=0 if greedy else t.eval_samples, include_greedy=greedy,
-                               temperature=t.eval_temperature, top_p=self.cfg.sampler.top_p,
-                               max_new_tokens=self.cfg.sampler.max_new_tokens, batch_size=64,
-                               max_prompt_tokens=self.prompt_limit)
-
     @property
     def version(self) -> int:
         """The policy version the samplers hold: the number of publishes so far."""
@@ -266,7 +263,8 @@ class Trainer:
         return {"step": self.step, "version": self.version,
                 "published_step": self.versions.published_step, "cursor": self.cursor,
                 "order": self.order, "rng": self.rng.getstate(),
-                "pass_at_1": self.pass_at_1, "outcomes": dict(self.outcomes),
+                "pass_at_1": self.pass_at_1, "figures": self.figures,
+                "outcomes": dict(self.outcomes),
                 "samples_generated": self.samples_generated,
                 "programs_judged": self.programs_judged,
                 "learner_busy_s": self.learner_busy_s,
@@ -278,6 +276,7 @@ class Trainer:
         self.step = 0
         self.versions = PolicyVersions(self.cfg.weights.sync_every)
         self.pass_at_1 = {k: v for k, v in self.pass_at_1.items() if k == 0}
+        self.figures = {k: {s: f for s, f in v.items() if s == 0} for k, v in self.figures.items()}
         self.last_checkpoint_step = -1
 
     def load_state(self, st: dict) -> None:
@@ -288,6 +287,8 @@ class Trainer:
         rng = st["rng"]
         self.rng.setstate((rng[0], tuple(rng[1]), rng[2]))
         self.pass_at_1 = {int(k): v for k, v in st["pass_at_1"].items()}
+        self.figures = {k: {int(s): f for s, f in v.items()}
+                        for k, v in st.get("figures", {}).items()}
         self.outcomes = collections.Counter(st["outcomes"])
         self.samples_generated = st["samples_generated"]
         self.programs_judged = st["programs_judged"]
@@ -297,33 +298,53 @@ class Trainer:
         self.programs_abandoned = self.programs_submitted - self.programs_judged
 
     # -- the run -------------------------------------------------------------------------------
-    def evaluate(self, topo) -> float:
-        """Held-out pass@1 with the samplers' current weights (the `rltf eval` code path)."""
+    def evaluate(self, topo, split: str = "val") -> float:
+        """pass@1 on the validation or test split with the samplers' current weights (the
+        `rltf eval` code path): eval_samples programs per problem at eval_temperature and the
+        greedy one, each figure with its 95% CI, overall and per slice. The per-problem
+        counts go to eval/<split>-step-N.json. At step 0 the warm start's stored evaluation
+        is used when there is one (cluster/warm_start.py)."""
         import ray
 
+        from cluster.warm_start import cached_eval, eval_problems, eval_settings
         from evaluation.run import evaluate
 
-        settings = self.eval_settings()
+        settings = eval_settings(self.cfg, self.prompt_limit)
         samplers = topo.samplers
 
-        def generate(problems, n, temperature):
+        def generate(problems):
             chunks = [list(problems[i::len(samplers)]) for i in range(len(samplers))]
             refs = [s.generate.remote(c, settings) for s, c in zip(samplers, chunks) if c]
-            out = []
-            for samples in ray.get(refs):
-                out += [(x.task_id, x.program) for x in samples]
-            return out
+            return [(x.task_id, x.program, x.is_greedy) for out in ray.get(refs) for x in out]
 
-        problems = self.heldout[: self.cfg.data.max_heldout or len(self.heldout)]
+        problems = eval_problems(self.cfg, self.eval_sets[split])
         with self.timer("evaluate"):
-            report, extra = evaluate(problems, generate, topo.pool, n=self.cfg.train.eval_samples,
-                                     ks=[1], temperature=settings.temperature)
-        value = report.overall["pass@1"]
-        self.pass_at_1[self.step] = value
-        self.log.step(self.step, {"eval/pass@1": value,
-                                  **{f"eval/{k}": v for k, v in extra["outcomes"].items()}})
-        self.log.print(f"[step {self.step}] held-out pass@1 = {value * 100:.1f}% "
-                       f"({report.problems} problems, {extra['wall_s']:.1f}s)")
+            res = cached_eval(self.model_path, self.cfg, split, problems) \
+                if self.step == 0 else None
+            if res is None:
+                _, res = evaluate(problems, generate, topo.pool, n=settings.n,
+                                  temperature=settings.temperature, split=split)
+        folder = self.run_dir / "eval"
+        folder.mkdir(exist_ok=True)
+        (folder / f"{split}-step-{self.step:06d}.json").write_text(json.dumps(res.to_json()))
+        value = res.headline()
+        figures = res.figures()
+        self.figures[split][self.step] = figures
+        if split == "val":
+            self.pass_at_1[self.step] = value
+        row = {}
+        for name, fig in figures.items():
+            tail = "" if name == "all" else f"/{name}"
+            for what in ("pass@1", "greedy"):
+                if what in fig:
+                    row[f"{'eval' if split == 'val' else 'test'}/{what}{tail}"] = \
+                        fig[what]["mean"]
+        row.update({f"{split}_outcome/{k}": v for k, v in res.outcomes.items()})
+        if split == "val":  # the series settings are chosen on
+            row["eval/pass@1"] = value
+        self.log.step(self.step, row)
+        for line in res.lines():
+            self.log.print(f"[step {self.step}] {line}")
         return value
 
     def publish(self, topo) -> float:
@@ -425,8 +446,10 @@ class Trainer:
         objective = make_objective(cfg, self.model_path)
         settings = self.sampler_settings()
         t_start = time.time()
-        if 0 not in self.pass_at_1:
-            evaluate_safely(self, topo)
+        if 0 not in self.figures["test"]:
+            if cfg.train.eval_val:
+                evaluate_safely(self, topo, "val")
+            evaluate_safely(self, topo, "test")
         gen: dict = {}  # ref -> sampler index
         groups: dict[str, Group] = {}
         sample_group: dict[str, str] = {}
@@ -490,6 +513,8 @@ class Trainer:
                         continue
                     g = groups[gkey]
                     g.results[sid] = result
+                    self.slice_window[(g.problem.metadata.get("teacher", "all"),
+                                       result.outcome == "pass")] += 1
                     if len(g.results) == len(g.samples):
                         exps, _ = experiences_from_group(g, rcfg)
                         done_exps += exps
@@ -531,10 +556,12 @@ class Trainer:
                 pass
         wall = time.time() - t_start
         stopped_by_signal = bool(self.stop_reason and self.stop_reason.startswith("signal"))
-        if self.step > 0 and self.step not in self.pass_at_1 and not stopped_by_signal:
+        if self.step > 0 and self.step not in self.figures["test"] and not stopped_by_signal:
             if self.versions.published_step != self.step:
                 self.publish(topo)
-            evaluate_safely(self, topo)
+            if self.step not in self.pass_at_1 and cfg.train.eval_val:
+                evaluate_safely(self, topo, "val")
+            evaluate_safely(self, topo, "test")
         return {"wall_s": wall}
 
     def _finish_step(self, topo, metrics_list, learner_t0: float, t_start: float,
@@ -581,6 +608,9 @@ class Trainer:
             row[k if "/" in k else f"learner/{k}"] = v
         for o in OUTCOMES:
             row[f"outcome/{o}"] = self.window.get(o, 0) / total
+        for sl in sorted({k for k, _ in self.slice_window}):  # training pass rate per slice
+            n = self.slice_window[(sl, True)] + self.slice_window[(sl, False)]
+            row[f"train_pass/{sl}"] = self.slice_window[(sl, True)] / n
         if sync_s is not None:
             row["sync/seconds"] = sync_s
         self.log.step(self.step, row)
@@ -597,10 +627,11 @@ class Trainer:
                        f"buffer {stats.size} age {stats.mean_age:.2f} "
                        f"({step_s:.1f}s/step)")
         self.window.clear()
+        self.slice_window.clear()
         self.rewards_window = []
         if (self.step % cfg.train.eval_every == 0 and self.step < cfg.train.max_steps
-                and not stopping):
-            evaluate_safely(self, topo)
+                and not stopping and cfg.train.eval_val):
+            evaluate_safely(self, topo, "val")
         if self.step % cfg.learner.checkpoint_every == 0:
             self.checkpoint(topo)
 

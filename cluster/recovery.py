@@ -35,13 +35,13 @@ def is_dead(actor, timeout_s: float = 10.0) -> bool:
         return True
 
 
-def evaluate_safely(trainer, topo) -> float:
-    """trainer.evaluate(), run again after replacing a sampler that died during it."""
+def evaluate_safely(trainer, topo, split: str = "val") -> float:
+    """trainer.evaluate(topo, split), run again after replacing a sampler that died during it."""
     from ray.exceptions import RayActorError
 
     for attempt in range(3):
         try:
-            return trainer.evaluate(topo)
+            return trainer.evaluate(topo, split)
         except RayActorError:
             dead = [i for i, s in enumerate(topo.samplers) if is_dead(s)]
             if not dead or attempt == 2:

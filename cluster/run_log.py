@@ -80,7 +80,7 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 PLOTS = [
     ("reward.png", "Reward (mean per step)", ["reward/"]),
     ("outcomes.png", "Outcome mix of judged samples", ["outcome/"]),
-    ("pass_at_1.png", "Held-out pass@1", ["eval/pass@1"]),
+    ("pass_at_1.png", "Validation and test pass@1", ["eval/pass@1", "test/pass@1"]),
     ("losses.png", "Losses", ["loss/"]),
     ("throughput.png", "Throughput", ["throughput/"]),
     ("staleness.png", "Staleness (policy versions)", ["staleness/", "buffer/mean_age"]),
@@ -96,6 +96,64 @@ def _series(rows: list[dict], prefixes: list[str]) -> dict[str, tuple[list, list
                 xs.append(r["step"])
                 ys.append(v)
     return out
+
+
+SLICES = {"all": "every held-out problem",
+          "reference": "families trained with reference solutions",
+          "tests": "families seen only through unit tests (no reference in training)"}
+
+
+def evaluation_summary(cfg, figures: dict[str, dict[int, dict]], has_val: bool) -> dict:
+    """What was measured on which split, first and last evaluation, for summary.json."""
+    t = cfg.train
+    out: dict[str, Any] = {
+        "samples_per_problem": t.eval_samples, "temperature": t.eval_temperature,
+        "greedy": t.eval_greedy,
+        "pass@1": "unbiased estimate c/n per problem, mean over problems" if t.eval_samples
+        else "the greedy program per problem",
+        "ci": "95%, normal approximation over per-problem pass rates (mean +- 1.96 sd/sqrt(m))",
+        "slices": SLICES,
+        "validation": "validation split" if has_val else "the test split (no validation "
+        "split was given)",
+    }
+    for split in ("test", "val"):
+        steps = sorted(figures.get(split, {}))
+        if steps:
+            out[split] = {"before_step": steps[0], "after_step": steps[-1],
+                          "before": figures[split][steps[0]],
+                          "after": figures[split][steps[-1]]}
+    return out
+
+
+def _iv(d: dict | None) -> str:
+    if not d:
+        return "-"
+    return f"{d['mean'] * 100:.1f}% [{d['lo'] * 100:.1f}, {d['hi'] * 100:.1f}]"
+
+
+def eval_table(ev: dict, split: str) -> list[str]:
+    """Markdown-free console/report lines: per slice, before -> after, with 95% CIs."""
+    if split not in ev:
+        return []
+    e = ev[split]
+    n, temp = ev["samples_per_problem"], ev["temperature"]
+    what = f"pass@1 from {n} samples at T={temp:g}" if n else "greedy pass@1"
+    name = {"test": "test split (only reported)",
+            "val": f"validation split ({ev['validation']}; it chose the settings)"}[split]
+    lines = [f"{name}, steps {e['before_step']} -> {e['after_step']}, {what}, 95% CI:"]
+    for sl, after in e["after"].items():
+        before = e["before"].get(sl, {})
+        line = (f"  {sl:<10}{after['problems']:>4} problems  "
+                f"{_iv(before.get('pass@1'))} -> {_iv(after.get('pass@1'))}")
+        if ev["greedy"] and n:
+            line += f"; greedy {_iv(before.get('greedy'))} -> {_iv(after.get('greedy'))}"
+        lines.append(line + f"  ({SLICES.get(sl, sl)})")
+    return lines
+
+
+def closing_lines(summary: dict) -> list[str]:
+    ev = summary.get("evaluation") or {}
+    return eval_table(ev, "test") + eval_table(ev, "val")
 
 
 def write_report(run_dir: str | Path, summary: dict[str, Any]) -> Path:
@@ -127,10 +185,24 @@ def write_report(run_dir: str | Path, summary: dict[str, Any]) -> Path:
         made.append((fname, title))
     lines = ["# rltf run report", "", "| | |", "|---|---|"]
     for k, v in summary.items():
+        if isinstance(v, (dict, list)):
+            continue
         if isinstance(v, float):
             v = f"{v:.4g}"
         lines.append(f"| {k} | {v} |")
     lines.append("")
+    ev = summary.get("evaluation")
+    if ev:
+        lines += ["## Held-out evaluation", "", "```"] + closing_lines(summary) + ["```", ""]
+    curve = summary.get("warm_start_curve")
+    if curve:
+        keys = [k for k in curve[0] if k != "step"]
+        lines += ["## Warm start: validation curve", "",
+                  "| step | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+        for pt in curve:
+            lines.append(f"| {pt['step']} | " + " | ".join(
+                "-" if pt.get(k) is None else f"{pt[k]:.3f}" for k in keys) + " |")
+        lines.append("")
     for fname, title in made:
         lines += [f"## {title}", "", f"![{title}](plots/{fname})", ""]
     path = run_dir / "report.md"

@@ -8,7 +8,8 @@ tiny model warm-started on the built-in suite (cached after the first run), onli
 and held-out pass@1 before and after. Inside `ray job submit` it joins the job's cluster
 (`cluster.address=auto`). The run folder (default runs/<preset>-<timestamp>) holds the
 resolved config, metrics.jsonl, TensorBoard events, checkpoints, report.md with plots, and
-summary.json with pass_at_1_before, pass_at_1_after, steps and wall_s. SIGTERM or Ctrl-C
+summary.json with pass_at_1_before, pass_at_1_after (test split), the validation and test
+figures with their 95% CIs per slice, steps and wall_s. SIGTERM or Ctrl-C
 saves a checkpoint and exits cleanly; --resume continues such a run from its last checkpoint.
 
 Differences from the paper: the warm start and the task suite are built here (no download);
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import hashlib
 import json
 import os
 import sys
@@ -40,20 +40,23 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def load_problems(cfg) -> dict[str, list]:
+    """{"train", "val", "test", "all"}: the built-in suite's splits, or the problems files
+    (without data.val_file the test problems serve as validation too)."""
     from problems.gentests.dataset import read_problems
     from problems.synth import generate_suite
 
     if cfg.data.source == "synth":
-        suite = generate_suite(cfg.data.synth_n, cfg.seed)
-        return {"train": [p for p in suite if p.split == "train"],
-                "heldout": [p for p in suite if p.split == "heldout"], "all": suite}
+        suite = generate_suite(cfg.data.synth_n, cfg.data.synth_seed)
+        out = {s: [p for p in suite if p.split == s] for s in ("train", "val", "test")}
+        return {**out, "all": suite}
     out = {}
-    for name, path in (("train", cfg.data.train_file), ("heldout", cfg.data.heldout_file)):
-        probs, bad = read_problems(path)  # a JSONL file or a datasets folder
+    for name, path in (("train", cfg.data.train_file), ("val", cfg.data.val_file),
+                       ("test", cfg.data.heldout_file)):
+        probs, bad = read_problems(path) if path else ([], [])  # a JSONL file or datasets folder
         for b in bad:
             print(f"skipped {b}", file=sys.stderr)
         out[name] = probs
-    out["all"] = out["train"] + out["heldout"]
+    out["all"] = out["train"] + out["val"] + out["test"]
     return out
 
 
@@ -69,27 +72,9 @@ def resolve_model(cfg, problems: dict, log) -> str:
         if folder != cfg.model.path:
             log(f"model {cfg.model.path}: {folder}")
         return cfg.model.path
-    from learner.sft import SFTSettings, run_sft
-    from learner.tiny_model import TinyModelSpec, build_tiny_model
+    from cluster.warm_start import warm_start
 
-    spec = TinyModelSpec(seed=cfg.seed)
-    sft = SFTSettings(steps=cfg.model.warm_start_steps, seed=cfg.seed,
-                      max_prompt_tokens=cfg.sampler.max_prompt_tokens,
-                      max_new_tokens=cfg.sampler.max_new_tokens)
-    key = json.dumps([cfg.data.source, cfg.data.synth_n, cfg.seed, spec.__dict__, sft.__dict__],
-                     sort_keys=True, default=str)
-    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
-    folder = Path(cfg.model.cache_dir) / f"tiny-{digest}"
-    done = folder / "warm" / "rltf_sft.json"
-    if done.exists():
-        log(f"using the cached tiny model {folder / 'warm'}")
-        return str(folder / "warm")
-    t0 = time.time()
-    log(f"building the tiny model and its warm start in {folder} (first run only)")
-    base = build_tiny_model(problems["all"], folder / "base", spec)
-    run_sft(base, problems["train"], str(folder / "warm"), sft, log=log)
-    log(f"warm start done in {time.time() - t0:.0f}s")
-    return str(folder / "warm")
+    return warm_start(cfg, problems, log)
 
 
 def engine_settings(cfg, model_path: str):
@@ -162,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
 
     from cluster.config import dump_config, load_config
     from cluster.driver import Trainer
-    from cluster.run_log import RunLog, write_report
+    from cluster.run_log import RunLog, closing_lines, evaluation_summary, write_report
     from cluster.topology import build_topology
 
     resume = Path(args.resume) if args.resume else None
@@ -270,11 +255,14 @@ def run(args: argparse.Namespace) -> int:
             import ray
 
             ray.shutdown()
-    steps = sorted(trainer.pass_at_1)
+    test = trainer.figures["test"]
+    first, last = (min(test), max(test)) if test else (None, None)
     summary = {
         "preset": cfg.preset,
-        "pass_at_1_before": trainer.pass_at_1.get(0),
-        "pass_at_1_after": trainer.pass_at_1[steps[-1]] if steps else None,
+        "pass_at_1_before": test[first]["all"]["pass@1" if cfg.train.eval_samples
+                                              else "greedy"]["mean"] if test else None,
+        "pass_at_1_after": test[last]["all"]["pass@1" if cfg.train.eval_samples
+                                             else "greedy"]["mean"] if test else None,
         "steps": trainer.step, "policy_version": trainer.version,
         "wall_s": time.time() - t0, "train_wall_s": out["wall_s"],
         "stopped_by": trainer.stop_reason or "max_steps",
@@ -290,10 +278,17 @@ def run(args: argparse.Namespace) -> int:
         "results_unexpected": trainer.results_unexpected,
         "phase_seconds": {k: round(v, 2) for k, v in trainer.timer.totals.items()},
         "model": model_path,
+        "evaluation": evaluation_summary(cfg, trainer.figures, len(problems["val"]) > 0),
     }
+    if cfg.model.path == "tiny":
+        from cluster.warm_start import warm_curve
+
+        summary["warm_start_curve"] = warm_curve(model_path)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     log.close()
-    write_report(run_dir, {k: v for k, v in summary.items() if not isinstance(v, dict)})
+    write_report(run_dir, summary)
+    for line in closing_lines(summary):
+        print(line)
     before, after = summary["pass_at_1_before"], summary["pass_at_1_after"]
     print(f"held-out pass@1: {before * 100:.1f}% before -> {after * 100:.1f}% after "
           f"({trainer.step} steps, {summary['wall_s']:.0f}s); run folder {run_dir}")

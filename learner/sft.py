@@ -65,6 +65,8 @@ class SFTSettings:
     zero_stage: int = 2  # DeepSpeed only
     offload_optimizer: bool = False  # DeepSpeed only: optimizer state in CPU memory
     micro_batch_size: int = 8  # DeepSpeed only: examples per forward pass on one rank
+    eval_every: int = 0  # call `on_eval` every this many steps and at the end (0: never;
+    #                      plain PyTorch only)
 
 
 def sft_pairs(problems: Sequence, tokenizer, encoder_decoder: bool = False,
@@ -108,7 +110,9 @@ def _batches(n: int, s: SFTSettings) -> Iterator[list[int]]:
 
 
 def run_sft(model_dir: str, problems: Sequence, out_dir: str, s: SFTSettings = SFTSettings(),
-            log=print) -> dict:
+            log=print, on_eval=None) -> dict:
+    """Fine-tune on the reference solutions of `problems`; `on_eval(step, model, tokenizer)`
+    (e.g. a validation check) runs every `s.eval_every` steps and at the end."""
     from learner.models import (is_encoder_decoder, load_config, load_tokenizer,
                                 model_prompt_limit)
 
@@ -131,8 +135,14 @@ def run_sft(model_dir: str, problems: Sequence, out_dir: str, s: SFTSettings = S
                        pad_id=tok.pad_token_id, encoder_decoder=enc_dec, max_len=s.max_len)
 
     t0 = time.time()
-    train = _train_deepspeed if s.deepspeed else _train_torch
-    losses, model = train(model_dir, batch, len(pairs), s, log, t0)
+    if s.deepspeed:
+        if on_eval is not None and s.eval_every:
+            raise ValueError("a validation curve during the warm start needs the plain "
+                             "PyTorch path (deepspeed=False)")
+        losses, model = _train_deepspeed(model_dir, batch, len(pairs), s, log, t0)
+    else:
+        evaluate = (lambda step, m: on_eval(step, m, tok)) if on_eval else None
+        losses, model = _train_torch(model_dir, batch, len(pairs), s, log, t0, evaluate)
     info = {"steps": s.steps, "examples": len(pairs), "first_loss": losses[0],
             "final_loss": sum(losses[-20:]) / len(losses[-20:]), "seconds": time.time() - t0,
             "max_prompt_tokens": limit, "settings": asdict(s)}
@@ -151,8 +161,9 @@ def _log_progress(log, step: int, s: SFTSettings, losses: list[float], t0: float
             f"({time.time() - t0:.0f}s)")
 
 
-def _train_torch(model_dir, batch, n, s: SFTSettings, log, t0):
-    """Plain PyTorch on one device; returns (losses, save function)."""
+def _train_torch(model_dir, batch, n, s: SFTSettings, log, t0, on_eval=None):
+    """Plain PyTorch on one device; returns (losses, save function). `on_eval(step, model)`
+    runs in eval mode without gradients every `s.eval_every` steps and at the end."""
     from learner.models import learner_precision, load_model, pick_device
     from learner.objectives import policy_logprobs
 
@@ -185,6 +196,12 @@ def _train_torch(model_dir, batch, n, s: SFTSettings, log, t0):
         sched.step()
         losses.append(float(loss.detach()))
         _log_progress(log, step, s, losses, t0)
+        if on_eval is not None and s.eval_every and (
+                (step + 1) % s.eval_every == 0 or step + 1 == s.steps):
+            model.eval()
+            with torch.no_grad():
+                on_eval(step + 1, model)
+            model.train()
     model.eval()
     return losses, lambda out: model.save_pretrained(out)
 

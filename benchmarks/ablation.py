@@ -9,14 +9,17 @@ adaptive, coarse + fine-grained, RL without the supervised term, and actor-criti
 critic, all three feedbacks). Extra key=value arguments go to every run; runs whose
 summary.json exists are reused (delete the folder, or pass --fresh, to run one again).
 
-Same budget: within a seed every variant starts from the same cached warm start and runs
-the same number of learner steps; every step trains on `learner.batch_size` sampled
+Same budget: every variant and seed starts from one cached warm start (made with
+--warm-seed; the seeds vary the training run: problem order, sampling, supervised batches)
+and runs the same number of learner steps; every step trains on `learner.batch_size` sampled
 programs judged by the unit tests (samplers and executors run identically in every variant,
 the control included) plus, where the supervised term is on, as many reference programs.
 The control sets every reward to 0, so its policy-gradient term is 0 and each of its steps is
 a supervised step on the same reference programs; RL without the supervised term sets
 learner.sl_weight=0. Samples generated and wall time are reported per variant (wall time is
-noisy on a shared machine; compare on the equal step and sample budget).
+noisy on a shared machine; compare on the equal step and sample budget). The runs skip
+the validation evaluations (train.eval_val=false): the ablation reports the test split, and
+the settings it runs were chosen on the validation split beforehand.
 
 Figures: test pass@1 (the unbiased estimate c/n from the evaluation's n samples per problem at
 its temperature), per slice (reference families, tests-only families), after training. For
@@ -152,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="learner steps (default: the preset's train.max_steps)")
     ap.add_argument("--variants", default="all",
                     help="comma-separated names from: " + "; ".join(VARIANTS))
+    ap.add_argument("--warm-seed", type=int, default=0,
+                    help="seed of the one warm start every run starts from")
     ap.add_argument("--out", default="runs/ablation")
     ap.add_argument("--fresh", action="store_true", help="run again even where a run exists")
     ap.add_argument("overrides", nargs="*")
@@ -174,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.fresh or not (run / "summary.json").exists():
                 steps = [] if args.max_steps is None else ["--max-steps", str(args.max_steps)]
                 cmd = [sys.executable, "-m", "cluster.cli", "train", "--run-dir", str(run),
-                       *steps, f"seed={seed}", *VARIANTS[name], *args.overrides]
+                       *steps, f"seed={seed}",
+                       f"model.warm_start_seed={args.warm_seed}", "train.eval_val=false",
+                       *VARIANTS[name], *args.overrides]
                 t0 = time.time()
                 proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
                 if proc.returncode != 0:

@@ -154,6 +154,11 @@ class ModelConfig(Section):
         description="Supervised steps of the tiny model's warm start (path=tiny only), on "
         "the training problems that carry reference solutions.",
     )
+    warm_start_seed: int | None = Field(
+        default=None, description="Seed of the tiny model's initialisation and warm start "
+        "(default: the run's `seed`). benchmarks/ablation.py fixes it, so that its seeds vary "
+        "the training run alone, over one cached warm start.",
+    )
     warm_start_eval_every: int = Field(
         default=0, ge=0,
         description="Steps between points of the warm start's validation curve (loss on the "

@@ -46,6 +46,11 @@ def prompt_limit_of(cfg, model_path: str) -> int | None:
                               load_tokenizer(model_path), cfg.sampler.max_new_tokens)
 
 
+def warm_seed(cfg) -> int:
+    """The seed the warm start (and its stored evaluation) is made with."""
+    return cfg.seed if cfg.model.warm_start_seed is None else cfg.model.warm_start_seed
+
+
 def eval_problems(cfg, problems: list) -> list:
     return problems[: cfg.data.max_heldout or len(problems)]
 
@@ -55,7 +60,7 @@ def eval_cache_path(model_path: str, cfg, split: str, problems: list) -> Path:
     s = eval_settings(cfg)
     key = json.dumps([s.n, s.include_greedy, s.temperature, s.top_p, s.max_new_tokens,
                       cfg.sampler.max_prompt_tokens,
-                      cfg.seed, [p.task_id for p in problems]])
+                      warm_seed(cfg), [p.task_id for p in problems]])
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
     return Path(model_path) / "rltf_eval" / f"{split}-{digest}.json"
 
@@ -103,13 +108,14 @@ def warm_start(cfg, problems: dict, log) -> str:
     from learner.sft import SFTSettings, run_sft
     from learner.tiny_model import TinyModelSpec, build_tiny_model
 
-    spec = TinyModelSpec(seed=cfg.seed)
-    sft = SFTSettings(steps=cfg.model.warm_start_steps, seed=cfg.seed,
+    seed = warm_seed(cfg)
+    spec = TinyModelSpec(seed=seed)
+    sft = SFTSettings(steps=cfg.model.warm_start_steps, seed=seed,
                       eval_every=cfg.model.warm_start_eval_every,
                       max_prompt_tokens=cfg.sampler.max_prompt_tokens,
                       max_new_tokens=cfg.sampler.max_new_tokens)
     data = cfg.data.model_dump(exclude={"max_heldout"})
-    key = json.dumps([data, cfg.seed, spec.__dict__, sft.__dict__], sort_keys=True, default=str)
+    key = json.dumps([data, seed, spec.__dict__, sft.__dict__], sort_keys=True, default=str)
     folder = Path(cfg.model.cache_dir) / f"tiny-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
     warm = folder / "warm"
     val, test = eval_problems(cfg, problems["val"]), eval_problems(cfg, problems["test"])
@@ -124,7 +130,7 @@ def warm_start(cfg, problems: dict, log) -> str:
         if not done.exists():
             log(f"building the tiny model and its warm start in {folder} (first run only)")
             base = build_tiny_model(problems["train"], folder / "base", spec)
-            sampler = Sampler(base, seed=cfg.seed)
+            sampler = Sampler(base, seed=seed)
             limit = prompt_limit_of(cfg, base)
             greedy = SamplerSettings(n=0, include_greedy=True,
                                      max_new_tokens=cfg.sampler.max_new_tokens, batch_size=128,
@@ -147,7 +153,7 @@ def warm_start(cfg, problems: dict, log) -> str:
             run_sft(base, problems["train"], str(warm), sft, log=log,
                     on_eval=on_eval if val else None)
             (warm / CURVE_FILE).write_text(json.dumps(curve, indent=1))
-        sampler = Sampler(str(warm), seed=cfg.seed)
+        sampler = Sampler(str(warm), seed=seed)
         for split, probs in before:
             if not probs or cached_eval(str(warm), cfg, split, probs) is not None:
                 continue

@@ -77,7 +77,7 @@ def test_datasets_folder_round_trip_and_rltf_train_reads_it(tmp_path):
                              f"data.heldout_file={tmp_path / 'held.jsonl'}"])
     loaded = load_problems(cfg)
     assert [p.task_id for p in loaded["train"]] == ["t1", "t2"]
-    assert [p.task_id for p in loaded["heldout"]] == ["t3"]
+    assert [p.task_id for p in loaded["test"]] == ["t3"] and loaded["val"] == []
     with pytest.raises(ValueError, match="datasets folder"):
         read_problems(tmp_path)  # a folder that is not one
 

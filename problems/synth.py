@@ -1,4 +1,4 @@
-"""The built-in task suite: seeded programming tasks in six families and three formats, split
+"""The built-in task suite: seeded programming tasks in five families and three formats, split
 into train / val / test by composition, with part of the training problems carrying unit
 tests and no reference solution.
 

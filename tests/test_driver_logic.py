@@ -73,7 +73,7 @@ def test_versions_numbered_by_learner_step_would_empty_the_buffer_at_every_publi
 def _trainer(tmp_path, overrides=(), problems=None):
     cfg = build_config({}, list(overrides))
     probs = problems or [_problem(i) for i in range(6)]
-    return Trainer(cfg, tmp_path, "unused", {"train": probs, "heldout": []}, log=None)
+    return Trainer(cfg, tmp_path, "unused", {"train": probs, "val": [], "test": []}, log=None)
 
 
 def _problem(i: int, solutions: bool = True) -> Problem:

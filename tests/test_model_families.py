@@ -103,7 +103,7 @@ def test_supervised_term_sees_the_samplers_prompt(tiny_families, family, tmp_pat
                                                          max_prompt_tokens=limit))
     pairs = sft_pairs(problems, sampler.tokenizer, enc_dec, limit)  # `rltf sft`
     trainer = Trainer(build_config({}), tmp_path, tiny_families[family],
-                      {"train": problems, "heldout": []}, log=None)
+                      {"train": problems, "val": [], "test": []}, log=None)
     trainer.prompt_limit = limit
     for s, p, (prompt_ids, target) in zip(samples, problems, pairs):
         assert s.prompt_token_ids == prompt_ids

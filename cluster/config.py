@@ -382,6 +382,10 @@ class TrainConfig(Section):
     eval_greedy: bool = Field(
         default=True, description="Also decode one greedy program per evaluated problem "
         "and report its pass rate.")
+    eval_batch_size: int = Field(
+        default=128, ge=1, description="Sequences per model.generate call in evaluations "
+        "(the warm start's too); larger batches cost less CPU per program for small models "
+        "(the tiny model: 66 ms at 528 against 104 ms at 128) and more memory.")
     eval_val: bool = Field(
         default=True, description="Evaluate the validation split at step 0, every "
         "eval_every steps and at the end (what settings are chosen on); false: only the "

@@ -34,8 +34,8 @@ def eval_settings(cfg, prompt_limit: int | None = None):
     t = cfg.train
     return SamplerSettings(n=t.eval_samples, include_greedy=t.eval_greedy,
                            temperature=t.eval_temperature, top_p=cfg.sampler.top_p,
-                           max_new_tokens=cfg.sampler.max_new_tokens, batch_size=128,
-                           max_prompt_tokens=prompt_limit)
+                           max_new_tokens=cfg.sampler.max_new_tokens,
+                           batch_size=t.eval_batch_size, max_prompt_tokens=prompt_limit)
 
 
 def prompt_limit_of(cfg, model_path: str) -> int | None:
@@ -133,7 +133,8 @@ def warm_start(cfg, problems: dict, log) -> str:
             sampler = Sampler(base, seed=seed)
             limit = prompt_limit_of(cfg, base)
             greedy = SamplerSettings(n=0, include_greedy=True,
-                                     max_new_tokens=cfg.sampler.max_new_tokens, batch_size=128,
+                                     max_new_tokens=cfg.sampler.max_new_tokens,
+                                     batch_size=cfg.train.eval_batch_size,
                                      max_prompt_tokens=limit)
             curve: list[dict] = []
 

@@ -47,7 +47,8 @@ def _rows(run: Path) -> list[dict]:
 def test_short_run_writes_the_whole_run_folder(tmp_path, cache):
     run = tmp_path / "run"
     proc = subprocess.run(_rltf("train", "--run-dir", str(run), "--max-steps", "3",
-                                "train.eval_every=2", "weights.sync_every=2", *_small(cache)),
+                                "train.eval_every=2", "train.eval_val=true", "weights.sync_every=2",
+                                *_small(cache)),
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "held-out pass@1" in proc.stdout

@@ -66,3 +66,23 @@ def tiny_cache(tmp_path_factory):
     """One warm-start cache (model.cache_dir) for the integration tests that train the tiny
     model with the same small settings: the first of them builds it, the others reuse it."""
     return tmp_path_factory.mktemp("tiny-cache")
+
+
+# Modules that start Ray clusters of their own with several nodes (`ray start` heads and
+# workers, ray.cluster_utils.Cluster): under `pytest -n 2 --dist loadfile` each worker takes
+# whole modules, and these two never run beside each other.
+_CLUSTER_MODULES = {"test_cluster_job", "test_cluster_nodes"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_cluster_module_at_a_time(request, tmp_path_factory):
+    """A lock shared by the pytest workers of one run (their base temp folders share a
+    parent), held while a multi-node cluster module runs."""
+    if request.module.__name__.rsplit(".", 1)[-1] not in _CLUSTER_MODULES:
+        yield
+        return
+    import fcntl
+
+    with open(tmp_path_factory.getbasetemp().parent / "rltf-ray-clusters.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield

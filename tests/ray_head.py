@@ -32,32 +32,49 @@ def free_port() -> int:
 class RayHead:
     def __init__(self, ray_bin: str, env: dict, num_cpus: int, log_path: Path,
                  extra: tuple[str, ...] = ()):
-        self.gcs, self.dash, self.metrics = free_port(), free_port(), free_port()
         self.env = env
+        self.log_path = log_path
+        self.workers: list = []
+        self.temp_dirs: list[str] = []
+        # Ray gives a starting node 30 s to register with its GCS and then gives up (the head
+        # exits): a busy machine can miss that, so a head that does is started again
+        for attempt in range(3):
+            self._start(ray_bin, num_cpus, extra)
+            if self._started():
+                return
+            self.stop()
+            if attempt == 2 or "timed out during startup" not in log_path.read_text():
+                raise RuntimeError(f"ray start failed: {log_path.read_text()[-3000:]}")
+
+    def _start(self, ray_bin: str, num_cpus: int, extra: tuple[str, ...]) -> None:
+        self.gcs, self.dash, self.metrics = free_port(), free_port(), free_port()
         # short: Ray's unix sockets live under it (108 characters at most)
         self.temp_dir = tempfile.mkdtemp(prefix="rltf-ray-", dir="/tmp")
-        self.log_path = log_path
         self.cmd = [ray_bin, "start", "--head", "--node-ip-address=127.0.0.1",
                     "--dashboard-host=127.0.0.1", f"--port={self.gcs}",
                     f"--dashboard-port={self.dash}", f"--metrics-export-port={self.metrics}",
                     f"--num-cpus={num_cpus}", "--disable-usage-stats",
                     f"--temp-dir={self.temp_dir}", *self.own_ports(),
                     f"--ray-client-server-port={free_port()}", "--block", *extra]
-        self._log = open(log_path, "w")
-        self.workers: list = []
+        self._log = open(self.log_path, "w")
         self.temp_dirs = [self.temp_dir]
-        self.proc = subprocess.Popen(self.cmd, env=env, stdout=self._log,
+        self.proc = subprocess.Popen(self.cmd, env={**self.env, "PYTHONUNBUFFERED": "1"},
+                                     stdout=self._log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
+
+    def _started(self) -> bool:
+        """True once `ray start` says the node runs (its raylet registered) and the dashboard
+        answers; False if `ray start` exited or two minutes passed."""
         deadline = time.time() + 120
-        while True:  # the dashboard answers a little after the node is up
-            try:
-                urllib.request.urlopen(f"{self.url}/api/gcs_healthz", timeout=5).read()
-                break
-            except (OSError, urllib.error.URLError):
-                if self.proc.poll() is not None or time.time() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"ray start failed: {log_path.read_text()[-3000:]}")
-                time.sleep(1)
+        while time.time() < deadline and self.proc.poll() is None:
+            if "Ray runtime started" in self.log_path.read_text():
+                try:
+                    urllib.request.urlopen(f"{self.url}/api/gcs_healthz", timeout=5).read()
+                    return True
+                except (OSError, urllib.error.URLError):
+                    pass
+            time.sleep(1)
+        return False
 
     def add_worker(self, num_cpus: int, log_path: Path) -> None:
         """`ray start --address=HEAD:PORT` (a worker node on this machine), in a session of its

@@ -86,3 +86,21 @@ def _one_cluster_module_at_a_time(request, tmp_path_factory):
     with open(tmp_path_factory.getbasetemp().parent / "rltf-ray-clusters.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         yield
+
+
+# The longest modules first (measured in CI), so that the two pytest workers end together
+# instead of one finishing a long module alone at the end.
+_LONGEST_FIRST = ["test_cluster_nodes", "test_presets_tiny", "test_train_chaos",
+                  "test_train_cli", "test_weight_sync", "test_cluster_job",
+                  "test_learner_group", "test_executor_pool_ray", "test_reference_zero3",
+                  "test_learner_resume", "test_gen_tests", "test_model_source"]
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
+
+    def key(item):
+        module = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+        return rank.get(module, len(rank))
+
+    items.sort(key=key)  # stable: the order inside a module and among the rest is kept

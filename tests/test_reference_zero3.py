@@ -81,6 +81,11 @@ def _worker(rank: str, policy: str, ref: str, out: str) -> None:
                 "threshold": eng.engine.zero_param_persistence_threshold(),
                 "same": _reference(ref, eng.handle) is model},
                Path(out) / f"rank{rank}.pt")
+    # both ranks done with the group, then shut it down before exit: a process leaving with
+    # gloo's threads still running was once aborted ("terminate called without an active
+    # exception") after writing its results
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
 
 
 def test_reference_is_partitioned_and_scores_like_the_unsharded_model(tmp_path):

@@ -230,7 +230,7 @@ def test_a_learner_rank_killed_mid_publish_fails_the_publish(ray_local, cfg, sto
 
     ray = ray_local
     published = max(0, ray.get(store.latest_version.remote()))
-    trainer = Trainer(cfg, tmp_path, "unused", {"train": [], "heldout": []}, log=None)
+    trainer = Trainer(cfg, tmp_path, "unused", {"train": [], "val": [], "test": []}, log=None)
     trainer.versions.version = trainer.versions.published_step = published
     trainer.step = published + 1  # weights the samplers do not hold yet: a new version
     pauses = Path(os.environ[PAUSE_ENV])

@@ -35,6 +35,7 @@ RUNTIME_ENV = ('{"excludes": [".venv", "runs", ".cache", ".git"], '
 NAMES = ["rltf-sampler-0", "rltf-executor-0", "rltf-learner-rank0", "rltf-buffer",
          "rltf-driver", "rltf-weights"]
 FAST = ["model.warm_start_steps=20", "data.synth_n=120", "data.max_heldout=8",
+        "train.eval_samples=2",
         "train.eval_every=100"]
 
 

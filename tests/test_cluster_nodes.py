@@ -38,6 +38,7 @@ TOPOLOGY = ["sampler.resources={gpu_node: 1}", "learner.resources={gpu_node: 1}"
             "executor.resources={executor_node: 1}", "sampler.cpus_per_actor=1",
             "learner.cpus_per_rank=1", "executor.cpus_per_worker=0.5"]
 FAST = ["model.warm_start_steps=20", "data.synth_n=120", "data.max_heldout=8",
+        "train.eval_samples=2",
         "train.eval_every=100", "learner.checkpoint_every=100"]
 
 

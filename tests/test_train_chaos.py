@@ -82,6 +82,7 @@ def test_sigkill_of_every_kind_of_actor_mid_run(ray_local, tmp_path, tiny_cache,
     args = argparse.Namespace(
         config=None, run_dir=str(run), max_steps=10, max_minutes=None, resume=None,
         overrides=["model.warm_start_steps=20", "data.synth_n=120", "data.max_heldout=8",
+                   "train.eval_samples=2",
                    f"model.cache_dir={tiny_cache}", "learner.checkpoint_every=3",
                    "weights.sync_every=3", "train.eval_every=4", "train.eval_val=true",
                    "train.restarts=1"])

@@ -22,9 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _small(cache: Path) -> list[str]:
-    # A small suite and a short warm start keep the test quick; everything else is the
-    # embedded default (configs/tiny.yaml).
+    # A small suite, a short warm start and 2 evaluation samples a problem keep the test
+    # quick; everything else is the embedded default (configs/tiny.yaml).
     return ["model.warm_start_steps=20", "data.synth_n=120", "data.max_heldout=8",
+            "train.eval_samples=2",
             f"model.cache_dir={cache}", "learner.checkpoint_every=2"]
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from ray_head import RayHead
+from tiny_models import SMALL_RUN
 
 pytestmark = pytest.mark.integration
 
@@ -34,9 +35,7 @@ RUNTIME_ENV = ('{"excludes": [".venv", "runs", ".cache", ".git"], '
                '"env_vars": {"RAY_JOB_STOP_WAIT_TIME_S": "120"}}')
 NAMES = ["rltf-sampler-0", "rltf-executor-0", "rltf-learner-rank0", "rltf-buffer",
          "rltf-driver", "rltf-weights"]
-FAST = ["model.warm_start_steps=20", "data.synth_n=120", "data.max_heldout=8",
-        "train.eval_samples=2",
-        "train.eval_every=100"]
+FAST = [*SMALL_RUN, "train.eval_every=100"]
 
 
 def _run(*cmd: str, timeout: float = 180, **kw) -> subprocess.CompletedProcess:

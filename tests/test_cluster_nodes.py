@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from ray_head import free_port, kill_processes_of, own_temp_dir, own_token
+from tiny_models import SMALL_RUN
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -37,9 +38,7 @@ EXECUTOR_NODE = {"executor_node": 4}
 TOPOLOGY = ["sampler.resources={gpu_node: 1}", "learner.resources={gpu_node: 1}",
             "executor.resources={executor_node: 1}", "sampler.cpus_per_actor=1",
             "learner.cpus_per_rank=1", "executor.cpus_per_worker=0.5"]
-FAST = ["model.warm_start_steps=20", "data.synth_n=120", "data.max_heldout=8",
-        "train.eval_samples=2",
-        "train.eval_every=100", "learner.checkpoint_every=100"]
+FAST = [*SMALL_RUN, "train.eval_every=100", "learner.checkpoint_every=100"]
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,7 @@ from pathlib import Path
 import pytest
 
 from ray_head import own_temp_dir, own_token, pids_of
+from tiny_models import SMALL_RUN
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -81,8 +82,7 @@ def test_sigkill_of_every_kind_of_actor_mid_run(ray_local, tmp_path, tiny_cache,
     run = tmp_path / "run"
     args = argparse.Namespace(
         config=None, run_dir=str(run), max_steps=10, max_minutes=None, resume=None,
-        overrides=["model.warm_start_steps=20", "data.synth_n=120", "data.max_heldout=8",
-                   "train.eval_samples=2",
+        overrides=[*SMALL_RUN,
                    f"model.cache_dir={tiny_cache}", "learner.checkpoint_every=3",
                    "weights.sync_every=3", "train.eval_every=4", "train.eval_val=true",
                    "train.restarts=1"])

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from executor.records import OUTCOMES
+from tiny_models import SMALL_RUN
 
 pytestmark = pytest.mark.integration
 
@@ -22,11 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _small(cache: Path) -> list[str]:
-    # A small suite, a short warm start and 2 evaluation samples a problem keep the test
-    # quick; everything else is the embedded default (configs/tiny.yaml).
-    return ["model.warm_start_steps=20", "data.synth_n=120", "data.max_heldout=8",
-            "train.eval_samples=2",
-            f"model.cache_dir={cache}", "learner.checkpoint_every=2"]
+    # A short run (tiny_models.SMALL_RUN) keeps the test quick; everything else is the
+    # embedded default (configs/tiny.yaml).
+    return [*SMALL_RUN, f"model.cache_dir={cache}", "learner.checkpoint_every=2"]
 
 
 def _rltf(*args: str) -> list[str]:

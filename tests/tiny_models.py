@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# Overrides of a short embedded-default run for the tests that train end to end: a small
+# suite, a short warm start, and a small evaluation (2 samples of 8 problems a split) that
+# still goes through sampled and greedy evaluation.
+SMALL_RUN = ["model.warm_start_steps=20", "data.synth_n=120", "data.max_heldout=8",
+             "train.eval_samples=2"]
+
 CORPUS = [
     "def add(a, b):\n    return a + b\n",
     "def square(x):\n    return x * x\n",

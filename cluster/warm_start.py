@@ -155,10 +155,10 @@ def warm_start(cfg, problems: dict, log) -> str:
                     on_eval=on_eval if val else None)
             (warm / CURVE_FILE).write_text(json.dumps(curve, indent=1))
         sampler = Sampler(str(warm), seed=seed)
+        settings = eval_settings(cfg, prompt_limit_of(cfg, str(warm)))  # reads the model's files
         for split, probs in before:
             if not probs or cached_eval(str(warm), cfg, split, probs) is not None:
                 continue
-            settings = eval_settings(cfg, prompt_limit_of(cfg, str(warm)))
             _, res = evaluate(probs, sampler_generate(sampler, settings), pool,
                               n=cfg.train.eval_samples, temperature=cfg.train.eval_temperature,
                               split=split)

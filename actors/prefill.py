@@ -18,6 +18,8 @@ every step, which is one full copy of it per generated token.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 
@@ -40,6 +42,19 @@ def reserve(cache, extra: int) -> None:
     copy of the whole cache is gone. Other layer kinds (sliding window, ...) are left alone."""
     from transformers.cache_utils import DynamicLayer
 
+    reserved = _reserved_layer()
+    for layer in cache.layers:
+        if type(layer) is DynamicLayer:
+            layer.__class__ = reserved
+            layer._extra = extra
+
+
+@functools.cache
+def _reserved_layer():
+    """The DynamicLayer that writes in place into a buffer `_extra` positions longer (built
+    once: transformers is imported only where a model runs)."""
+    from transformers.cache_utils import DynamicLayer
+
     class Reserved(DynamicLayer):
         def update(self, key_states, value_states, *args, **kwargs):
             n = self.get_seq_length()
@@ -49,13 +64,11 @@ def reserve(cache, extra: int) -> None:
             buf = getattr(self, "_kv", None)
             if (buf is None or buf[0].data_ptr() != self.keys.data_ptr()
                     or buf[0].shape[-2] < m):  # first update, or the cache was replaced
-                shape = (*self.keys.shape[:-2], m + extra, self.keys.shape[-1])
+                shape = (*self.keys.shape[:-2], m + self._extra, self.keys.shape[-1])
                 buf = self._kv = (self.keys.new_empty(shape), self.values.new_empty(shape))
                 buf[0][..., :n, :], buf[1][..., :n, :] = self.keys, self.values
             buf[0][..., n:m, :], buf[1][..., n:m, :] = key_states, value_states
             self.keys, self.values = buf[0][..., :m, :], buf[1][..., :m, :]
             return self.keys, self.values
 
-    for layer in cache.layers:
-        if type(layer) is DynamicLayer:
-            layer.__class__ = Reserved
+    return Reserved

@@ -3,7 +3,8 @@ killed mid-write, a lost node) never leaves one that a restart or `--resume` wou
 half-written.
 
 The checkpoint of step N is written into `checkpoints/step-N.partial/` (the learner ranks'
-DeepSpeed state and `hf/`, the driver's `buffer.pt` and `driver_state.json`). Then
+DeepSpeed state and `hf/`, the driver's `buffer.pt` and `driver_state.json`, and between two
+publishes `published.pt`: the weights the samplers hold, an earlier step's). Then
 `manifest.json` lists every file with its size, the folder is renamed to `step-N` (atomic
 on one filesystem, a shared one included) and the pointer `latest` names it. A reader takes
 the newest `step-N` whose files match its manifest; a `.partial` folder is never read, and
@@ -21,6 +22,7 @@ from cluster.faults import pause_point
 
 PARTIAL = ".partial"
 MANIFEST = "manifest.json"
+PUBLISHED = "published.pt"  # the samplers' weights, in a checkpoint between publishes
 _NAME = re.compile(r"step-(\d{6,})")
 
 

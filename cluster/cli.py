@@ -77,9 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd in ("exec", "train"):
         from cluster.auth import ClusterAccessError
         from cluster.config import ConfigError
+        from cluster.recovery import RestartsExhausted
         from cluster.startup import StartupError
 
-        errors: tuple = (ConfigError, ClusterAccessError, StartupError)
+        errors: tuple = (ConfigError, ClusterAccessError, StartupError, RestartsExhausted)
         if args.cmd == "train":  # not for exec: learner.models imports torch (seconds)
             from learner.models import ModelNotAvailable
 

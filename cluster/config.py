@@ -395,7 +395,7 @@ class TrainConfig(Section):
         "(backpressure).")
     restarts: int = Field(
         default=2, ge=0, description="Restarts from the last checkpoint after a learner rank "
-        "dies.")
+        "dies, in the whole run; an actor killed during a restart uses the next one.")
 
 
 class ClusterConfig(Section):

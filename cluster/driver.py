@@ -84,6 +84,30 @@ class PolicyVersions:
         weights did not make them."""
         return None if self.held is None else (self.version, self.held)
 
+    def saved_with_checkpoint(self, step: int) -> bool:
+        """Whether a checkpoint of learner step `step` must also hold the weights the
+        samplers have: between publishes (after the first) they are an earlier step's, which
+        the learner's state no longer has, and only they restore the schedule exactly."""
+        return self.published_step != step and self.version > 0
+
+    def after_restore(self, step: int, saved: Any = None) -> str:
+        """What a restore of a checkpoint of learner step `step` (this clock loaded from its
+        state) sends to the fresh samplers so that later publishes keep their steps and
+        numbers, as in a run never interrupted:
+        "republish": the learner's weights are this version's (a checkpoint at a publish);
+        "none": the samplers' starting weights are this version (nothing published yet);
+        "saved": the weights saved with the checkpoint are this version's (`saved`, now
+        held); "next": they were not saved (a checkpoint written before they were), so the
+        learner's weights go out as the next version and later versions move up by one."""
+        if self.published_step == step:
+            return "republish"
+        if self.version == 0:
+            return "none"
+        if saved is not None:
+            self.hold(saved)
+            return "saved"
+        return "next"
+
 
 class PhaseTimer:
     def __init__(self) -> None:
@@ -707,6 +731,9 @@ class Trainer:
 
             torch.save(buf, folder / "buffer.pt")
             (folder / "driver_state.json").write_text(json.dumps(self.state()))
+            if self.versions.saved_with_checkpoint(self.step) and self.versions.held:
+                # the samplers' weights (an earlier step's), for a restore to send them again
+                torch.save(dict(ray.get(self.versions.held[0])), folder / checkpoints.PUBLISHED)
             folder = checkpoints.commit(folder)
         self.last_checkpoint_step = self.step
         self.log.print(f"checkpoint saved: {folder}")

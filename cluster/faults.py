@@ -10,7 +10,8 @@ phase without the variable, cost one environment lookup.
 Phases: `learner-publish` (a learner rank about to gather the weights of a publish),
 `store-publish` (the weight store taking a published version), `learner-checkpoint` (a
 learner rank that has written its part of a checkpoint, before it answers),
-`checkpoint-commit` (the driver, every part of a checkpoint written, before the manifest)."""
+`checkpoint-commit` (the driver, every part of a checkpoint written, before the manifest),
+`learner-restore` (a learner rank about to load a checkpoint: a restart or `--resume`)."""
 
 from __future__ import annotations
 

@@ -132,6 +132,7 @@ class LearnerRank:
         pause_point("learner-checkpoint")  # fault tests: killed with its part written
 
     def load_checkpoint(self, folder: str) -> dict:
+        pause_point("learner-restore")  # fault tests: killed while a restart restores
         return self.engine.load_checkpoint(folder)
 
 

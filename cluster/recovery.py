@@ -12,10 +12,48 @@ is asked of it, so that the run goes on without losing or repeating a result.
   has room), and `feasible_pool_size` keeps `rltf scale` and autoscaling within what the
   cluster and its autoscaler can hold.
 * A learner rank that dies makes `cluster/train_cmd.py` rebuild the actors from the last
-  checkpoint; `check_learner` notices it also while the driver waits for a batch.
+  checkpoint; `check_learner` notices it also while the driver waits for a batch. An actor
+  that dies during that rebuild starts the next restart (`restart_until_built`), up to
+  `train.restarts` in the run; then `RestartsExhausted` says what failed.
 """
 
 from __future__ import annotations
+
+from typing import Any, Callable
+
+
+class RestartsExhausted(RuntimeError):
+    """The run used every restart `train.restarts` allows; the message lists why each one
+    was needed."""
+
+
+def first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:200] if text else ''}".rstrip(": ")
+
+
+def restart_until_built(rebuild: Callable[[int, str], Any], restarts: int, limit: int,
+                        why: str) -> tuple[Any, int]:
+    """Restart the run after an actor died (`why`): `rebuild(n, why)` is restart number n
+    (tearing down what is left and building the actors again from the last checkpoint).
+    An actor killed during a rebuild (a RayActorError from it) starts the next one, so that
+    a kill during a restart is survived as one during training; more than `limit` restarts
+    in the run (`restarts` so far) raise RestartsExhausted. Returns (what `rebuild`
+    returned, restarts so far)."""
+    from ray.exceptions import RayActorError
+
+    reasons = [why]
+    while restarts < limit:
+        restarts += 1
+        try:
+            return rebuild(restarts, why), restarts
+        except RayActorError as err:
+            why = f"{first_line(err)}, during restart {restarts}"
+        reasons.append(why)
+    raise RestartsExhausted(
+        f"gave up after {restarts} restart(s) (train.restarts={limit}): "
+        + "; then ".join(reasons) + ". Look for what kills the actors (`ray status`, the "
+        "nodes' logs: memory, lost nodes), or raise train.restarts")
 
 
 def is_dead(actor, timeout_s: float = 10.0) -> bool:

@@ -121,6 +121,11 @@ class SamplerActor:
     def version(self) -> int:
         return self.sampler.policy_version
 
+    def fetch_weights(self) -> int:
+        """Take the weight store's newer version now (a restore's), broadcast group or not."""
+        self._sync_from_store()
+        return self.sampler.policy_version
+
     def join_collective(self, backend: str, addr: str, port: int, world: int,
                         rank: int | None = None) -> bool:
         """Join the broadcast group as `rank` (default: index + 1; the learner is rank 0)."""

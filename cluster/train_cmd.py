@@ -139,7 +139,34 @@ def restore(trainer, topo, folder: Path, keep_totals: bool = False) -> None:
                      programs_submitted=trainer.programs_submitted)
     trainer.load_state(state)
     trainer.last_checkpoint_step = trainer.step
-    trainer.publish(topo)
+    send_restored_weights(trainer, topo, folder)
+
+
+def send_restored_weights(trainer, topo, folder: Path) -> None:
+    """The fresh samplers get the restored policy version's own weights, so that the run
+    publishes on the same steps and with the same numbers as one never interrupted
+    (`PolicyVersions.after_restore`)."""
+    import ray
+    import torch
+
+    from cluster.checkpoints import PUBLISHED
+    from cluster.weights import put_state
+
+    versions, saved = trainer.versions, None
+    if versions.saved_with_checkpoint(trainer.step) and (folder / PUBLISHED).exists():
+        saved = put_state(torch.load(folder / PUBLISHED, weights_only=True))
+    plan = versions.after_restore(trainer.step, saved)
+    if plan == "saved":
+        ray.get(topo.store.publish.remote(versions.version, saved))
+        ray.get([s.fetch_weights.remote() for s in topo.samplers])
+    elif plan != "none":
+        if plan == "next":
+            trainer.log.print(f"{folder} holds no weights of version {versions.version} "
+                              f"(published at step {versions.published_step}): step "
+                              f"{trainer.step}'s go out as the next version")
+        trainer.publish(topo)
+        return
+    ray.get(topo.buffer.set_policy_version.remote(versions.version))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -147,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
 
     from cluster.config import dump_config, load_config
     from cluster.driver import Trainer
+    from cluster.recovery import first_line, restart_until_built
     from cluster.run_log import RunLog, closing_lines, evaluation_summary, write_report
     from cluster.topology import build_topology
 
@@ -223,28 +251,33 @@ def run(args: argparse.Namespace) -> int:
                 # A learner rank died (or another actor where no finer repair applies):
                 # rebuild the topology and continue from the last checkpoint, losing at most
                 # learner.checkpoint_every steps.
-                if restarts >= cfg.train.restarts or trainer.stop_reason:
+                if trainer.stop_reason:
                     raise
-                first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
-                why = f"{type(err).__name__}: {first}"
+                why = first_line(err)
             # (outside the except block: its traceback holds the old actors' handles)
-            restarts += 1
-            folder = latest_checkpoint(run_dir)
-            log.print(f"[step {trainer.step}] an actor died ({why}); restart {restarts}/"
-                      f"{cfg.train.restarts} from {folder or 'the start'}")
             controller = topo.controller
-            topo.shutdown(keep_controller=True)
-            # Ray keeps a dead actor's name taken while a handle to it lives: drop them all
-            topo = None
-            gc.collect()
-            trainer.programs_abandoned += len(trainer.outstanding)  # the pool went with it
-            trainer.outstanding.clear()
-            topo = build_topology(cfg, model_path, engine_settings(cfg, model_path),
-                                  controller=controller, run_dir=run_dir, log=log.print)
-            if folder is not None:
-                restore(trainer, topo, folder, keep_totals=True)
-            else:
-                trainer.reset_to_start()
+
+            def rebuild(n: int, why: str):
+                nonlocal topo
+                folder = latest_checkpoint(run_dir)
+                log.print(f"[step {trainer.step}] an actor died ({why}); restart {n}/"
+                          f"{cfg.train.restarts} from {folder or 'the start'}")
+                if topo is not None:  # (a restart cut short leaves its actors to tear down)
+                    topo.shutdown(keep_controller=True)
+                # Ray keeps a dead actor's name taken while a handle to it lives: drop them
+                topo = None
+                gc.collect()
+                trainer.programs_abandoned += len(trainer.outstanding)  # the pool went too
+                trainer.outstanding.clear()
+                topo = build_topology(cfg, model_path, engine_settings(cfg, model_path),
+                                      controller=controller, run_dir=run_dir, log=log.print)
+                if folder is not None:
+                    restore(trainer, topo, folder, keep_totals=True)
+                else:
+                    trainer.reset_to_start()
+                return topo
+
+            topo, restarts = restart_until_built(rebuild, restarts, cfg.train.restarts, why)
         trainer.restarts = restarts
         if trainer.last_checkpoint_step != trainer.step:
             trainer.checkpoint(topo)

@@ -93,14 +93,118 @@ def test_policy_versions_survive_a_checkpoint_and_a_restore(tmp_path):
     again = _trainer(tmp_path, ["weights.sync_every=10"])
     again.load_state(state)
     assert (again.version, again.step) == (1, 15)
-    # the restore re-sends the learner's weights (step 15's): a new version
-    assert again.versions.publish(again.step) == 2
+    # the samplers' weights (step 10's) are saved with the checkpoint and sent again as
+    # version 1; the learner's (step 15's) wait for the publish at step 20
+    assert t.versions.saved_with_checkpoint(15)
+    assert again.versions.after_restore(again.step, ["w10"]) == "saved"
+    assert again.versions.resend() == (1, ["w10"]) and again.versions.due(20)
     # a checkpoint right after a publish is restored as the version it was
     t.step = 20
     t.versions.publish(20)
+    assert not t.versions.saved_with_checkpoint(20)
     other = _trainer(tmp_path, ["weights.sync_every=10"])
     other.load_state(json.loads(json.dumps(t.state())))
+    assert other.versions.after_restore(other.step) == "republish"
     assert other.versions.publish(other.step) == 2 == t.version
+    # before the first publish the samplers' starting weights are version 0: nothing to send
+    first = _trainer(tmp_path, ["weights.sync_every=10"])
+    first.step = 7
+    assert not first.versions.saved_with_checkpoint(7)
+    assert first.versions.after_restore(7) == "none"
+
+
+def _restored_run(tmp_path, steps: int, checkpoint_at: int, crash_after: int,
+                  old_behaviour: bool = False):
+    """A run of `steps` learner steps with sync_every=3 whose driver saves its state (and
+    what `saved_with_checkpoint` asks for) at step `checkpoint_at`, dies after step
+    `crash_after` and is restored from it into fresh samplers and a fresh weight store (as
+    cluster/train_cmd.py's restore does; `old_behaviour`: the learner's weights published
+    as the next version, as it did before). The learner's weights after step s are "w<s>".
+    Returns the publishes (step, version) and, per step, what a sampler could fetch then
+    (the redone steps' values replace the first ones)."""
+    from cluster.weights import WeightStore
+
+    t, store = _trainer(tmp_path, ["weights.sync_every=3"]), WeightStore()
+    publishes, fetchable, saved = [], {}, None
+
+    def publish():
+        version = t.versions.publish(t.step)
+        store.publish(version, [f"w{t.step}"])
+        t.versions.hold([f"w{t.step}"])
+        publishes.append((t.step, version))
+
+    while t.step < steps:
+        t.step += 1
+        if t.versions.due(t.step):
+            publish()
+        if t.step == checkpoint_at:
+            state = json.loads(json.dumps(t.state()))
+            if t.versions.saved_with_checkpoint(t.step):
+                saved = t.versions.held
+        fetchable[t.step] = store.latest()
+        if t.step == crash_after:
+            crash_after = -1
+            t, store = _trainer(tmp_path, ["weights.sync_every=3"]), WeightStore()
+            t.load_state(state)
+            plan = "next" if old_behaviour else t.versions.after_restore(t.step, saved)
+            if plan == "saved":
+                store.publish(t.version, saved)
+            elif plan != "none":
+                publish()
+    return publishes, fetchable
+
+
+def test_a_restore_between_publishes_keeps_the_publish_schedule(tmp_path):
+    plain, fetch_plain = _restored_run(tmp_path, 12, checkpoint_at=0, crash_after=0)
+    assert plain == [(3, 1), (6, 2), (9, 3), (12, 4)]
+    # checkpoint at step 4 (the samplers hold step 3's weights, version 1), crash after
+    # step 5: step 3's weights, saved with the checkpoint, go out again as version 1; steps
+    # 5-12 are redone and publish at 6, 9, 12 as versions 2, 3, 4, and a sampler fetches
+    # at every step exactly what it fetched in the run never interrupted
+    again, fetch_again = _restored_run(tmp_path, 12, checkpoint_at=4, crash_after=5)
+    assert again == [(3, 1), (6, 2), (9, 3), (12, 4)]
+    assert fetch_again == fetch_plain
+    # a checkpoint before the first publish (step 2): the fresh samplers' starting weights
+    # are version 0 already; nothing is sent, and the redone step 3 publishes version 1
+    again, fetch_again = _restored_run(tmp_path, 12, checkpoint_at=2, crash_after=4)
+    assert again == [(3, 1), (3, 1), (6, 2), (9, 3), (12, 4)] and fetch_again == fetch_plain
+    # at a publish (step 6): the learner's weights are version 2's, sent again as version 2
+    again, fetch_again = _restored_run(tmp_path, 12, checkpoint_at=6, crash_after=7)
+    assert again == [(3, 1), (6, 2), (6, 2), (9, 3), (12, 4)] and fetch_again == fetch_plain
+    # What the restore did before: step 4's weights became version 2 and every later
+    # publish moved one version up
+    shifted, _ = _restored_run(tmp_path, 12, checkpoint_at=4, crash_after=5,
+                               old_behaviour=True)
+    assert shifted == [(3, 1), (4, 2), (6, 3), (9, 4), (12, 5)]
+
+
+def test_an_actor_killed_during_a_restart_starts_the_next_one():
+    from ray.exceptions import RayActorError
+
+    from cluster.recovery import RestartsExhausted, restart_until_built
+
+    calls = []
+
+    def rebuild(n, why):  # the second restart's rebuild is the first that is not cut short
+        calls.append((n, why))
+        if n < 2:
+            raise RayActorError()
+        return f"topology {n}"
+
+    assert restart_until_built(rebuild, 0, 2, "rank died") == ("topology 2", 2)
+    assert calls[0] == (1, "rank died") and calls[1][0] == 2
+    assert calls[1][1].startswith("RayActorError") and "during restart 1" in calls[1][1]
+    # every restart cut short: gives up after train.restarts, saying why each was needed
+    calls.clear()
+    with pytest.raises(RestartsExhausted, match=r"gave up after 3 restart\(s\) "
+                       r"\(train.restarts=3\): rank died; then RayActorError.*during restart "
+                       r"1; then .*during restart 2; then .*during restart 3\. .*raise "
+                       r"train.restarts"):
+        restart_until_built(lambda n, why: rebuild(-n, why), 0, 3, "rank died")
+    assert [n for n, _ in calls] == [-1, -2, -3]
+    # restarts used up earlier in the run: none is tried
+    with pytest.raises(RestartsExhausted, match=r"after 2 restart\(s\) .*: rank died\."):
+        restart_until_built(rebuild, 2, 2, "rank died")
 
 
 def _publishes(steps: int, sync_every: int, store_restart_after: tuple[int, ...] = (),

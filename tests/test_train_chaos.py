@@ -1,7 +1,7 @@
 """Faults as they really happen, on a real local Ray instance: each kind of actor's process
 killed with SIGKILL (as the kernel's OOM killer or a lost node does, not through Ray) during a
-short `rltf train` with sync_every=3 (publishes after steps 3, 6, 9), and the run still
-finishes every step:
+short `rltf train` with sync_every=3 (publishes after steps 3, 6, 9) and a checkpoint every 4
+steps, and the run still finishes every step:
 
 * a sampler while it generates, and another while the held-out evaluation runs: replaced,
   under its own name once Ray has let it go (never ActorAlreadyExistsError);
@@ -10,13 +10,16 @@ finishes every step:
 * the weight store between two publishes: restarted by Ray, empty; the driver gives it the
   same version's weights again, so the publish schedule does not move (every step's policy
   version is step // 3, as without the kill);
-* the weight store while it takes a publish (held there by `cluster/faults.py`): Ray
-  restarts it and runs the publish again;
 * the controller (rltf-driver): restarted by Ray, its status reported again;
-* learner rank 0 while it writes the step-6 checkpoint (held there): the checkpoint is never
-  sealed, the run rebuilds its actors from the last complete one (step 3) and the counters
-  carry on (the buffer_dropped counter no longer goes negative). (A rank killed while it
-  gathers a publish: tests/test_weight_sync.py.)
+* learner rank 0 while it writes the step-8 checkpoint (held there by `cluster/faults.py`):
+  the checkpoint is never sealed, the run rebuilds its actors from the last complete one
+  (step 4, between publishes: the samplers get step 3's weights, saved with it, as version 1
+  again, so the publish schedule does not move) and the counters carry on (the
+  buffer_dropped counter no longer goes negative);
+* the new learner rank 0 while that restart restores the checkpoint: the next restart runs;
+* the weight store while it takes that restart's publish of version 1: Ray restarts it and
+  runs the publish again.
+(A rank killed while it gathers a publish: tests/test_weight_sync.py.)
 
 Every training program gets exactly one result: submitted = judged + abandoned by the
 restart + in flight at the end, and no result arrives for a program twice."""
@@ -43,7 +46,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # "pause:<phase>" to arm that phase and kill the process that reaches it, there)
 KILLS = [(2, "rltf-sampler-0"), (3, "rltf-executor-0"), (4, "rltf-sampler-0"),
          (4, "rltf-weights"), (5, "rltf-buffer"), (5, "rltf-driver"),
-         (5, "pause:learner-checkpoint"), (7, "pause:store-publish")]
+         (7, "pause:learner-checkpoint"), (7, "pause:learner-restore"),
+         (7, "pause:store-publish")]
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +87,9 @@ def test_sigkill_of_every_kind_of_actor_mid_run(ray_local, tmp_path, tiny_cache,
     args = argparse.Namespace(
         config=None, run_dir=str(run), max_steps=10, max_minutes=None, resume=None,
         overrides=[*SMALL_RUN,
-                   f"model.cache_dir={tiny_cache}", "learner.checkpoint_every=3",
+                   f"model.cache_dir={tiny_cache}", "learner.checkpoint_every=4",
                    "weights.sync_every=3", "train.eval_every=4", "train.eval_val=true",
-                   "train.restarts=1"])
+                   "train.restarts=2"])
     events: list[str] = []
     controller_after: list[dict] = []
 
@@ -137,13 +141,16 @@ def test_sigkill_of_every_kind_of_actor_mid_run(ray_local, tmp_path, tiny_cache,
     assert "ActorAlreadyExistsError" not in err
     assert summary["buffer_restarts"] == 1 and "replay buffer's process died" in err
     # the store killed between publishes got version 1 (step 3's weights) again; the one
-    # killed while taking version 3 took it again when Ray ran the publish again
+    # killed while the restart gave it version 1 took it again when Ray ran it again
     assert summary["store_restarts"] == 2 and "giving it version 1 again" in err
-    assert "it holds version 3 already" in err
+    assert "it holds version 1 already" in err
     assert controller_after, "the controller was not restarted with the driver's status"
-    # rank 0 killed while writing the step-6 checkpoint: the run went back to step 3
-    assert summary["restarts"] == 1
-    assert f"restart 1/1 from {run / 'checkpoints' / 'step-000003'}" in err
+    # rank 0 killed while writing the step-8 checkpoint: the run went back to step 4; the
+    # restart was killed while restoring, and the next one finished it
+    assert summary["restarts"] == 2
+    step4 = run / "checkpoints" / "step-000004"
+    assert f"restart 1/2 from {step4}" in err and f"restart 2/2 from {step4}" in err
+    assert "during restart 1" in err
     # no program lost or judged twice
     assert summary["results_unexpected"] == 0
     assert summary["programs_submitted"] == (
@@ -152,14 +159,17 @@ def test_sigkill_of_every_kind_of_actor_mid_run(ray_local, tmp_path, tiny_cache,
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     trained = [r for r in rows if "loss/total" in r]
     steps = [r["step"] for r in trained]
-    assert steps == [1, 2, 3, 4, 5, 6, 4, 5, 6, 7, 8, 9, 10]
+    assert steps == [1, 2, 3, 4, 5, 6, 7, 8, 5, 6, 7, 8, 9, 10]
     # the publish schedule as without any fault: versions 1, 2, 3 after steps 3, 6, 9, and
     # the end of the run publishes step 10's weights as version 4 for the last evaluation
     assert [r["policy/version"] for r in trained] == [s // 3 for s in steps]
     assert summary["policy_version"] == 4
-    # the torn step-6 write was replaced by the redone step's; every folder is sealed
+    # the torn step-8 write was replaced by the redone step's; every folder is sealed, and
+    # those between publishes hold the samplers' weights
     names = sorted(p.name for p in (run / "checkpoints").iterdir())
-    assert names == ["latest", "step-000003", "step-000006", "step-000009", "step-000010"]
+    assert names == ["latest", "step-000004", "step-000008", "step-000010"]
+    assert [(run / "checkpoints" / n / checkpoints.PUBLISHED).exists() for n in names[1:]] \
+        == [True, True, False]
     assert all(checkpoints.is_complete(run / "checkpoints" / n) for n in names[1:])
     assert checkpoints.latest_complete(run).name == "step-000010"
     # the held-out evaluations all finished, the one a sampler died in included

@@ -64,11 +64,37 @@ def cluster_view() -> tuple[list[dict], list[dict], list]:
     return totals, free, node_types_from_config(groups, live)
 
 
-def check_resources(cfg, executors: int | None = None) -> list[Demand]:
-    """The run's demands, or ResourceError listing every one the cluster cannot meet."""
+def autoscaler_without_node_types() -> bool:
+    """Whether an autoscaler runs but has not told the GCS its node types: Ray's default
+    (v1) autoscaler reports its status (with an `autoscaler_report`) every few seconds, and
+    its node types nowhere a driver can read."""
+    import json
+
+    from ray._private.ray_constants import DEBUG_AUTOSCALING_STATUS
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    raw = _internal_kv_get(DEBUG_AUTOSCALING_STATUS)
+    try:
+        return bool(raw and json.loads(raw).get("autoscaler_report"))
+    except ValueError:
+        return False
+
+
+def check_resources(cfg, executors: int | None = None,
+                    log: Callable[[str], Any] | None = None) -> list[Demand]:
+    """The run's demands, or ResourceError listing every one the cluster cannot meet. Where
+    an autoscaler runs that does not say what nodes it may add, what no node has now is not
+    an error: it is logged (`log`) and waited for (`wait_for_resources`, bounded)."""
     dem = demands(cfg, executors)
     totals, _, node_types = cluster_view()
     lines = shortfalls(dem, totals, node_types)
+    if lines and not node_types and autoscaler_without_node_types():
+        if log is not None:
+            log("start-up: no node has room for all of the run yet ("
+                + "; ".join(x.split(" (", 1)[0] for x in lines) + "), and the cluster's "
+                "autoscaler does not report the node types it may add, so that cannot be "
+                "checked: the run asks it for them and waits (cluster.placement_timeout_s)")
+        return dem
     if lines:
         raise ResourceError("this Ray cluster cannot hold the run (checked before starting any "
                             "actor):\n  " + "\n  ".join(lines))

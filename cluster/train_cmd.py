@@ -214,7 +214,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         from cluster.startup import check_resources
 
-        check_resources(cfg)  # what the cluster cannot hold stops the run here, in seconds
+        # what the cluster cannot hold stops the run here, in seconds
+        check_resources(cfg, log=log.print)
         problems = load_problems(cfg)
         model_path = resolve_model(cfg, problems, log.print)
     except BaseException:

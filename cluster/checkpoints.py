@@ -89,3 +89,48 @@ def latest_complete(run_dir: str | os.PathLike) -> Path | None:
     steps = sorted(((int(m.group(1)), p) for p in root.iterdir()
                     if p.is_dir() and (m := _NAME.fullmatch(p.name))), reverse=True)
     return next((p for _, p in steps if is_complete(p)), None)
+
+
+def save(trainer, topo) -> Path:
+    """Step N's checkpoint of the run: every learner rank's state and `hf/`, the buffer
+    (`buffer.pt`) and the driver's state (`driver_state.json`), sealed once all are written."""
+    import ray
+
+    with trainer.timer("checkpoint"):
+        # written aside and sealed at the end: a crash never leaves a loadable half
+        folder = begin(trainer.run_dir, trainer.step)
+        topo.learner.save_checkpoint(str(folder))
+        buf = ray.get(topo.buffer.state_dict.remote())
+        import torch
+
+        torch.save(buf, folder / "buffer.pt")
+        (folder / "driver_state.json").write_text(json.dumps(trainer.state()))
+        if trainer.versions.saved_with_checkpoint(trainer.step) and trainer.versions.held:
+            # the samplers' weights (an earlier step's), for a restore to send them again
+            torch.save(dict(ray.get(trainer.versions.held[0])), folder / PUBLISHED)
+        folder = commit(folder)
+    trainer.last_checkpoint_step = trainer.step
+    trainer.log.print(f"checkpoint saved: {folder}")
+    return folder
+
+
+def restore(trainer, topo, folder: Path, keep_totals: bool = False) -> None:
+    """Learner (weights, optimizer, scheduler, RNG), buffer and driver state from `folder`;
+    then the restored weights go to the samplers as the current version. `keep_totals` (a
+    restart within the run): the counts of work done (samples, programs, outcomes, learner
+    time) keep what this run did since that checkpoint, as the exported metrics do."""
+    import ray
+    import torch
+
+    topo.learner.load_checkpoint(str(folder))
+    ray.get(topo.buffer.load_state_dict.remote(
+        torch.load(folder / "buffer.pt", weights_only=False)))
+    state = json.loads((folder / "driver_state.json").read_text())
+    if keep_totals:
+        state.update(outcomes=dict(trainer.outcomes), samples_generated=trainer.samples_generated,
+                     programs_judged=trainer.programs_judged,
+                     learner_busy_s=trainer.learner_busy_s,
+                     programs_submitted=trainer.programs_submitted)
+    trainer.load_state(state)
+    trainer.last_checkpoint_step = trainer.step
+    trainer.publish(topo)

@@ -176,6 +176,47 @@ def scale_executors(n: int, address: str | None, timeout_s: float = 120.0,
             ray.shutdown()
 
 
+def apply_control(trainer, topo) -> None:
+    """Apply a pending `rltf scale` request, else the autoscaling policy; report status."""
+    import ray
+
+    from cluster.controller import AutoscalePolicy, autoscale
+
+    check_bookkeeping(trainer, topo)
+    check_learner(topo)
+    ex, pool = trainer.cfg.executor, topo.pool
+    now = time.time()
+    if now - trainer.last_wait_check >= 30:
+        trainer.last_wait_check = now
+        report_waiting_executors(trainer)
+    want, why = pool.size, ""
+    req = ray.get(topo.controller.take_request.remote()) if topo.controller else None
+    if req is not None:
+        trainer.applied_request, want = req
+        why = "rltf scale"
+    elif ex.autoscale:
+        policy = AutoscalePolicy(ex.min_workers, ex.max_workers, ex.target_queue_per_worker,
+                                 ex.autoscale_cooldown_s)
+        want = autoscale(policy, pool.size, pool.queue_depth(), pool.busy_workers(),
+                         now - trainer.last_resize)
+        why = f"autoscaling (queue {pool.queue_depth()}, busy {pool.busy_workers()})"
+    if want > pool.size:  # only as many as the cluster (and its autoscaler) can hold
+        want = feasible_pool_size(trainer, want, pool.size, req)
+    if want != pool.size:
+        old = pool.size
+        pool.resize(want)
+        trainer.last_resize = now
+        trainer.log.print(f"[step {trainer.step}] executor pool {old} -> {pool.size} actors ({why})")
+    if topo.controller is not None:
+        topo.controller.report.remote({
+            "step": trainer.step, "policy_version": trainer.version,
+            "executor_pool_size": pool.size, "executor_queue_depth": pool.queue_depth(),
+            "executor_busy_workers": pool.busy_workers(),
+            "applied_request": trainer.applied_request, "samplers": len(topo.samplers),
+            "refused_request": trainer.refused_request,
+            "programs_judged": trainer.programs_judged, "time": now})
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 

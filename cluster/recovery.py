@@ -1,7 +1,7 @@
 """What the training driver does when an actor's process dies, or the cluster cannot hold what
 is asked of it, so that the run goes on without losing or repeating a result.
 
-* A sampler that dies is replaced (`Trainer.replace_sampler`); during a held-out evaluation
+* A sampler that dies is replaced (`replace_sampler`); during a held-out evaluation
   the evaluation runs again once it is (`evaluate_safely`).
 * The replay buffer, the weight store and the controller are restarted by Ray (see
   `cluster/topology.py`); they come back empty. `check_bookkeeping` notices, logs what was
@@ -85,7 +85,7 @@ def evaluate_safely(trainer, topo, split: str = "val") -> float:
             if not dead or attempt == 2:
                 raise
             for i in dead:
-                trainer.replace_sampler(topo, i)
+                replace_sampler(trainer, topo, i)
 
 
 def check_learner(topo) -> None:
@@ -140,8 +140,7 @@ def check_bookkeeping(trainer, topo) -> None:
         return
     log(f"{died} empty; giving it version {versions.version} again (the weights of step "
         f"{versions.published_step}; the publish schedule is unchanged)")
-    with trainer.timer("sync"):
-        ray.get(topo.store.publish.remote(*again))
+    ray.get(topo.store.publish.remote(*again))
 
 
 def feasible_pool_size(trainer, want: int, size: int, request: tuple[int, int] | None) -> int:
@@ -175,3 +174,22 @@ def report_waiting_executors(trainer) -> None:
         trainer.log.print(f"[step {trainer.step}] {len(waiting)} executor actors wait for "
                           f"resources ({', '.join(waiting[:4])}): their programs wait with "
                           "them until the cluster has room (`ray status` shows the demand)")
+
+
+def replace_sampler(trainer, topo, idx: int) -> None:
+    from cluster.topology import new_sampler
+
+    if not is_dead(topo.samplers[idx]):  # replaced already (a second call that failed)
+        return
+    trainer.sampler_restarts += 1
+    trainer.log.print(f"sampler {idx} died; starting a replacement (it fetches version "
+                   f"{trainer.version})")
+    # Ray keeps a dead actor's name taken while a handle to it lives: drop ours first
+    topo.samplers[idx] = None
+    topo.samplers[idx] = new_sampler(trainer.cfg, trainer.model_path, idx)
+    if trainer.cfg.weights.transport == "collective":
+        # the broadcast group's size is fixed when it is formed: form it again with the
+        # replacement (which has fetched the latest version from the weight store)
+        from cluster.topology import collective_backend, connect_collective
+
+        connect_collective(topo.learner, topo.samplers, collective_backend(trainer.cfg))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import pickle
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -234,3 +235,34 @@ def free_port() -> int:
 
 def state_bytes(state: dict[str, Any]) -> int:
     return sum(v.numel() * v.element_size() for v in state.values() if torch.is_tensor(v))
+
+
+def publish(trainer, topo) -> float:
+    """The learner's current weights to every sampler as the next policy version (or,
+    after a restore, as the version they already were); returns seconds spent."""
+    import ray
+
+    t0 = time.perf_counter()
+    trainer.versions.publish(trainer.step)
+    if trainer.cfg.weights.transport == "object_store":
+        # Every rank takes part (ZeRO-3 gathers); rank 0 returns the full state. The
+        # returned object is owned by this driver, not by the rank, so it outlives a
+        # learner rank that dies later. Each rank also answers a small "done": a rank
+        # that died mid-gather raises here instead of leaving the store a lost version.
+        pairs = [a.full_state_and_done.options(num_returns=2).remote()
+                 for a in topo.learner.actors]
+        ray.get([done for _, done in pairs])
+        refs = [pairs[0][0]]
+        ray.get(topo.store.publish.remote(trainer.version, refs))
+        trainer.versions.hold(refs)
+    else:
+        bucket = trainer.cfg.weights.bucket_mb
+        sends = [a.broadcast_weights.remote(trainer.version, bucket) for a in topo.learner.actors]
+        recvs = [s.receive_broadcast.remote(bucket) for s in topo.samplers]
+        ray.get(sends + recvs)
+        # rank 0 gave the store this version too: keep its reference (for `resend`)
+        version, refs = ray.get(topo.store.latest.remote())
+        if version == trainer.version:
+            trainer.versions.hold(refs)
+    ray.get(topo.buffer.set_policy_version.remote(trainer.version))
+    return time.perf_counter() - t0

@@ -12,8 +12,10 @@ import pytest
 from actors.replay_buffer import Experience, ReplayBuffer
 from actors.sampler import Sample
 from cluster.config import build_config
-from cluster.driver import (Group, PolicyVersions, Trainer, experiences_from_group,
-                            micro_batches_per_step, reward_config)
+from actors.experience import Group, experiences_from_group, reward_config
+from cluster.driver import Trainer, batch_settings, micro_batches_per_step
+from cluster.policy_versions import PolicyVersions
+from cluster.step_report import PhaseClock, StepReport
 from executor.records import Problem, Result
 
 PER_STEP = 64  # samples judged between two learner steps
@@ -310,6 +312,16 @@ def test_greedy_row_is_the_baseline_only_and_eos_ends_an_rl_sample():
     assert ec.token_rewards == pytest.approx([-1.65] * 3)
 
 
+def _rank_batches(t, exps, tok):
+    """Each rank's micro-batches, as the ranks collate their shares of a batch."""
+    from learner.step_batches import StepBatches
+
+    settings = batch_settings(t.cfg)
+    batches = StepBatches(settings, tok, False, t.train_problems, seed=0)
+    per = settings.per_rank
+    return [batches.micro_batches(exps[r * per:(r + 1) * per]) for r in range(settings.ranks)]
+
+
 def test_alternate_interleaves_supervised_and_rl_micro_batches(tmp_path):
     from cluster.train_cmd import engine_settings
     from tiny_models import make_tokenizer
@@ -318,7 +330,7 @@ def test_alternate_interleaves_supervised_and_rl_micro_batches(tmp_path):
     exps = [_exp(i, 0) for i in range(8)]
     base = ["learner.batch_size=8", "learner.micro_batch_size=4", "learner.sl_weight=0.5"]
     t = _trainer(tmp_path, base + ["learner.sl_mode=alternate"])
-    [micro] = t.learner_batches(exps, tok, enc_dec=False)
+    [micro] = _rank_batches(t, exps, tok)
     # supervised first, then RL, twice: 4 micro-batches, each with one kind
     assert [(m.rl is not None, m.sl is not None) for m in micro] == [(False, True),
                                                                       (True, False)] * 2
@@ -326,10 +338,50 @@ def test_alternate_interleaves_supervised_and_rl_micro_batches(tmp_path):
     assert sum(m.rl.num_samples for m in micro[1::2]) == len(exps)  # no RL sample dropped
     assert len(micro) == micro_batches_per_step(t.cfg) == engine_settings(t.cfg, "x").grad_accum
     mix = _trainer(tmp_path, base)
-    [micro] = mix.learner_batches(exps, tok, enc_dec=False)
+    [micro] = _rank_batches(mix, exps, tok)
     assert [(m.rl is not None, m.sl is not None) for m in micro] == [(True, True)] * 2
     assert len(micro) == micro_batches_per_step(mix.cfg) == 2
     # alternate needs reference solutions for its supervised micro-batches
     with pytest.raises(ValueError, match="reference solutions"):
         _trainer(tmp_path, base + ["learner.sl_mode=alternate"],
                  [_problem(i, solutions=False) for i in range(3)])
+
+
+def test_phases_are_flat_and_each_step_reports_its_own_seconds():
+    now = [0.0]
+    clock = PhaseClock(now=lambda: now[0])
+    with clock("judge"):
+        now[0] += 2.0
+    with clock("learn"):
+        now[0] += 0.5
+        # a phase inside another would count its seconds twice: refused
+        with pytest.raises(RuntimeError, match="inside phase 'learn'"):
+            with clock("evaluate"):
+                pass
+    assert clock.take() == {"judge": 2.0, "learn": 0.5}
+    with clock("judge"):
+        now[0] += 1.0
+    assert clock.take() == {"judge": 1.0}  # since the last take only
+    assert clock.totals == {"judge": 3.0, "learn": 0.5}
+
+
+def test_step_report_row_sums_outcomes_to_one_and_names_every_figure():
+    from actors.replay_buffer import BufferStats
+    from executor.records import OUTCOMES
+
+    stats = BufferStats(size=40, capacity=512, policy_version=3, added=90, consumed=50,
+                        dropped_full=0, dropped_stale=4, mean_age=0.5)
+    r = StepReport(step=7, losses=[1.0, 3.0], grad_norm=0.4, lr=1e-4, extra={"sl_loss": 0.2},
+                   step_s=2.0, learner_busy_s=10.0, wall_s=20.0, samples_generated=400,
+                   programs_judged=380, buffer=stats, policy_version=3,
+                   outcomes={"pass": 3, "timeout": 1}, rewards=[1.0, -0.5],
+                   slices={("all", True): 3, ("all", False): 1}, phases={"judge": 1.5})
+    row = r.row()
+    assert row["loss/total"] == 2.0 and row["reward/mean"] == 0.25  # means over ranks, rows
+    assert row["learner/busy_fraction"] == 0.5 and row["throughput/samples_per_s"] == 20.0
+    assert sum(row[f"outcome/{o}"] for o in OUTCOMES) == 1.0  # every outcome has a column
+    assert (row["outcome/pass"], row["train_pass/all"]) == (0.75, 0.75)
+    assert row["learner/sl_loss"] == 0.2 and row["phase_s/judge"] == 1.5
+    assert "sync/seconds" not in row  # no publish this step
+    assert r.line(120) == ("[step 7/120] loss 2.0000 reward +0.250 pass 75% buffer 40 "
+                           "age 0.50 (2.0s/step)")

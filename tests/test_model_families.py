@@ -94,7 +94,8 @@ def test_a_bf16_sampler_generates_with_the_learners_bf16_weights(tiny_families, 
 @pytest.mark.parametrize("family", FAMILY_NAMES)
 def test_supervised_term_sees_the_samplers_prompt(tiny_families, family, tmp_path):
     from cluster.config import build_config
-    from cluster.driver import Trainer
+    from cluster.driver import batch_settings
+    from learner.step_batches import StepBatches
 
     problems = family_problems() + [_long_problem()]
     sampler = Sampler(tiny_families[family], seed=0)
@@ -102,13 +103,11 @@ def test_supervised_term_sees_the_samplers_prompt(tiny_families, family, tmp_pat
     samples = sampler.generate(problems, SamplerSettings(n=0, max_new_tokens=8,
                                                          max_prompt_tokens=limit))
     pairs = sft_pairs(problems, sampler.tokenizer, enc_dec, limit)  # `rltf sft`
-    trainer = Trainer(build_config({}), tmp_path, tiny_families[family],
-                      {"train": problems, "val": [], "test": []}, log=None)
-    trainer.prompt_limit = limit
+    batches = StepBatches(batch_settings(build_config({}), limit), sampler.tokenizer, enc_dec,
+                          problems)
     for s, p, (prompt_ids, target) in zip(samples, problems, pairs):
         assert s.prompt_token_ids == prompt_ids
-        [(driver_prompt, driver_target)] = trainer._reference_pairs(p, sampler.tokenizer,
-                                                                    enc_dec)
+        [(driver_prompt, driver_target)] = batches.reference_pairs(p)
         assert (driver_prompt, driver_target) == (prompt_ids, target)
     long = samples[-1]
     assert long.prompt_truncated and len(long.prompt_token_ids) == limit

@@ -1,0 +1,67 @@
+"""From a judged group of samples to experiences: the token rewards of reward/ over the samples
+of one problem from one sampler call (the baseline is taken over them), and an `Experience`
+for each sampled program. Pure functions on plain records: the driver uses them today, an
+executor actor can use them on the group it judged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from actors.replay_buffer import Experience
+from executor.records import Problem
+from reward import RewardConfig, SampleFeedback, group_rewards
+
+
+@dataclass
+class Group:
+    """The samples of one prompt from one sampler call: the baseline is taken over them."""
+
+    problem: Problem
+    samples: list = field(default_factory=list)
+    results: dict = field(default_factory=dict)
+
+    def complete(self) -> bool:
+        return len(self.results) == len(self.samples)
+
+
+def reward_config(cfg) -> RewardConfig:
+    """The reward settings of the config's `reward` section as given (the config refuses a
+    value critic with a baseline)."""
+    r = cfg.reward
+    return RewardConfig(pass_reward=r.pass_reward, fail_reward=r.fail_reward,
+                        runtime_error_reward=r.runtime_error_reward,
+                        syntax_error_reward=r.syntax_error_reward, adaptive=r.adaptive,
+                        fine_grained=r.fine_grained, fine_grained_penalty=r.fine_grained_penalty,
+                        baseline=r.baseline)
+
+
+def experiences_from_group(group: Group, rcfg: RewardConfig) -> tuple[list[Experience], list]:
+    """Token rewards for every sample of the group (the greedy one included: it is the
+    baseline), and an experience for each SAMPLED one: the greedy row was not drawn from the
+    sampling policy, so it is never trained on. A generation that ended on EOS keeps the EOS
+    token as its last RL token, with an empty character span (reward/tokens.py: no error line
+    covers it; a whole-program error does)."""
+    samples = group.samples
+    results = [group.results[s.sample_id] for s in samples]
+    feedback = [SampleFeedback(r, s.program, len(s.program_prefix), _offsets(s), s.is_greedy)
+                for s, r in zip(samples, results)]
+    rewards = group_rewards(feedback, rcfg)
+    exps = []
+    for s, r, rw in zip(samples, results, rewards):
+        eos = [] if s.eos_token_id is None else [s.eos_token_id]
+        if s.is_greedy or not (s.token_ids or eos):
+            continue
+        exps.append(Experience(
+            task_id=s.task_id, sample_id=s.sample_id, prompt_ids=list(s.prompt_token_ids),
+            completion_ids=list(s.token_ids) + eos, token_rewards=rw.token_rewards,
+            behaviour_logprobs=list(s.logprobs) + ([s.eos_logprob] if eos else []),
+            outcome=r.outcome, reward=rw.reward, policy_version=s.policy_version,
+            passed=r.passed, total=r.total, is_greedy=False))
+    return exps, results
+
+
+def _offsets(sample) -> list[tuple[int, int]]:
+    """The sample's token spans, plus an empty one at the end for its EOS token if any."""
+    end = len(sample.completion)
+    return list(sample.token_offsets) + ([(end, end)] if sample.eos_token_id is not None
+                                         else [])

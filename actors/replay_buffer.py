@@ -4,6 +4,7 @@
     buf.add(experiences)                  # oldest out first when full
     buf.set_policy_version(7)             # experiences made before version 3 are now stale
     batch = buf.sample(32, timeout_s=5)   # never blocks longer than timeout_s
+    shares = buf.draw(32, parts=2)        # a whole batch in one share per rank, or none
 
 RLTF keeps the newest 6400 samples and trains on batches drawn from them. Two ways to draw:
 `uniform` (with replacement; experiences stay until evicted or stale, as in the paper's
@@ -137,6 +138,21 @@ class ReplayBuffer:
                 batch = [self._items[i] for i in idx]
             self._consumed += len(batch)
             return batch
+
+    def draw(self, batch_size: int, parts: int = 1) -> list[list[Experience]]:
+        """A whole batch of `batch_size` as `parts` equal shares, in order (one per learner
+        rank), or `parts` empty lists when fewer are held: the ranks of one optimizer step
+        all get a share or all get none, and nothing is taken for a batch that is not made."""
+        if batch_size < 1 or parts < 1 or batch_size % parts:
+            raise ValueError(f"a batch of {batch_size} does not split into {parts} equal "
+                             "shares; learner.batch_size must be a multiple of learner.ranks")
+        with self._cond:
+            self._evict_stale()
+            if len(self._items) < batch_size:
+                return [[] for _ in range(parts)]
+            batch = self.sample(batch_size)
+        per = batch_size // parts
+        return [batch[i * per:(i + 1) * per] for i in range(parts)]
 
     def __len__(self) -> int:
         with self._cond:

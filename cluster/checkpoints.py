@@ -112,25 +112,3 @@ def save(trainer, topo) -> Path:
     trainer.last_checkpoint_step = trainer.step
     trainer.log.print(f"checkpoint saved: {folder}")
     return folder
-
-
-def restore(trainer, topo, folder: Path, keep_totals: bool = False) -> None:
-    """Learner (weights, optimizer, scheduler, RNG), buffer and driver state from `folder`;
-    then the restored weights go to the samplers as the current version. `keep_totals` (a
-    restart within the run): the counts of work done (samples, programs, outcomes, learner
-    time) keep what this run did since that checkpoint, as the exported metrics do."""
-    import ray
-    import torch
-
-    topo.learner.load_checkpoint(str(folder))
-    ray.get(topo.buffer.load_state_dict.remote(
-        torch.load(folder / "buffer.pt", weights_only=False)))
-    state = json.loads((folder / "driver_state.json").read_text())
-    if keep_totals:
-        state.update(outcomes=dict(trainer.outcomes), samples_generated=trainer.samples_generated,
-                     programs_judged=trainer.programs_judged,
-                     learner_busy_s=trainer.learner_busy_s,
-                     programs_submitted=trainer.programs_submitted)
-    trainer.load_state(state)
-    trainer.last_checkpoint_step = trainer.step
-    trainer.publish(topo)

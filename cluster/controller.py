@@ -180,7 +180,8 @@ def apply_control(trainer, topo) -> None:
     """Apply a pending `rltf scale` request, else the autoscaling policy; report status."""
     import ray
 
-    from cluster.controller import AutoscalePolicy, autoscale
+    from cluster.recovery import (check_bookkeeping, check_learner, feasible_pool_size,
+                                  report_waiting_executors)
 
     check_bookkeeping(trainer, topo)
     check_learner(topo)
@@ -206,7 +207,8 @@ def apply_control(trainer, topo) -> None:
         old = pool.size
         pool.resize(want)
         trainer.last_resize = now
-        trainer.log.print(f"[step {trainer.step}] executor pool {old} -> {pool.size} actors ({why})")
+        trainer.log.print(f"[step {trainer.step}] executor pool {old} -> {pool.size} actors "
+                          f"({why})")
     if topo.controller is not None:
         topo.controller.report.remote({
             "step": trainer.step, "policy_version": trainer.version,

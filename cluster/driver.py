@@ -10,7 +10,8 @@ phase runs inside another, so no second counts twice):
     wait      until a sampler or the learner has something (at most 50 ms)
     judge     send finished samples to the executor pool; turn complete groups of results
               into token rewards (reward/) and experiences in the replay buffer
-    learn     when a batch is ready and the learner is free, start a learner step
+    learn     when a batch is ready and the learner is free, start a learner step: each
+              rank takes its share from the buffer by reference and collates it itself
 and once a learner step has finished:
     sync      every K steps publish version N+1 of the weights (samplers pick it up): a
               policy version counts publishes, not learner steps, and the buffer's
@@ -87,8 +88,9 @@ class Trainer(TrainerState):
 
     # -- the run -------------------------------------------------------------------------------
     def run(self, topo, tokenizer, enc_dec: bool) -> dict:
+        import ray
+
         from learner.models import load_config, model_prompt_limit
-        from learner.step_batches import StepBatches
 
         cfg = self.cfg
         self.prompt_limit = model_prompt_limit(cfg.sampler.max_prompt_tokens,
@@ -97,10 +99,10 @@ class Trainer(TrainerState):
         self.rcfg = reward_config(cfg)
         self.objective = make_objective(cfg, self.model_path)
         self.settings = self.sampler_settings()
-        self.batches = StepBatches(batch_settings(cfg, self.prompt_limit), tokenizer, enc_dec,
-                                   self.train_problems, seed=cfg.seed + 1)
-        if self.sl_rng_state is not None:
-            self.batches.set_rng_state(self.sl_rng_state)
+        # each learner rank collates its own batches: what it needs, once
+        refs = [p for p in self.train_problems if p.solutions] if cfg.learner.sl_weight else []
+        ray.get([a.setup_batches.remote(batch_settings(cfg, self.prompt_limit), refs,
+                                        cfg.seed + 1) for a in topo.learner.actors])
         self.t_start = time.time()
         if 0 not in self.figures["test"]:
             if cfg.train.eval_val:
@@ -215,26 +217,32 @@ class Trainer(TrainerState):
         """Start a learner step when the learner is free and the buffer holds a batch; the
         ranks' metrics once the running one has finished."""
         import ray
+        from ray.exceptions import ObjectLostError
 
         lc = self.cfg.learner
         if loop.learner_refs is not None:
             done = ray.wait(loop.learner_refs, num_returns=len(loop.learner_refs), timeout=0)[0]
-            for ref in done:
-                ray.get(ref)  # a dead rank raises here (train_cmd restarts the run)
+            try:
+                for ref in done:
+                    ray.get(ref)  # a dead rank raises here (train_cmd restarts the run)
+            except ObjectLostError:
+                # the buffer died holding the shares (Ray restarts it empty): no rank could
+                # fetch its share, so none stepped; check_bookkeeping counts what was lost
+                loop.learner_refs = None
+                return None
             if len(done) < len(loop.learner_refs):
                 return None
             out, loop.learner_refs = ray.get(loop.learner_refs), None
             return out
         size = ray.get(topo.buffer.__len__.remote())
         if size >= max(lc.batch_size, self.cfg.buffer.min_fill):
-            batch = ray.get(topo.buffer.sample.remote(lc.batch_size, 0.0))
-            if len(batch) == lc.batch_size:
-                per = lc.batch_size // lc.ranks
-                shards = [self.batches.micro_batches(batch[r * per:(r + 1) * per])
-                          for r in range(lc.ranks)]
+            # the buffer splits a batch into one share per rank; each rank fetches its
+            # share from the buffer and collates it (the driver holds references only)
+            shares = ray.get(topo.buffer.draw_shares.remote(lc.batch_size, lc.ranks))
+            if shares:
                 loop.learner_t0 = time.perf_counter()
-                loop.learner_refs = [a.train_step.remote(sh, self.objective) for a, sh in
-                                     zip(topo.learner.actors, shards)]
+                loop.learner_refs = [a.train_share.remote(sh, self.objective) for a, sh in
+                                     zip(topo.learner.actors, shares)]
         return None
 
     def finish(self, topo, loop: LoopState) -> dict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from typing import Any, Callable
 
 from cluster.faults import pause_point
@@ -25,12 +26,19 @@ def _free_port() -> int:
 
 
 class LearnerRank:
-    """What each learner actor runs; the objective arrives with each step (picklable)."""
+    """What each learner actor runs; the objective arrives with each step (picklable).
+
+    In training each rank takes its own share of a batch straight from the replay buffer
+    (`train_share`: the driver passes the share's object reference) and collates it itself
+    with what `setup_batches` gave it once at start-up: the batch settings, the training
+    problems that have reference solutions (the supervised term) and a seed."""
 
     def __init__(self, settings: EngineSettings, rank: int, world_size: int):
         self.settings, self.rank, self.world_size = settings, rank, world_size
         self.engine: PolicyEngine | None = None
         self.collective = None
+        self.batches = None  # learner.step_batches.StepBatches, from setup_batches
+        self._sl_rng = None  # the supervised draws' RNG state, from a checkpoint
 
     # bootstrap ---------------------------------------------------------------------------
     def address(self) -> tuple[str, int]:
@@ -57,6 +65,28 @@ class LearnerRank:
         return os.getpid()
 
     # training ----------------------------------------------------------------------------
+    def setup_batches(self, settings, problems: list, seed: int) -> bool:
+        """What this rank needs to collate its own batches: the batch settings
+        (`learner.step_batches.BatchSettings`), the training problems with reference
+        solutions, and a seed (each rank draws its supervised rows with seed + rank)."""
+        from learner.models import is_encoder_decoder, load_config, load_tokenizer
+        from learner.step_batches import StepBatches
+
+        path = self.settings.model_path
+        tokenizer = load_tokenizer(path)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.batches = StepBatches(settings, tokenizer, is_encoder_decoder(load_config(path)),
+                                   problems, seed=seed + self.rank)
+        if self._sl_rng is not None:  # restored before the set-up: continue its draws
+            self.batches.set_rng_state(self._sl_rng)
+        return True
+
+    def train_share(self, experiences: list, objective: Callable) -> StepMetrics:
+        """One optimizer step on this rank's share of a batch (the buffer's `draw`: every
+        rank gets an equal share of one batch, so all ranks step together)."""
+        return self.engine.train_step(self.batches.micro_batches(experiences), objective)
+
     def train_step(self, micro_batches: list[Any], objective: Callable) -> StepMetrics:
         return self.engine.train_step(micro_batches, objective)
 
@@ -129,11 +159,23 @@ class LearnerRank:
             except (OSError, ValueError):  # ModelNotAvailable is an OSError
                 tokenizer = None
         self.engine.save_checkpoint(folder, tokenizer=tokenizer, client_state=client_state)
+        if self.batches is not None:  # each rank's own draws of supervised rows
+            import json
+
+            (Path(folder) / f"sl_rng_rank{self.rank}.json").write_text(
+                json.dumps(self.batches.rng_state()))
         pause_point("learner-checkpoint")  # fault tests: killed with its part written
 
     def load_checkpoint(self, folder: str) -> dict:
+        import json
+
         pause_point("learner-restore")  # fault tests: killed while a restart restores
-        return self.engine.load_checkpoint(folder)
+        state = self.engine.load_checkpoint(folder)
+        mine = Path(folder) / f"sl_rng_rank{self.rank}.json"
+        self._sl_rng = json.loads(mine.read_text()) if mine.exists() else None
+        if self.batches is not None and self._sl_rng is not None:
+            self.batches.set_rng_state(self._sl_rng)
+        return state
 
 
 class LearnerGroup:

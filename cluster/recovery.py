@@ -183,7 +183,7 @@ def replace_sampler(trainer, topo, idx: int) -> None:
         return
     trainer.sampler_restarts += 1
     trainer.log.print(f"sampler {idx} died; starting a replacement (it fetches version "
-                   f"{trainer.version})")
+                      f"{trainer.version})")
     # Ray keeps a dead actor's name taken while a handle to it lives: drop ours first
     topo.samplers[idx] = None
     topo.samplers[idx] = new_sampler(trainer.cfg, trainer.model_path, idx)

@@ -65,6 +65,17 @@ class Restartable:
 class BufferActor(Restartable, ReplayBuffer):
     """The replay buffer as the actor `rltf-buffer`."""
 
+    def draw_shares(self, batch_size: int, parts: int) -> list:
+        """`draw`, each share put in the object store by this actor: the references (none
+        when no whole batch is held). A learner rank given a reference fetches its share
+        from here; the driver, which passes the references on, never holds the data (a
+        share returned as a value would be, when small enough for Ray to send it inline
+        through the caller)."""
+        import ray
+
+        shares = self.draw(batch_size, parts)
+        return [ray.put(share) for share in shares] if shares[0] else []
+
 
 class StoreActor(Restartable, WeightStore):
     """The weight store as the actor `rltf-weights`."""

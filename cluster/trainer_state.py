@@ -45,8 +45,6 @@ class TrainerState:
                              "set learner.sl_mode=mix or learner.sl_weight=0")
         self.stop_reason: str | None = None
         self.timer = PhaseClock()
-        self.batches = None  # learner.step_batches.StepBatches, made when the run starts
-        self.sl_rng_state = None  # the supervised draws' RNG, from a checkpoint
         self.outcomes: collections.Counter = collections.Counter()
         self.window: collections.Counter = collections.Counter()
         self.slice_window: collections.Counter = collections.Counter()  # (slice, passed)
@@ -121,8 +119,7 @@ class TrainerState:
                 "samples_generated": self.samples_generated,
                 "programs_judged": self.programs_judged,
                 "learner_busy_s": self.learner_busy_s,
-                "programs_submitted": self.programs_submitted,
-                "sl_rng": self.batches.rng_state() if self.batches else self.sl_rng_state}
+                "programs_submitted": self.programs_submitted}
 
     def reset_to_start(self) -> None:
         """After a restart with no checkpoint yet: learner steps begin again from the warm
@@ -150,6 +147,3 @@ class TrainerState:
         # programs in flight when the checkpoint was taken are never answered after it
         self.programs_submitted = st.get("programs_submitted", 0)
         self.programs_abandoned = self.programs_submitted - self.programs_judged
-        self.sl_rng_state = st.get("sl_rng")
-        if self.batches is not None and self.sl_rng_state is not None:
-            self.batches.set_rng_state(self.sl_rng_state)

@@ -110,3 +110,19 @@ def test_misaligned_experience_is_rejected():
         Experience(task_id="t", sample_id="s", prompt_ids=[1], completion_ids=[1, 2],
                    token_rewards=[0.0], behaviour_logprobs=[0.0, 0.0], outcome="fail",
                    reward=0.0, policy_version=0)
+
+
+def test_draw_gives_every_rank_an_equal_share_of_one_batch_or_nobody_anything():
+    buf = ReplayBuffer(capacity=16, max_staleness=1, mode="fifo")
+    buf.add(exp(i) for i in range(5))
+    # 5 held, a batch of 6 is wanted: no rank gets a share, and nothing is taken
+    assert buf.draw(6, parts=2) == [[], []] and len(buf) == 5
+    buf.add([exp(5)])
+    a, b = buf.draw(6, parts=2)  # fifo: oldest first, split in order
+    assert [e.sample_id for e in a + b] == [f"s{i}" for i in range(6)] and len(a) == len(b)
+    assert len(buf) == 0
+    buf.add(exp(i, version=0) for i in range(4))
+    buf.set_policy_version(2)  # version 0 is stale now: never drawn
+    assert buf.draw(2) == [[]]
+    with pytest.raises(ValueError, match="multiple of learner.ranks"):
+        buf.draw(5, parts=2)

@@ -79,8 +79,14 @@ def test_short_run_writes_the_whole_run_folder(tmp_path, cache):
     assert latest == "step-000003"
     ck = run / "checkpoints" / latest
     assert (ck / "hf" / "config.json").exists() and (ck / "buffer.pt").exists()
+    assert (ck / "sl_rng_rank0.json").exists()  # the rank's own draws of supervised rows
     state = json.loads((ck / "driver_state.json").read_text())
     assert (state["step"], state["version"], state["published_step"]) == (3, 2, 3)
+    # flat phases: each second counts in one phase at most, so they add up to no more than
+    # the run's time
+    phases = summary["phase_seconds"]
+    assert {"generate", "judge", "learn", "sync", "evaluate", "checkpoint"} <= set(phases)
+    assert sum(phases.values()) <= summary["wall_s"]
 
 
 def test_sigterm_saves_a_checkpoint_and_resume_continues(tmp_path, cache):

@@ -31,7 +31,7 @@ from typing import Any
 from actors.replay_buffer import Experience
 from cluster.recovery import (check_bookkeeping, check_learner, evaluate_safely,
                               feasible_pool_size, is_dead, report_waiting_executors)
-from executor.records import OUTCOMES, Problem, Result, Solution
+from core.records import OUTCOMES, Problem, Result, Solution
 from reward import RewardConfig, SampleFeedback, group_rewards
 
 

@@ -172,7 +172,7 @@ def send_restored_weights(trainer, topo, folder: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from ray.exceptions import RayActorError
 
-    from cluster.config import dump_config, load_config
+    from core.config import dump_config, load_config
     from cluster.driver import Trainer
     from cluster.recovery import first_line, restart_until_built
     from cluster.run_log import RunLog, closing_lines, evaluation_summary, write_report
@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
         config_path = resume / "config.yaml"
         run_dir = resume
         if not config_path.exists():
-            from cluster.config import ConfigError
+            from core.config import ConfigError
 
             raise ConfigError(f"--resume {resume}: no config.yaml there; pass the folder of "
                               "an earlier `rltf train` run")

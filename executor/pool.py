@@ -22,7 +22,7 @@ import time
 from collections import deque
 from typing import Hashable, Iterable, Iterator, Protocol
 
-from executor.records import Problem, Result, Solution
+from core.records import Problem, Result, Solution
 from executor.worker import Lane, Worker
 
 Pair = tuple[Problem, Solution]
@@ -60,7 +60,7 @@ class PoolBase:
     first), `backlog`, `busy_workers`, `size`, `_info` and `_close`."""
 
     def __init__(self, cfg=None):
-        from cluster.config import ExecutorConfig
+        from core.config import ExecutorConfig
 
         self.cfg = cfg or ExecutorConfig()
         self.replaced = 0

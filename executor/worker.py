@@ -22,7 +22,7 @@ from collections import OrderedDict, deque
 from executor.judge import judge_program
 from executor.link import ForkServer, ForkServerDied
 from executor.messages import RunObservation, RunRequest
-from executor.records import Problem, Result, Solution
+from core.records import Problem, Result, Solution
 from executor.testcode import AssertPlan, TestCodeError, plan_assert_tests
 from executor.wire import encode_msg
 
@@ -103,7 +103,7 @@ class Worker:
     which keeps the next request waiting at the fork-server while the current one runs."""
 
     def __init__(self, cfg=None, plans: _PlanCache | None = None, wait: bool = True):
-        from cluster.config import ExecutorConfig
+        from core.config import ExecutorConfig
 
         self.cfg = cfg or ExecutorConfig()
         self._lock = threading.Lock()

@@ -260,7 +260,7 @@ _OPTIONAL = {"split": str, "max_prompt_tokens": int}  # settings whose default i
 
 
 def main(argv: list[str] | None = None) -> int:
-    from executor.records import Problem, read_jsonl
+    from core.records import Problem, read_jsonl
     from learner.models import ModelNotAvailable
     from learner.tiny_model import TinyModelSpec, build_tiny_model
 

@@ -1,6 +1,6 @@
 import pytest
 
-from cluster.config import ConfigError, build_config, dump_config, load_config, parse_override
+from core.config import ConfigError, build_config, dump_config, load_config, parse_override
 
 
 def test_defaults_are_valid():
@@ -54,7 +54,7 @@ def test_dump_round_trips(tmp_path):
 
 
 def test_every_field_is_described():
-    from cluster.config import RLTFConfig
+    from core.config import RLTFConfig
 
     def walk(model):
         for name, field in model.model_fields.items():

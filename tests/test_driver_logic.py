@@ -11,10 +11,10 @@ import pytest
 
 from actors.replay_buffer import Experience, ReplayBuffer
 from actors.sampler import Sample
-from cluster.config import build_config
+from core.config import build_config
 from cluster.driver import (Group, PolicyVersions, Trainer, experiences_from_group,
                             micro_batches_per_step, reward_config)
-from executor.records import Problem, Result
+from core.records import Problem, Result
 
 PER_STEP = 64  # samples judged between two learner steps
 

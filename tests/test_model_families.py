@@ -29,7 +29,7 @@ torch.set_num_threads(1)
 
 
 def _long_problem():
-    from executor.records import Problem
+    from core.records import Problem
 
     statement = "Read n and print twice n. " + "The input holds one number. " * 30
     return Problem(task_id="fam/long", prompt=statement, format="stdio",
@@ -93,7 +93,7 @@ def test_a_bf16_sampler_generates_with_the_learners_bf16_weights(tiny_families, 
 
 @pytest.mark.parametrize("family", FAMILY_NAMES)
 def test_supervised_term_sees_the_samplers_prompt(tiny_families, family, tmp_path):
-    from cluster.config import build_config
+    from core.config import build_config
     from cluster.driver import Trainer
 
     problems = family_problems() + [_long_problem()]
@@ -131,7 +131,7 @@ def test_warm_start_then_sampling_and_eval(tiny_families, family, tmp_path):
     """`rltf sft` on three problems; greedy samples then are the references, token for token,
     and `rltf eval` (real sandboxes) scores pass@1 = 1."""
     from cluster.cli import main
-    from executor.records import write_jsonl
+    from core.records import write_jsonl
 
     problems = tmp_path / "p.jsonl"
     write_jsonl(problems, family_problems())
@@ -224,7 +224,7 @@ def test_learner_critic_published_weights_and_resume(single_rank, tiny_families,
 @pytest.mark.integration
 def test_sft_through_the_deepspeed_engine(single_rank, tiny_families, tmp_path):
     from cluster.cli import main
-    from executor.records import write_jsonl
+    from core.records import write_jsonl
     from learner.models import load_model
 
     problems = tmp_path / "p.jsonl"

@@ -40,7 +40,7 @@ def model_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cfg():
-    from cluster.config import load_config
+    from core.config import load_config
 
     return load_config(None, ["sampler.cpus_per_actor=0.5", "learner.zero_stage=2"])
 
@@ -104,7 +104,7 @@ def next_version(ray, store) -> int:
 
 def generated_versions(ray, samplers) -> list[set[int]]:
     from actors.sampler import SamplerSettings
-    from executor.records import Problem
+    from core.records import Problem
 
     problem = Problem(task_id="p0", prompt="Return the sum.", format="call", fn_name="add",
                       tests=[{"input": [1, 2], "output": 3}])

@@ -531,7 +531,7 @@ def _format_errors(err: ValidationError) -> str:
         given = e.get("input")
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            fix = "remove it or check its spelling (see cluster/config.py for the fields)"
+            fix = "remove it or check its spelling (see core/config.py for the fields)"
         elif e["type"] == "missing":
             fix = "set it"
         else:

@@ -560,7 +560,7 @@ class Trainer:
                     continue
                 if learner_refs is None:
                     size = ray.get(topo.buffer.__len__.remote())
-                    if size >= max(lc.batch_size, cfg.buffer.min_fill):
+                    if size >= cfg.buffer.min_fill:  # at least a batch (core/checks.py)
                         batch = ray.get(topo.buffer.sample.remote(lc.batch_size, 0.0))
                         if len(batch) == lc.batch_size:
                             shards = self.learner_batches(batch, tokenizer, enc_dec)

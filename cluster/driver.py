@@ -31,8 +31,9 @@ from typing import Any
 from actors.replay_buffer import Experience
 from cluster.recovery import (check_bookkeeping, check_learner, evaluate_safely,
                               feasible_pool_size, is_dead, report_waiting_executors)
+from core.config import RewardConfig
 from core.records import OUTCOMES, Problem, Result, Solution
-from reward import RewardConfig, SampleFeedback, group_rewards
+from reward import SampleFeedback, group_rewards
 
 
 @dataclass
@@ -124,16 +125,6 @@ class PhaseTimer:
                 timer.totals[name] += time.perf_counter() - self.t0
 
         return _Ctx()
-
-
-def reward_config(cfg) -> RewardConfig:
-    """The reward settings as given (the config refuses a value critic with a baseline)."""
-    r = cfg.reward
-    return RewardConfig(pass_reward=r.pass_reward, fail_reward=r.fail_reward,
-                        runtime_error_reward=r.runtime_error_reward,
-                        syntax_error_reward=r.syntax_error_reward, adaptive=r.adaptive,
-                        fine_grained=r.fine_grained, fine_grained_penalty=r.fine_grained_penalty,
-                        baseline=r.baseline)
 
 
 def make_objective(cfg, reference_path: str):
@@ -466,7 +457,7 @@ class Trainer:
         self.prompt_limit = model_prompt_limit(cfg.sampler.max_prompt_tokens,
                                                load_config(self.model_path), tokenizer,
                                                cfg.sampler.max_new_tokens)
-        rcfg = reward_config(cfg)
+        rcfg = cfg.reward
         objective = make_objective(cfg, self.model_path)
         settings = self.sampler_settings()
         t_start = time.time()

@@ -13,7 +13,7 @@ from actors.replay_buffer import Experience, ReplayBuffer
 from actors.sampler import Sample
 from core.config import build_config
 from cluster.driver import (Group, PolicyVersions, Trainer, experiences_from_group,
-                            micro_batches_per_step, reward_config)
+                            micro_batches_per_step)
 from core.records import Problem, Result
 
 PER_STEP = 64  # samples judged between two learner steps
@@ -295,7 +295,7 @@ def test_greedy_row_is_the_baseline_only_and_eos_ends_an_rl_sample():
                a.sample_id: _result(1, "runtime_error", error_type="NameError", error_line=2),
                b.sample_id: _result(2, "runtime_error", error_type="NameError", error_line=2),
                c.sample_id: _result(3, "syntax_error", error_type="SyntaxError", error_line=2)})
-    exps, _ = experiences_from_group(g, reward_config(build_config()))
+    exps, _ = experiences_from_group(g, build_config().reward)
     # the greedy sample is not trained on; it is the baseline b = -0.3 + 1.3 / 2 = 0.35
     assert [e.sample_id for e in exps] == [a.sample_id, b.sample_id, c.sample_id]
     ea, eb, ec = exps

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from reward import (RewardConfig, SampleFeedback, adaptive_reward, baselines, coarse_reward,
+from core.config import RewardConfig
+from reward import (SampleFeedback, adaptive_reward, baselines, coarse_reward,
                     error_scope, group_rewards, line_token_mask, sequence_reward, token_rewards)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from actors.replay_buffer import Experience, ReplayBuffer
 from actors.sampler import Sample
-from core.config import build_config
+from core.config import BufferConfig, build_config
 from cluster.driver import (Group, PolicyVersions, Trainer, experiences_from_group,
                             micro_batches_per_step)
 from core.records import Problem, Result
@@ -30,7 +30,7 @@ def _fill(steps: int, version_of_publish) -> tuple[ReplayBuffer, list[tuple[int,
     steps with sync_every=10: before each step PER_STEP new samples arrive, made by the
     weights the samplers hold; every 10th step publishes (`version_of_publish(clock, step)`).
     Returns the buffer and (size before, size after) at each publish."""
-    buf = ReplayBuffer(capacity=6400, max_staleness=4, mode="uniform", seed=0)
+    buf = ReplayBuffer(BufferConfig(capacity=6400, max_staleness=4, mode="uniform"), seed=0)
     clock = PolicyVersions(sync_every=10)
     held, n, sizes = 0, 0, []
     for step in range(1, steps + 1):

@@ -106,6 +106,7 @@ def _run(phase: str, variant: str, model_path: str, workdir: Path) -> None:
     import numpy as np
 
     from actors.replay_buffer import ReplayBuffer
+    from core.config import BufferConfig
     from learner.engine import PolicyEngine
     from learner.objectives import RLTFObjective
 
@@ -114,7 +115,7 @@ def _run(phase: str, variant: str, model_path: str, workdir: Path) -> None:
     eng = PolicyEngine(settings)  # seeds Python, torch and numpy from settings.seed
     vocab = eng.model.config.vocab_size
     pad = eng.model.config.pad_token_id
-    buf = ReplayBuffer(capacity=24, max_staleness=2, mode="uniform", seed=7)
+    buf = ReplayBuffer(BufferConfig(capacity=24, max_staleness=2, mode="uniform"), seed=7)
     objective = RLTFObjective(sl_weight=0.0, ratio_max=2.0)
     first = 0
     if phase == "resume":

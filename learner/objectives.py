@@ -113,7 +113,8 @@ class ActorCriticObjective(RLTFObjective):
     fitted by cross-entropy to the observed outcome at every token.
 
     The critic's loss goes to `engine.critic.backward` (its own optimiser); the returned loss
-    is the policy's only. The engine needs `EngineSettings(critic=<same kind>)`."""
+    is the policy's only. The engine needs a critic head of the same kind
+    (`EngineSettings(critic=True)` with `learner.critic` the same)."""
 
     critic: str = "value"
     normalize_advantages: bool = False
@@ -124,7 +125,8 @@ class ActorCriticObjective(RLTFObjective):
         if critic is None or critic.kind != self.critic:
             have = None if critic is None else critic.kind
             raise ValueError(f"ActorCriticObjective(critic={self.critic!r}) needs an engine "
-                             f"built with EngineSettings(critic={self.critic!r}); it has {have!r}")
+                             f"built with EngineSettings(critic=True) and learner.critic="
+                             f"{self.critic!r}; it has {have!r}")
         logp, states = policy_forward(engine, rl, hidden=True)
         n = mask.sum().clamp(min=1)
         if self.critic == "value":

@@ -14,11 +14,13 @@ pytestmark = pytest.mark.integration
 
 
 def _settings(path: str, critic: str):
+    from core.config import LearnerConfig
     from learner.engine import EngineSettings
 
-    return EngineSettings(model_path=path, lr=1e-4, zero_stage=0, micro_batch_size=2,
-                          grad_accum=1, precision="fp32", critic=critic, critic_lr=1e-2,
-                          critic_hidden=32)
+    learner = LearnerConfig(lr=1e-4, warmup_steps=0, zero_stage=0, micro_batch_size=2,
+                            precision="fp32", critic=critic or "value", critic_lr=1e-2,
+                            critic_hidden=32)
+    return EngineSettings(model_path=path, learner=learner, grad_accum=1, critic=bool(critic))
 
 
 def _batch(encoder_decoder: bool = False) -> TrainBatch:
@@ -98,5 +100,5 @@ def test_engine_without_critic_keeps_the_plain_objectives(single_rank, tmp_path)
     assert eng.critic is None
     m = eng.train_step([torch.randint(2, 50, (2, 8))], LanguageModelObjective())
     assert math.isfinite(m.loss) and not any(k.startswith("critic/") for k in m.extra)
-    with pytest.raises(ValueError, match="EngineSettings\\(critic='value'\\)"):
+    with pytest.raises(ValueError, match="learner.critic='value'"):
         eng.train_step([_batch()], ActorCriticObjective(critic="value"))

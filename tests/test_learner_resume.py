@@ -87,18 +87,21 @@ def _settings(variant: str, model_path: str, workdir: Path):
     `z<stage>-default`: the engine's own config (DeepSpeed's FusedAdam, its CPU op on CPU)."""
     import json
 
+    from core.config import LearnerConfig
+
     from learner.engine import EngineSettings, build_ds_config
 
     stage, optim = variant.split("-")
-    settings = EngineSettings(model_path=model_path, lr=5e-3, warmup_steps=2, total_steps=8,
-                              schedule="linear", micro_batch_size=BATCH // 2, grad_accum=2,
-                              zero_stage=int(stage[1:]), seed=3)
+    learner = LearnerConfig(lr=5e-3, warmup_steps=2, schedule="linear",
+                            micro_batch_size=BATCH // 2, zero_stage=int(stage[1:]))
+    settings = EngineSettings(model_path=model_path, learner=learner, total_steps=8,
+                              grad_accum=2, seed=3)
     if optim == "torch":
         cfg = build_ds_config(settings, 1, on_gpu=False)
         cfg["optimizer"]["params"]["torch_adam"] = True
         path = workdir / f"ds-{variant}.json"
         path.write_text(json.dumps(cfg))
-        settings.deepspeed_config = str(path)
+        settings.learner.deepspeed_config = str(path)
     return settings
 
 

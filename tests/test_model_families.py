@@ -180,13 +180,14 @@ def _train_batches(path: str):
 @pytest.mark.parametrize("family", FAMILY_NAMES)
 def test_learner_critic_published_weights_and_resume(single_rank, tiny_families, family,
                                                      tmp_path):
+    from core.config import LearnerConfig
     from learner.engine import EngineSettings, PolicyEngine
     from learner.objectives import ActorCriticObjective
 
     path = tiny_families[family]
-    settings = EngineSettings(model_path=path, lr=1e-3, micro_batch_size=2, grad_accum=2,
-                              zero_stage=ZERO[family], precision="fp32", critic="value",
-                              critic_hidden=16, critic_lr=1e-2)
+    learner = LearnerConfig(lr=1e-3, warmup_steps=0, micro_batch_size=2, zero_stage=ZERO[family],
+                            precision="fp32", critic="value", critic_hidden=16, critic_lr=1e-2)
+    settings = EngineSettings(model_path=path, learner=learner, grad_accum=2, critic=True)
     objective = ActorCriticObjective(sl_weight=0.5, critic="value")
     batches = _train_batches(path)
     eng = PolicyEngine(settings)

@@ -111,6 +111,7 @@ def _run(phase: str, variant: str, model_path: str, workdir: Path) -> None:
     from actors.replay_buffer import ReplayBuffer
     from core.config import BufferConfig
     from learner.engine import PolicyEngine
+    from core.config import LearnerConfig
     from learner.objectives import RLTFObjective
 
     settings = _settings(variant, model_path, workdir)
@@ -119,7 +120,8 @@ def _run(phase: str, variant: str, model_path: str, workdir: Path) -> None:
     vocab = eng.model.config.vocab_size
     pad = eng.model.config.pad_token_id
     buf = ReplayBuffer(BufferConfig(capacity=24, max_staleness=2, mode="uniform"), seed=7)
-    objective = RLTFObjective(sl_weight=0.0, ratio_max=2.0)
+    objective = RLTFObjective(LearnerConfig(sl_weight=0.0, importance_ratio_max=2.0,
+                                            clip_eps=None))
     first = 0
     if phase == "resume":
         eng.load_checkpoint(folder)

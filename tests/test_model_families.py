@@ -188,7 +188,8 @@ def test_learner_critic_published_weights_and_resume(single_rank, tiny_families,
     learner = LearnerConfig(lr=1e-3, warmup_steps=0, micro_batch_size=2, zero_stage=ZERO[family],
                             precision="fp32", critic="value", critic_hidden=16, critic_lr=1e-2)
     settings = EngineSettings(model_path=path, learner=learner, grad_accum=2, critic=True)
-    objective = ActorCriticObjective(sl_weight=0.5, critic="value")
+    objective = ActorCriticObjective(learner.model_copy(update=dict(
+        sl_weight=0.5, importance_ratio_max=2.0, clip_eps=None)))
     batches = _train_batches(path)
     eng = PolicyEngine(settings)
     first = [eng.train_step(batches, objective) for _ in range(2)]

@@ -76,8 +76,8 @@ def _worker(rank: str, policy: str, ref: str, out: str) -> None:
         probe_logp = policy_logprobs(model, probe)
     shards = {n: (p.ds_numel, p.ds_tensor.numel(), p.numel(), bool(p.ds_persist))
               for n, p in model.module.named_parameters()}
-    objective = RLTFObjective(sl_weight=0.5, sl_mode="alternate", ratio_max=None,
-                              kl_coef=0.1, reference_path=ref)
+    objective = RLTFObjective(LearnerConfig(sl_weight=0.5, sl_mode="alternate", kl_coef=0.1,
+                                            clip_eps=None), reference_path=ref)
     metrics = eng.train_step([TrainBatch(rl=None, sl=sl), TrainBatch(rl=rl)], objective)
     torch.save({"probe": probe_logp, "shards": shards, "extra": metrics.extra,
                 "threshold": eng.engine.zero_param_persistence_threshold(),

@@ -649,7 +649,7 @@ class Trainer:
         """Apply a pending `rltf scale` request, else the autoscaling policy; report status."""
         import ray
 
-        from cluster.controller import AutoscalePolicy, autoscale
+        from cluster.controller import autoscale
 
         check_bookkeeping(self, topo)
         check_learner(topo)
@@ -664,9 +664,7 @@ class Trainer:
             self.applied_request, want = req
             why = "rltf scale"
         elif ex.autoscale:
-            policy = AutoscalePolicy(ex.min_workers, ex.max_workers, ex.target_queue_per_worker,
-                                     ex.autoscale_cooldown_s)
-            want = autoscale(policy, pool.size, pool.queue_depth(), pool.busy_workers(),
+            want = autoscale(ex, pool.size, pool.queue_depth(), pool.busy_workers(),
                              now - self.last_resize)
             why = f"autoscaling (queue {pool.queue_depth()}, busy {pool.busy_workers()})"
         if want > pool.size:  # only as many as the cluster (and its autoscaler) can hold

@@ -116,11 +116,11 @@ def _buffer_holds_a_batch(cfg):
 
 @check("buffer", "learner")
 def _min_fill_is_at_least_a_batch(cfg):
-    # the first learner step needs a whole batch: a smaller fill would be waited past
+    # a learner step needs a whole batch: a smaller fill would be silently raised to one
     if cfg.buffer.min_fill < cfg.learner.batch_size:
         return ("buffer.min_fill",
                 f"{cfg.buffer.min_fill} is less than one learner batch "
-                f"({cfg.learner.batch_size}), which the first step waits for anyway; set "
+                f"({cfg.learner.batch_size}), which a learner step waits for anyway; set "
                 f"buffer.min_fill={cfg.learner.batch_size} or more")
 
 

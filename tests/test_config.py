@@ -191,3 +191,42 @@ def test_the_ablation_variants_load_on_the_default_preset():
     preset = Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml"
     for name, overrides in VARIANTS.items():
         assert load_config(preset, overrides).preset == "tiny", name
+
+
+# Classes below core/ that still repeat settings of a config section, with the reason; the
+# test fails when one no longer does, so the list only shrinks.
+COPIES_ALLOWED = {
+    ("actors/sampler.py", "SamplerSettings", "sampler"):
+        "a per-call request: training fills it from sampler.*, evaluation from train.eval_*",
+    ("learner/sft.py", "SFTSettings", "learner"):
+        "the flags of `rltf sft` (the warm start's supervised run), not the RL learner's",
+}
+
+
+def test_no_component_declares_a_config_section_again():
+    # A class whose annotated fields repeat three or more settings of one section is a copy
+    # that can drift (as lr 1e-5 against 2e-5 did): take the section itself instead.
+    import ast
+    from pathlib import Path
+
+    from core.config import RLTFConfig
+
+    root = Path(__file__).resolve().parent.parent
+    sections = {name: set(f.annotation.model_fields) for name, f in RLTFConfig.model_fields.items()
+                if hasattr(f.annotation, "model_fields")}
+    found = {}
+    for pkg in ("actors", "learner", "executor", "reward", "problems", "evaluation", "cluster"):
+        for path in sorted((root / pkg).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(node, ast.ClassDef):
+                    continue
+                fields = {s.target.id for s in node.body
+                          if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)}
+                for section, names in sections.items():
+                    if len(fields & names) >= 3:
+                        key = (path.relative_to(root).as_posix(), node.name, section)
+                        found[key] = sorted(fields & names)
+    copies = {k: v for k, v in found.items() if k not in COPIES_ALLOWED}
+    assert not copies, f"classes that repeat a config section's settings: {copies}"
+    stale = set(COPIES_ALLOWED) - set(found)
+    assert not stale, f"no longer copies, remove them from COPIES_ALLOWED: {sorted(stale)}"

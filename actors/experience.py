@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from actors.replay_buffer import Experience
-from executor.records import Problem
-from reward import RewardConfig, SampleFeedback, group_rewards
+from core.config import RewardConfig
+from core.records import Problem
+from reward import SampleFeedback, group_rewards
 
 
 @dataclass
@@ -22,17 +23,6 @@ class Group:
 
     def complete(self) -> bool:
         return len(self.results) == len(self.samples)
-
-
-def reward_config(cfg) -> RewardConfig:
-    """The reward settings of the config's `reward` section as given (the config refuses a
-    value critic with a baseline)."""
-    r = cfg.reward
-    return RewardConfig(pass_reward=r.pass_reward, fail_reward=r.fail_reward,
-                        runtime_error_reward=r.runtime_error_reward,
-                        syntax_error_reward=r.syntax_error_reward, adaptive=r.adaptive,
-                        fine_grained=r.fine_grained, fine_grained_penalty=r.fine_grained_penalty,
-                        baseline=r.baseline)
 
 
 def experiences_from_group(group: Group, rcfg: RewardConfig) -> tuple[list[Experience], list]:

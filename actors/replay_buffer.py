@@ -1,6 +1,6 @@
 """The online replay buffer: complete experiences, newest kept, staleness bounded.
 
-    buf = ReplayBuffer(capacity=6400, max_staleness=4, seed=0)
+    buf = ReplayBuffer(BufferConfig(capacity=6400, max_staleness=4), seed=0)
     buf.add(experiences)                  # oldest out first when full
     buf.set_policy_version(7)             # experiences made before version 3 are now stale
     batch = buf.sample(32, timeout_s=5)   # never blocks longer than timeout_s
@@ -22,6 +22,8 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
+
+from core.config import BufferConfig
 
 
 @dataclass
@@ -65,17 +67,14 @@ class BufferStats:
 
 
 class ReplayBuffer:
-    def __init__(self, capacity: int = 6400, max_staleness: int = 4, mode: str = "uniform",
-                 seed: int = 0):
-        if capacity < 1:
-            raise ValueError(f"capacity must be at least 1 (got {capacity})")
-        if max_staleness < 0:
-            raise ValueError(f"max_staleness must be 0 or more (got {max_staleness})")
-        if mode not in ("uniform", "fifo"):
-            raise ValueError(f"mode must be 'uniform' or 'fifo' (got {mode!r})")
-        self.capacity = capacity
-        self.max_staleness = max_staleness
-        self.mode = mode
+    """The run's `buffer` section as is (`core.config.BufferConfig`: capacity, max_staleness,
+    mode; min_fill is the driver's); `seed` drives the uniform draws."""
+
+    def __init__(self, cfg: BufferConfig | None = None, seed: int = 0):
+        cfg = cfg or BufferConfig()
+        self.capacity = cfg.capacity
+        self.max_staleness = cfg.max_staleness
+        self.mode = cfg.mode
         self._items: collections.deque[Experience] = collections.deque()
         self._rng = random.Random(seed)
         self._cond = threading.Condition()

@@ -71,10 +71,10 @@ class _Timed:
 
 
 def whole(workers: int, samples: int, isolation: str) -> None:
-    from cluster.config import ExecutorConfig
+    from core.config import ExecutorConfig
     from executor import worker as worker_mod
     from executor.pool import ExecutorPool
-    from executor.records import Problem, Solution, read_jsonl, write_jsonl
+    from core.records import Problem, Solution, read_jsonl, write_jsonl
     from problems.humaneval import load_humaneval
 
     imported = time.process_time() - T0_CPU, time.perf_counter() - T0_WALL
@@ -143,8 +143,8 @@ def whole(workers: int, samples: int, isolation: str) -> None:
 
 
 def steady(passes: int, isolation: str) -> None:
-    from cluster.config import ExecutorConfig
-    from executor.records import Solution
+    from core.config import ExecutorConfig
+    from core.records import Solution
     from executor.worker import Worker
     from problems.humaneval import load_humaneval
 

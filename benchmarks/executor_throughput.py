@@ -46,7 +46,7 @@ def _rltf_command() -> list[str]:
 
 def prepare(folder: Path, samples: int, mbpp: bool) -> dict[str, Path]:
     """Problem and solution files (made before anything is timed)."""
-    from executor.records import Solution, write_jsonl
+    from core.records import Solution, write_jsonl
     from problems.humaneval import load_humaneval
 
     problems = load_humaneval()

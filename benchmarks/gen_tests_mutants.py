@@ -36,8 +36,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cluster.config import ExecutorConfig  # noqa: E402
-from executor.records import Problem, Solution, read_jsonl  # noqa: E402
+from core.config import ExecutorConfig  # noqa: E402
+from core.records import Problem, Solution, read_jsonl  # noqa: E402
 from problems.gentests.mutants import kill_rate, mutants  # noqa: E402
 from problems.gentests.generate import GenSettings, generate, summary  # noqa: E402
 

@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    from cluster.config import ExecutorConfig
+    from core.config import ExecutorConfig
     from cluster.executor_pool import RayExecutorPool
-    from executor.records import Solution
+    from core.records import Solution
     from problems.humaneval import load_humaneval
 
     problems = load_humaneval()

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+
+from core.config import ExecutorConfig
 
 CONTROLLER_NAME = "rltf-driver"
 NAMESPACE = "rltf"
@@ -49,17 +50,10 @@ class Controller:
         return dict(self._status)
 
 
-@dataclass(frozen=True)
-class AutoscalePolicy:
-    min_workers: int
-    max_workers: int
-    target_queue_per_worker: float = 2.0  # programs waiting per executor before growing
-    cooldown_s: float = 20.0  # at least this long between two changes
-
-
-def autoscale(policy: AutoscalePolicy, size: int, queue_depth: int, busy: int,
+def autoscale(policy: ExecutorConfig, size: int, queue_depth: int, busy: int,
               since_change_s: float) -> int:
-    """The pool size the policy wants now.
+    """The pool size the policy wants now: the run's executor section as is (min_workers,
+    max_workers, target_queue_per_worker, autoscale_cooldown_s).
 
     Grow when more than `target_queue_per_worker` programs per executor wait for one: to the
     size at which the waiting programs would be at target (at most the maximum). Shrink by one
@@ -70,7 +64,7 @@ def autoscale(policy: AutoscalePolicy, size: int, queue_depth: int, busy: int,
         return lo
     if size > hi:
         return hi
-    if since_change_s < policy.cooldown_s:
+    if since_change_s < policy.autoscale_cooldown_s:
         return size
     if queue_depth > policy.target_queue_per_worker * size and size < hi:
         return min(hi, max(size + 1, math.ceil(queue_depth / policy.target_queue_per_worker)))
@@ -196,9 +190,7 @@ def apply_control(trainer, topo) -> None:
         trainer.applied_request, want = req
         why = "rltf scale"
     elif ex.autoscale:
-        policy = AutoscalePolicy(ex.min_workers, ex.max_workers, ex.target_queue_per_worker,
-                                 ex.autoscale_cooldown_s)
-        want = autoscale(policy, pool.size, pool.queue_depth(), pool.busy_workers(),
+        want = autoscale(ex, pool.size, pool.queue_depth(), pool.busy_workers(),
                          now - trainer.last_resize)
         why = f"autoscaling (queue {pool.queue_depth()}, busy {pool.busy_workers()})"
     if want > pool.size:  # only as many as the cluster (and its autoscaler) can hold

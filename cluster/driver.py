@@ -31,11 +31,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from actors.experience import Group, experiences_from_group, reward_config
+from actors.experience import Group, experiences_from_group
 from cluster.recovery import evaluate_safely
 from cluster.step_report import StepReport
 from cluster.trainer_state import TrainerState
-from executor.records import Solution
+from core.records import Solution
 from learner.step_batches import BatchSettings
 
 __all__ = ["Trainer", "make_objective", "micro_batches_per_step", "batch_settings"]
@@ -54,12 +54,9 @@ def make_objective(cfg, reference_path: str):
 
 
 def batch_settings(cfg, prompt_limit: int | None = None) -> BatchSettings:
-    """The learner section's settings that shape a step's micro-batches."""
+    """What shapes a step's micro-batches: the learner section and what the run derives."""
     lc = cfg.learner
-    return BatchSettings(batch_size=lc.batch_size, ranks=lc.ranks,
-                         micro_batch_size=lc.micro_batch_size, sl_weight=lc.sl_weight,
-                         sl_mode=lc.sl_mode,
-                         outcome_critic=cfg.algo == "actor_critic" and lc.critic == "outcome",
+    return BatchSettings(lc, outcome_critic=cfg.algo == "actor_critic" and lc.critic == "outcome",
                          prompt_limit=prompt_limit)
 
 
@@ -96,7 +93,7 @@ class Trainer(TrainerState):
         self.prompt_limit = model_prompt_limit(cfg.sampler.max_prompt_tokens,
                                                load_config(self.model_path), tokenizer,
                                                cfg.sampler.max_new_tokens)
-        self.rcfg = reward_config(cfg)
+        self.rcfg = cfg.reward
         self.objective = make_objective(cfg, self.model_path)
         self.settings = self.sampler_settings()
         # each learner rank collates its own batches: what it needs, once

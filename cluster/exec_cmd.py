@@ -17,7 +17,7 @@ import json
 import sys
 import time
 
-from executor.records import OUTCOMES, Problem, Solution, read_jsonl, write_jsonl
+from core.records import OUTCOMES, Problem, Solution, read_jsonl, write_jsonl
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -52,7 +52,7 @@ def _read_inputs(problems_path: str, solutions_path: str) -> tuple[list, int, li
 
 
 def run(args: argparse.Namespace) -> int:
-    from cluster.config import load_config
+    from core.config import load_config
     from cluster.executor_pool import make_pool
 
     overrides = list(args.overrides)

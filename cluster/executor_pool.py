@@ -18,7 +18,7 @@ import time
 from typing import Any, Hashable
 
 from executor.pool import ExecutorPool, Pair, Pool, PoolBase
-from executor.records import Problem, Result, Solution
+from core.records import Problem, Result, Solution
 from executor.worker import Lane, Worker
 
 

@@ -99,7 +99,7 @@ def _check(args) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cluster.config import ConfigError, load_config
+    from core.config import ConfigError, load_config
 
     args = parser().parse_args(argv)
     problem = _check(args)
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write(args, argv, problems, report) -> int:
-    from executor.records import Solution, write_jsonl
+    from core.records import Solution, write_jsonl
 
     write_jsonl(args.out, problems)
     if args.hf_out:

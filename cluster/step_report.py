@@ -17,7 +17,7 @@ import collections
 import time
 from dataclasses import dataclass, field
 
-from executor.records import OUTCOMES
+from core.records import OUTCOMES
 
 
 class PhaseClock:

@@ -269,9 +269,7 @@ def build_topology(cfg, model_path: str, engine_settings, controller=None, run_d
     try:
         store = create_named(ray.remote(StoreActor), WEIGHT_STORE_NAME, **RESTARTABLE)
         made.append(store)
-        b = cfg.buffer
-        buffer = create_named(ray.remote(BufferActor), BUFFER_NAME,
-                              (b.capacity, b.max_staleness, b.mode, cfg.seed),
+        buffer = create_named(ray.remote(BufferActor), BUFFER_NAME, (cfg.buffer, cfg.seed),
                               max_concurrency=4, **RESTARTABLE)
         made.append(buffer)
         samplers = [new_sampler(cfg, model_path, i) for i in range(cfg.sampler.actors)]

@@ -81,16 +81,9 @@ def engine_settings(cfg, model_path: str):
     from cluster.driver import micro_batches_per_step
     from learner.engine import EngineSettings
 
-    lc = cfg.learner
-    return EngineSettings(model_path=model_path, lr=lc.lr, weight_decay=lc.weight_decay,
-                          warmup_steps=lc.warmup_steps, total_steps=cfg.train.max_steps,
-                          schedule=lc.schedule, grad_clip=lc.grad_clip,
-                          micro_batch_size=lc.micro_batch_size,
-                          grad_accum=micro_batches_per_step(cfg), zero_stage=lc.zero_stage,
-                          offload_optimizer=lc.offload_optimizer, precision=lc.precision,
-                          deepspeed_config=lc.deepspeed_config, seed=cfg.seed,
-                          critic=lc.critic if cfg.algo == "actor_critic" else None,
-                          critic_lr=lc.critic_lr, critic_hidden=lc.critic_hidden)
+    return EngineSettings(model_path=model_path, learner=cfg.learner,
+                          total_steps=cfg.train.max_steps, grad_accum=micro_batches_per_step(cfg),
+                          seed=cfg.seed, critic=cfg.algo == "actor_critic")
 
 
 def start_ray(cfg):
@@ -172,7 +165,7 @@ def send_restored_weights(trainer, topo, folder: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from ray.exceptions import RayActorError
 
-    from cluster.config import dump_config, load_config
+    from core.config import dump_config, load_config
     from cluster.driver import Trainer
     from cluster.recovery import first_line, restart_until_built
     from cluster.run_log import RunLog, closing_lines, evaluation_summary, write_report
@@ -184,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         config_path = resume / "config.yaml"
         run_dir = resume
         if not config_path.exists():
-            from cluster.config import ConfigError
+            from core.config import ConfigError
 
             raise ConfigError(f"--resume {resume}: no config.yaml there; pass the folder of "
                               "an earlier `rltf train` run")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cluster.policy_versions import PolicyVersions
 from cluster.step_report import PhaseClock
-from executor.records import Problem
+from core.records import Problem
 
 
 class TrainerState:

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
 from evaluation.passk import PassAtKReport, format_table, normal_ci, summarise
-from executor.records import Problem, Solution
+from core.records import Problem, Solution
 
 # generate(problems) -> (task_id, program, is_greedy) for every sample drawn
 Generate = Callable[[Sequence[Problem]], list[tuple[str, str, bool]]]
@@ -158,10 +158,10 @@ def sampler_generate(sampler, settings) -> Generate:
 
 def main(argv: list[str] | None = None) -> int:
     from actors.sampler import Sampler, SamplerSettings
-    from cluster.config import load_config
+    from core.config import load_config
     from learner.models import ModelNotAvailable, learner_precision, pick_device, sampler_dtype
     from executor.pool import ExecutorPool
-    from executor.records import read_jsonl
+    from core.records import read_jsonl
 
     ap = argparse.ArgumentParser(prog="rltf eval", description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="a save_pretrained folder or a hub id")

@@ -15,7 +15,7 @@ Values the program returns are rebuilt here as trusted objects (`executor.serial
 `executor.values`) and compared by Python's own rules for those types; no program code runs
 here. A test that needs something of a value the judge cannot safely compare (a program
 object's method, a value too large to cross) is `unjudgeable`: it does not pass, and it is
-not blamed on the program (see `Result` in `executor.records`).
+not blamed on the program (see `Result` in `core.records`).
 
 A test with no well-formed record fails. The program's outcome is its first error (by test
 order) if any test raised, timed out, crashed or printed too much; otherwise pass or fail.
@@ -30,7 +30,7 @@ from typing import Any
 
 from executor import serialize
 from executor.messages import RunObservation, TestObservation
-from executor.records import Problem, Result
+from core.records import Problem, Result
 from executor.testcode import JUDGE, PROG, RANDOM, AssertPlan, make_random
 from executor.values import ProgramObject, Unjudgeable
 

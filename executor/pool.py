@@ -22,7 +22,8 @@ import time
 from collections import deque
 from typing import Hashable, Iterable, Iterator, Protocol
 
-from executor.records import Problem, Result, Solution
+from core.config import ExecutorConfig
+from core.records import Problem, Result, Solution
 from executor.worker import Lane, Worker
 
 Pair = tuple[Problem, Solution]
@@ -31,7 +32,7 @@ Pair = tuple[Problem, Solution]
 class Pool(Protocol):
     """What the driver, the evaluation and the test generator use of an executor pool."""
 
-    cfg: object  # its ExecutorConfig
+    cfg: ExecutorConfig
     replaced: int  # workers replaced after they died
 
     @property
@@ -59,9 +60,7 @@ class PoolBase:
     A subclass provides `submit`, `_poll_any` (results ready, waiting up to a timeout for the
     first), `backlog`, `busy_workers`, `size`, `_info` and `_close`."""
 
-    def __init__(self, cfg=None):
-        from cluster.config import ExecutorConfig
-
+    def __init__(self, cfg: ExecutorConfig | None = None):
         self.cfg = cfg or ExecutorConfig()
         self.replaced = 0
         self._closed = False

@@ -19,7 +19,7 @@ program code:
   `Opaque`.
 
 `Unjudgeable` derives from BaseException so that test code's own `except Exception` cannot
-swallow it; the judge reports the test as unjudgeable (see `executor.records.Result`).
+swallow it; the judge reports the test as unjudgeable (see `core.records.Result`).
 """
 
 from __future__ import annotations

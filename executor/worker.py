@@ -19,10 +19,11 @@ import threading
 import time
 from collections import OrderedDict, deque
 
+from core.config import ExecutorConfig
+from core.records import Problem, Result, Solution
 from executor.judge import judge_program
 from executor.link import ForkServer, ForkServerDied
 from executor.messages import RunObservation, RunRequest
-from executor.records import Problem, Result, Solution
 from executor.testcode import AssertPlan, TestCodeError, plan_assert_tests
 from executor.wire import encode_msg
 
@@ -102,9 +103,8 @@ class Worker:
     """Judges programs in its own fork-server: one at a time (`run`), or through a `Lane`,
     which keeps the next request waiting at the fork-server while the current one runs."""
 
-    def __init__(self, cfg=None, plans: _PlanCache | None = None, wait: bool = True):
-        from cluster.config import ExecutorConfig
-
+    def __init__(self, cfg: ExecutorConfig | None = None, plans: _PlanCache | None = None,
+                 wait: bool = True):
         self.cfg = cfg or ExecutorConfig()
         self._lock = threading.Lock()
         self._plans = plans or _PLANS

@@ -224,7 +224,7 @@ class Critic:
     def load_state_dict(self, state: dict) -> None:
         if state["config"] != self.config:
             raise ValueError(f"critic checkpoint is {state['config']}, this critic is "
-                             f"{self.config}: set EngineSettings critic / critic_hidden to match")
+                             f"{self.config}: set learner.critic / learner.critic_hidden to match")
         self.head.load_state_dict(state["head"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.steps = int(state["steps"])

@@ -5,8 +5,8 @@
     state = eng.full_state_dict()                         # ZeRO-3 shards gathered first
     eng.save_checkpoint(dir, step)                        # DeepSpeed state + save_pretrained
 
-With `EngineSettings(critic="value" | "outcome")` each rank also owns a `Critic`
-(`learner/critic.py`): a small head on the policy's hidden states with its own AdamW
+With `EngineSettings(critic=True)` each rank also owns a `Critic` of the kind `learner.critic`
+names (`learner/critic.py`): a small head on the policy's hidden states with its own AdamW
 optimiser, outside DeepSpeed. Objectives reach it as `engine.critic` on the object passed to
 `loss_fn` and call `critic.backward(loss)`; `train_step` steps it (gradients averaged over the
 ranks) after the policy's step; checkpoints keep its state in `deepspeed/critic_rank<r>.pt`.
@@ -31,35 +31,23 @@ from typing import Any, Callable
 
 import torch
 
+from core.config import LearnerConfig
 from learner.models import learner_precision, load_model  # noqa: F401 (load_model: re-export)
 
 
 @dataclass
 class EngineSettings:
-    model_path: str  # a save_pretrained folder or a hub id (learner/models.py resolves it)
-    lr: float = 1e-5
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 0
-    total_steps: int = 1000
-    schedule: str = "constant"  # constant | linear | cosine (after warm-up)
-    grad_clip: float = 1.0
-    micro_batch_size: int = 4
-    grad_accum: int = 1
-    zero_stage: int = 2
-    offload_optimizer: bool = False
-    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
-    deepspeed_config: str | None = None  # a user JSON/YAML file, used as is
-    seed: int = 0
-    critic: str | None = None  # None | "value" (V_t, advantages) | "outcome" (CodeRL classifier)
-    critic_lr: float = 1e-4  # the critic head's own AdamW learning rate (constant)
-    critic_hidden: int = 512  # width of the critic head's hidden layer
-    extra: dict[str, Any] = field(default_factory=dict)
+    """What one rank's engine needs: the run's `learner` section as is
+    (`core.config.LearnerConfig`: optimiser, schedule, ZeRO, precision, the critic head), and
+    what the run derives from its other settings."""
 
-    def __post_init__(self):
-        if self.critic not in (None, "value", "outcome"):
-            raise ValueError(f"critic={self.critic!r}: use None (no critic), 'value' or "
-                             "'outcome'")
+    model_path: str  # a save_pretrained folder or a hub id (learner/models.py resolves it)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    total_steps: int = 1000  # the schedule's length (a run: train.max_steps)
+    grad_accum: int = 1  # micro-batches per optimiser step (cluster/driver.py works it out)
+    seed: int = 0
+    critic: bool = False  # own a learner.critic head beside the policy (algo=actor_critic)
+    betas: tuple[float, float] = (0.9, 0.999)
 
 
 def load_ds_file(path: str) -> dict:
@@ -84,34 +72,35 @@ def _fill_auto(node: Any, values: dict[str, Any], path: str = "") -> Any:
 
 def build_ds_config(s: EngineSettings, world_size: int, on_gpu: bool) -> dict:
     """The DeepSpeed config: the user's file with "auto" filled in, or a default."""
-    precision = learner_precision(s.precision, on_gpu)
+    lc = s.learner
+    precision = learner_precision(lc.precision, on_gpu)
     if not on_gpu and precision != "fp32":
         raise ValueError(f"precision {precision} needs a GPU; use precision=fp32 on CPU")
     auto = {
-        "train_micro_batch_size_per_gpu": s.micro_batch_size,
+        "train_micro_batch_size_per_gpu": lc.micro_batch_size,
         "gradient_accumulation_steps": s.grad_accum,
-        "train_batch_size": s.micro_batch_size * s.grad_accum * world_size,
-        "gradient_clipping": s.grad_clip, "lr": s.lr, "weight_decay": s.weight_decay,
-        "betas": list(s.betas), "stage": s.zero_stage,
+        "train_batch_size": lc.micro_batch_size * s.grad_accum * world_size,
+        "gradient_clipping": lc.grad_clip, "lr": lc.lr, "weight_decay": lc.weight_decay,
+        "betas": list(s.betas), "stage": lc.zero_stage,
     }
-    if s.deepspeed_config:
-        cfg = _fill_auto(load_ds_file(s.deepspeed_config), auto)
-        cfg.setdefault("train_micro_batch_size_per_gpu", s.micro_batch_size)
+    if lc.deepspeed_config:
+        cfg = _fill_auto(load_ds_file(lc.deepspeed_config), auto)
+        cfg.setdefault("train_micro_batch_size_per_gpu", lc.micro_batch_size)
         cfg.setdefault("gradient_accumulation_steps", s.grad_accum)
         return cfg
-    zero: dict[str, Any] = {"stage": s.zero_stage}
-    if s.offload_optimizer:
+    zero: dict[str, Any] = {"stage": lc.zero_stage}
+    if lc.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": on_gpu}
-    if s.zero_stage == 3:
+    if lc.zero_stage == 3:
         zero["stage3_gather_16bit_weights_on_model_save"] = True
     return {
-        "train_micro_batch_size_per_gpu": s.micro_batch_size,
+        "train_micro_batch_size_per_gpu": lc.micro_batch_size,
         "gradient_accumulation_steps": s.grad_accum,
-        "gradient_clipping": s.grad_clip,
+        "gradient_clipping": lc.grad_clip,
         # On CPU, torch's AdamW: DeepSpeed's CPU Adam op keeps beta^t as a running product
         # inside the process, so a resumed run's first update differs in the last bits.
-        "optimizer": {"type": "AdamW", "params": {"lr": s.lr, "betas": list(s.betas),
-                                                 "weight_decay": s.weight_decay,
+        "optimizer": {"type": "AdamW", "params": {"lr": lc.lr, "betas": list(s.betas),
+                                                 "weight_decay": lc.weight_decay,
                                                  **({} if on_gpu else {"torch_adam": True})}},
         "zero_optimization": zero,
         "bf16": {"enabled": precision == "bf16"},
@@ -123,18 +112,20 @@ def build_ds_config(s: EngineSettings, world_size: int, on_gpu: bool) -> dict:
 
 def lr_lambda(s: EngineSettings) -> Callable[[int], float]:
     """Multiplier of the base LR at optimiser step t: linear warm-up, then the schedule."""
+    lc = s.learner
+
     def fn(t: int) -> float:
-        if s.warmup_steps and t < s.warmup_steps:
-            return (t + 1) / s.warmup_steps
-        if s.schedule == "constant":
+        if lc.warmup_steps and t < lc.warmup_steps:
+            return (t + 1) / lc.warmup_steps
+        if lc.schedule == "constant":
             return 1.0
-        span = max(1, s.total_steps - s.warmup_steps)
-        frac = min(1.0, (t - s.warmup_steps) / span)
-        if s.schedule == "linear":
+        span = max(1, s.total_steps - lc.warmup_steps)
+        frac = min(1.0, (t - lc.warmup_steps) / span)
+        if lc.schedule == "linear":
             return max(0.0, 1.0 - frac)
-        if s.schedule == "cosine":
+        if lc.schedule == "cosine":
             return 0.5 * (1.0 + math.cos(math.pi * frac))
-        raise ValueError(f"unknown schedule {s.schedule!r}: use constant, linear or cosine")
+        raise ValueError(f"unknown schedule {lc.schedule!r}: use constant, linear or cosine")
     return fn
 
 
@@ -230,9 +221,10 @@ class PolicyEngine:
             from learner.critic import Critic
 
             # Seeded with settings.seed (not seed + rank): every rank starts identical.
-            self.critic = Critic(settings.critic, hidden_size(model.config),
-                                 settings.critic_hidden, lr=settings.critic_lr,
-                                 grad_clip=settings.grad_clip, grad_accum=settings.grad_accum,
+            lc = settings.learner
+            self.critic = Critic(lc.critic, hidden_size(model.config), lc.critic_hidden,
+                                 lr=lc.critic_lr, grad_clip=lc.grad_clip,
+                                 grad_accum=settings.grad_accum,
                                  seed=settings.seed, device=self.engine.device)
         self.handle = PolicyHandle(self.engine, self.critic)
         self.step = 0

@@ -8,10 +8,11 @@ pure functions of `learner/loss.py` and `learner/critic.py`. `engine` is what
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from core.config import LearnerConfig
 from learner.batch import PolicyBatch, TrainBatch
 from learner.critic import (advantages, label_states, outcome_loss, outcome_weights,
                             value_loss)
@@ -59,15 +60,13 @@ class RLTFObjective:
     micro-batch (sl_mode="mix") or on micro-batches of their own (sl_mode="alternate": the
     driver interleaves supervised and RL micro-batches within each optimizer step)."""
 
-    sl_weight: float = 0.1
-    sl_mode: str = "mix"
-    ratio_max: float | None = 2.0
-    kl_coef: float = 0.0
-    reference_path: str | None = None
-    clip_eps: float | None = None  # PPO-style clipped surrogate (learner/loss.py)
-    kl_estimator: str = "k3"  # learner/loss.py kl_penalty
+    # the run's learner section as is: sl_weight, sl_mode, clip_eps, importance_ratio_max,
+    # kl_coef, kl_estimator (and, for ActorCriticObjective, critic)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    reference_path: str | None = None  # the starting policy, the KL penalty's reference
 
     def __call__(self, engine, mb: TrainBatch):
+        lc = self.learner
         device = engine.device
         metrics: dict[str, float] = {}
         rl_loss = sl_loss = None
@@ -76,22 +75,22 @@ class RLTFObjective:
             mask = label_mask(rl.labels)
             weights, logp = self._weights(engine, rl, mask, metrics)
             ref = None
-            if self.kl_coef > 0 and self.reference_path:
+            if lc.kl_coef > 0 and self.reference_path:
                 with torch.no_grad():
                     ref = policy_logprobs(_reference(self.reference_path, engine), rl)
-            rl_loss, st = policy_gradient_loss(logp, weights, mask,
-                                               rl.behaviour_logprobs, self.ratio_max, ref,
-                                               self.kl_coef, clip_eps=self.clip_eps,
-                                               kl_estimator=self.kl_estimator)
+            rl_loss, st = policy_gradient_loss(logp, weights, mask, rl.behaviour_logprobs,
+                                               lc.importance_ratio_max, ref, lc.kl_coef,
+                                               clip_eps=lc.clip_eps,
+                                               kl_estimator=lc.kl_estimator)
             metrics.update({"loss/pg": st.pg, "loss/kl": st.kl, "is/ratio_mean": st.ratio_mean,
                             "is/clipped_frac": st.clipped_frac, "tokens": st.tokens,
                             "reward/token_mean": float((rl.token_rewards * mask).sum()
                                                        / mask.sum().clamp(min=1))})
-        if mb.sl is not None and self.sl_weight > 0:
+        if mb.sl is not None and lc.sl_weight > 0:
             sl = mb.sl.to(device)
             sl_loss = supervised_loss(policy_logprobs(engine, sl), label_mask(sl.labels))
             metrics["loss/sl"] = float(sl_loss.detach())
-        loss = combine(rl_loss, sl_loss, self.sl_weight, self.sl_mode)
+        loss = combine(rl_loss, sl_loss, lc.sl_weight, lc.sl_mode)
         return loss, metrics
 
     def _weights(self, engine, rl: PolicyBatch, mask: torch.Tensor, metrics: dict
@@ -113,10 +112,14 @@ class ActorCriticObjective(RLTFObjective):
     fitted by cross-entropy to the observed outcome at every token.
 
     The critic's loss goes to `engine.critic.backward` (its own optimiser); the returned loss
-    is the policy's only. The engine needs `EngineSettings(critic=<same kind>)`."""
+    is the policy's only. The engine needs a critic head of the same kind
+    (`EngineSettings(critic=True)` with `learner.critic` the same)."""
 
-    critic: str = "value"
     normalize_advantages: bool = False
+
+    @property
+    def critic(self) -> str:
+        return self.learner.critic
 
     def _weights(self, engine, rl: PolicyBatch, mask: torch.Tensor, metrics: dict
                  ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,7 +127,8 @@ class ActorCriticObjective(RLTFObjective):
         if critic is None or critic.kind != self.critic:
             have = None if critic is None else critic.kind
             raise ValueError(f"ActorCriticObjective(critic={self.critic!r}) needs an engine "
-                             f"built with EngineSettings(critic={self.critic!r}); it has {have!r}")
+                             f"built with EngineSettings(critic=True) and learner.critic="
+                             f"{self.critic!r}; it has {have!r}")
         logp, states = policy_forward(engine, rl, hidden=True)
         n = mask.sum().clamp(min=1)
         if self.critic == "value":

@@ -221,6 +221,7 @@ def _dist_env() -> tuple[int, int, int]:
 def _train_deepspeed(model_dir, batch, n, s: SFTSettings, log, t0):
     """The learner's DeepSpeed engine; returns (losses averaged over ranks, save function on
     rank 0, None elsewhere). Collective: every rank runs it."""
+    from core.config import LearnerConfig
     from learner.engine import EngineSettings, PolicyEngine
 
     rank, world, local = _dist_env()
@@ -229,12 +230,13 @@ def _train_deepspeed(model_dir, batch, n, s: SFTSettings, log, t0):
         raise ValueError(f"batch_size {s.batch_size} must split into {world} ranks x whole "
                          f"micro-batches of {s.micro_batch_size}; change batch_size or "
                          "micro_batch_size")
+    learner = LearnerConfig(
+        lr=s.lr, weight_decay=s.weight_decay, warmup_steps=s.warmup, schedule="cosine",
+        grad_clip=1.0, micro_batch_size=s.micro_batch_size, zero_stage=s.zero_stage,
+        offload_optimizer=s.offload_optimizer, precision=s.precision)
     engine = PolicyEngine(EngineSettings(
-        model_path=model_dir, lr=s.lr, weight_decay=s.weight_decay, warmup_steps=s.warmup,
-        total_steps=s.steps, schedule="cosine", grad_clip=1.0,
-        micro_batch_size=s.micro_batch_size, grad_accum=per_rank // s.micro_batch_size,
-        zero_stage=s.zero_stage, offload_optimizer=s.offload_optimizer,
-        precision=s.precision, seed=s.seed), rank, world, local)
+        model_path=model_dir, learner=learner, total_steps=s.steps,
+        grad_accum=per_rank // s.micro_batch_size, seed=s.seed), rank, world, local)
     losses: list[float] = []
     objective = SupervisedObjective()
     for step, idx in enumerate(_batches(n, s)):
@@ -260,7 +262,7 @@ _OPTIONAL = {"split": str, "max_prompt_tokens": int}  # settings whose default i
 
 
 def main(argv: list[str] | None = None) -> int:
-    from executor.records import Problem, read_jsonl
+    from core.records import Problem, read_jsonl
     from learner.models import ModelNotAvailable
     from learner.tiny_model import TinyModelSpec, build_tiny_model
 

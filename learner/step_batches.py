@@ -13,31 +13,29 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from executor.records import Problem
+from core.config import LearnerConfig
+from core.records import Problem
 
 
 @dataclass(frozen=True)
 class BatchSettings:
-    """The learner settings that shape a step's micro-batches (from the `learner` section)."""
+    """What shapes a step's micro-batches: the run's `learner` section as is, and two values
+    the run derives from other settings."""
 
-    batch_size: int  # experiences per optimizer step, over all ranks
-    ranks: int
-    micro_batch_size: int
-    sl_weight: float
-    sl_mode: str  # "mix": RL and SL rows in each micro-batch; "alternate": in turns
+    learner: LearnerConfig  # batch_size, ranks, micro_batch_size, sl_weight, sl_mode
     outcome_critic: bool = False  # collate outcomes for the outcome critic
     prompt_limit: int | None = None  # prompt tokens, the same for samplers and SL
 
     @property
     def per_rank(self) -> int:
-        return self.batch_size // self.ranks
+        return self.learner.batch_size // self.learner.ranks
 
     def micro_batches(self) -> int:
         """Micro-batches one rank runs per optimizer step (DeepSpeed's gradient
         accumulation): its RL share in micro_batch_size pieces, and with sl_mode=alternate as
         many supervised micro-batches between them."""
-        rl = self.per_rank // self.micro_batch_size
-        return 2 * rl if self.sl_mode == "alternate" else rl
+        rl = self.per_rank // self.learner.micro_batch_size
+        return 2 * rl if self.learner.sl_mode == "alternate" else rl
 
 
 class StepBatches:
@@ -58,12 +56,12 @@ class StepBatches:
         """The micro-batches of one rank's share `exps` (settings.per_rank experiences)."""
         from learner.batch import TrainBatch, collate
 
-        s = self.settings
+        s = self.settings.learner
         pad = self.tokenizer.pad_token_id
         micro = []
         for i in range(0, len(exps), s.micro_batch_size):
             part = exps[i:i + s.micro_batch_size]
-            outcomes = [e.outcome for e in part] if s.outcome_critic else None
+            outcomes = [e.outcome for e in part] if self.settings.outcome_critic else None
             rl = collate([e.prompt_ids for e in part], [e.completion_ids for e in part],
                          [e.token_rewards for e in part], [e.behaviour_logprobs for e in part],
                          pad_id=pad, encoder_decoder=self.enc_dec, outcomes=outcomes)

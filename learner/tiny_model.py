@@ -211,7 +211,7 @@ def build_family(family: str, texts: Sequence[str], out_dir: str | Path,
 
 def main(argv: list[str] | None = None) -> int:
     """`rltf build-tiny`: a tiny model of a real family, tokenizer trained on the problems."""
-    from executor.records import Problem, read_jsonl
+    from core.records import Problem, read_jsonl
 
     ap = argparse.ArgumentParser(prog="rltf build-tiny", description=main.__doc__)
     ap.add_argument("--family", required=True, choices=FAMILIES)

@@ -54,7 +54,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from executor.records import Problem, Solution, parse_record, write_jsonl
+from core.records import Problem, Solution, parse_record, write_jsonl
 from problems import time_limits
 
 DIFFICULTIES = ("introductory", "interview", "competition")

@@ -22,7 +22,7 @@ import json
 import os
 import sys
 
-from executor.records import Problem, Solution, write_jsonl
+from core.records import Problem, Solution, write_jsonl
 from problems import time_limits
 
 

@@ -47,7 +47,7 @@ import sys
 import warnings
 from typing import Any, Iterator
 
-from executor.records import Problem
+from core.records import Problem
 from executor.testcode import TestCodeError, plan_assert_tests
 from problems import time_limits
 from problems.apps import (BadRecord, Row, Tally, hub_rows, json_field, json_rows,

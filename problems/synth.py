@@ -52,7 +52,7 @@ import random
 import sys
 from dataclasses import dataclass
 
-from executor.records import Problem, write_jsonl
+from core.records import Problem, write_jsonl
 
 # (key, kind, phrase, condition on x)
 FILTERS = [("all", "all", "all the numbers", None),

@@ -30,7 +30,7 @@ import math
 import sys
 from dataclasses import dataclass
 
-from executor.records import Problem, Solution
+from core.records import Problem, Solution
 
 FACTOR = 5.0
 FLOOR_S = 4.0
@@ -101,7 +101,7 @@ def measure(problems: list[Problem], workers: int = 2, limit_s: float = CAP_S,
     limit, per test): {task_id: Measured} for every problem that has a reference. A passing
     reference slower than `threshold_s` runs `repeats` more times and its fastest run counts
     (a busy machine makes single runs slow, never fast)."""
-    from cluster.config import ExecutorConfig
+    from core.config import ExecutorConfig
     from executor.pool import ExecutorPool
 
     pairs = []

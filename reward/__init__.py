@@ -2,7 +2,6 @@
 
 from reward.feedback import (
     OUTCOME_CLASSES,
-    RewardConfig,
     adaptive_reward,
     coarse_reward,
     error_scope,
@@ -20,7 +19,7 @@ from reward.tokens import (
 )
 
 __all__ = [
-    "OUTCOME_CLASSES", "RewardConfig", "adaptive_reward", "coarse_reward", "error_scope",
+    "OUTCOME_CLASSES", "adaptive_reward", "coarse_reward", "error_scope",
     "outcome_class", "sequence_reward",
     "SampleFeedback", "SampleReward", "baselines", "group_rewards", "line_span",
     "line_token_mask", "token_rewards",

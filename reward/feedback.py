@@ -9,13 +9,15 @@
   the tokens of the error line ("line"), or every token when the error belongs to the whole
   program ("whole": a generation cut off mid-construct, a timeout, a recursion error).
 
-Pure functions of the executor's Result fields; no torch, no Ray.
+Pure functions of the executor's Result fields; no torch, no Ray. The settings are the run's
+`reward` section as is (`core.config.RewardConfig`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal, Protocol
+
+from core.config import RewardConfig
 
 Scope = Literal["line", "whole", "ignore"]
 _RUNTIME_LIKE = ("runtime_error", "timeout", "memory_error", "output_limit")
@@ -32,19 +34,7 @@ class ResultLike(Protocol):
     truncated: bool
 
 
-@dataclass(frozen=True)
-class RewardConfig:
-    pass_reward: float = 1.0
-    fail_reward: float = -0.3
-    runtime_error_reward: float = -0.6
-    syntax_error_reward: float = -1.0
-    adaptive: bool = True
-    fine_grained: bool = True
-    fine_grained_penalty: float = 0.3
-    baseline: Literal["greedy", "leave_one_out", "none"] = "greedy"
-
-
-DEFAULT = RewardConfig()
+DEFAULT = RewardConfig()  # the paper's constants: the config's defaults
 
 
 def coarse_reward(outcome: str, cfg: RewardConfig = DEFAULT) -> float:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from cluster.config import ExecutorConfig
+from core.config import ExecutorConfig
 from executor.pool import ExecutorPool
-from executor.records import Problem, Solution, read_jsonl
+from core.records import Problem, Solution, read_jsonl
 from problems import apps, mbpp
 from problems.apps import Tally
 

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from cluster.auth import auth_headers, explain_refusal, local_problem, token_source
-from cluster.config import load_config
+from core.config import load_config
 from cluster.metrics import Totals
 from cluster.resources import NodeType, demands, node_types_from_config, pending, shortfalls
 from cluster.train_cmd import DEFAULT_CONFIG
@@ -33,7 +33,7 @@ def test_demands_of_the_embedded_default_fit_a_2_cpu_head():
 
 def test_each_missing_resource_is_named_with_the_settings_that_change_it():
     cfg = load_config(None, ["sampler.gpus_per_actor=1", "learner.gpus_per_rank=1",
-                             "learner.ranks=2", "learner.batch_size=32",
+                             "learner.ranks=2", "learner.batch_size=32", "buffer.min_fill=32",
                              "executor.workers=4", "executor.resources={executor_node: 1}"])
     lines = shortfalls(demands(cfg), [{"CPU": 2.0}])
     text = "\n".join(lines)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.controller import AutoscalePolicy, Controller, autoscale
+from cluster.controller import Controller, autoscale
+from core.config import ExecutorConfig
 
-P = AutoscalePolicy(min_workers=1, max_workers=6, target_queue_per_worker=2.0, cooldown_s=10)
+P = ExecutorConfig(min_workers=1, max_workers=6, target_queue_per_worker=2.0,
+                   autoscale_cooldown_s=10)
 
 
 def test_grows_to_the_size_that_brings_the_queue_to_target():
@@ -33,7 +35,7 @@ def test_shrinks_by_one_when_two_or_more_sit_idle():
 
 def test_out_of_bounds_sizes_are_brought_back_even_in_cooldown():
     assert autoscale(P, size=9, queue_depth=0, busy=0, since_change_s=0) == 6
-    lo = AutoscalePolicy(min_workers=3, max_workers=6)
+    lo = ExecutorConfig(min_workers=3, max_workers=6)
     assert autoscale(lo, size=1, queue_depth=0, busy=0, since_change_s=0) == 3
 
 

@@ -168,6 +168,7 @@ class _Engine:
 
 @pytest.mark.parametrize("kind,scale", [("value", 1.0), ("outcome", 0.25)])
 def test_a_fresh_critic_reproduces_the_plain_objective(kind, scale):
+    from core.config import LearnerConfig
     from learner.objectives import ActorCriticObjective, RLTFObjective
 
     torch.set_num_threads(1)
@@ -176,9 +177,9 @@ def test_a_fresh_critic_reproduces_the_plain_objective(kind, scale):
                     pad_id=0, outcomes=["runtime_error", "pass"])
     assert batch.outcomes.tolist() == [2, 0]
     engine = _Engine(model, Critic(kind, hidden_size=16, mlp_size=8))
-    plain, _ = RLTFObjective(sl_weight=0.0, ratio_max=None)(engine, TrainBatch(rl=batch))
-    loss, metrics = ActorCriticObjective(sl_weight=0.0, ratio_max=None, critic=kind)(
-        engine, TrainBatch(rl=batch))
+    lc = LearnerConfig(sl_weight=0.0, clip_eps=None, critic=kind)
+    plain, _ = RLTFObjective(lc)(engine, TrainBatch(rl=batch))
+    loss, metrics = ActorCriticObjective(lc)(engine, TrainBatch(rl=batch))
     # zero-initialised output: V = 0, so A = G; or q = 1/4 for each of the four outcomes
     assert loss.item() == pytest.approx(scale * plain.item(), rel=1e-5)
     key = "critic/value_loss" if kind == "value" else "critic/outcome_loss"
@@ -186,7 +187,7 @@ def test_a_fresh_critic_reproduces_the_plain_objective(kind, scale):
     assert metrics[key] == pytest.approx(expected, rel=1e-5)
     assert all(p.grad is not None for p in engine.critic.head.parameters())
     with pytest.raises(ValueError, match="EngineSettings"):
-        ActorCriticObjective(critic="outcome" if kind == "value" else "value")(
+        ActorCriticObjective(LearnerConfig(critic="outcome" if kind == "value" else "value"))(
             engine, TrainBatch(rl=batch))
 
 

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from core.config import LearnerConfig
 from learner.batch import TrainBatch, collate
 from tiny_models import make_gpt2, make_t5
 
@@ -16,9 +17,10 @@ pytestmark = pytest.mark.integration
 def _settings(path: str, critic: str):
     from learner.engine import EngineSettings
 
-    return EngineSettings(model_path=path, lr=1e-4, zero_stage=0, micro_batch_size=2,
-                          grad_accum=1, precision="fp32", critic=critic, critic_lr=1e-2,
-                          critic_hidden=32)
+    learner = LearnerConfig(lr=1e-4, warmup_steps=0, zero_stage=0, micro_batch_size=2,
+                            precision="fp32", critic=critic or "value", critic_lr=1e-2,
+                            critic_hidden=32)
+    return EngineSettings(model_path=path, learner=learner, grad_accum=1, critic=bool(critic))
 
 
 def _batch(encoder_decoder: bool = False) -> TrainBatch:
@@ -40,7 +42,7 @@ def test_value_critic_learns_and_resumes_exactly(single_rank, tmp_path):
     from learner.objectives import ActorCriticObjective
 
     path = make_gpt2(tmp_path / "gpt2")
-    objective = ActorCriticObjective(sl_weight=0.0, ratio_max=None, critic="value")
+    objective = ActorCriticObjective(LearnerConfig(sl_weight=0.0, critic="value", clip_eps=None))
     eng = PolicyEngine(_settings(path, "value"))
     batch = _batch()
     history = [eng.train_step([batch], objective) for _ in range(10)]
@@ -79,7 +81,9 @@ def test_encoder_decoder_critic_step(single_rank, tmp_path, kind):
     eng = PolicyEngine(_settings(path, kind))
     before = [p.detach().clone() for p in eng.critic.head.parameters()]
     m = eng.train_step([_batch(encoder_decoder=True)],
-                       ActorCriticObjective(sl_weight=0.0, critic=kind))
+                       ActorCriticObjective(LearnerConfig(sl_weight=0.0, critic=kind,
+                                                          importance_ratio_max=2.0,
+                                                          clip_eps=None)))
     assert math.isfinite(m.loss) and m.extra["tokens"] == 7
     if kind == "outcome":  # zero-initialised output: uniform over the 4 outcomes
         assert m.extra["critic/outcome_loss"] == pytest.approx(math.log(4), rel=1e-5)
@@ -98,5 +102,5 @@ def test_engine_without_critic_keeps_the_plain_objectives(single_rank, tmp_path)
     assert eng.critic is None
     m = eng.train_step([torch.randint(2, 50, (2, 8))], LanguageModelObjective())
     assert math.isfinite(m.loss) and not any(k.startswith("critic/") for k in m.extra)
-    with pytest.raises(ValueError, match="EngineSettings\\(critic='value'\\)"):
-        eng.train_step([_batch()], ActorCriticObjective(critic="value"))
+    with pytest.raises(ValueError, match="learner.critic='value'"):
+        eng.train_step([_batch()], ActorCriticObjective(LearnerConfig(critic="value")))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from executor.records import Problem, Solution, read_jsonl
+from core.records import Problem, Solution, read_jsonl
 from problems import apps, mbpp
 
 FIXTURES = Path(__file__).parent / "fixtures"

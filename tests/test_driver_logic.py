@@ -11,12 +11,12 @@ import pytest
 
 from actors.replay_buffer import Experience, ReplayBuffer
 from actors.sampler import Sample
-from cluster.config import build_config
-from actors.experience import Group, experiences_from_group, reward_config
+from core.config import BufferConfig, build_config
+from actors.experience import Group, experiences_from_group
 from cluster.driver import Trainer, batch_settings, micro_batches_per_step
 from cluster.policy_versions import PolicyVersions
 from cluster.step_report import PhaseClock, StepReport
-from executor.records import Problem, Result
+from core.records import Problem, Result
 
 PER_STEP = 64  # samples judged between two learner steps
 
@@ -32,7 +32,7 @@ def _fill(steps: int, version_of_publish) -> tuple[ReplayBuffer, list[tuple[int,
     steps with sync_every=10: before each step PER_STEP new samples arrive, made by the
     weights the samplers hold; every 10th step publishes (`version_of_publish(clock, step)`).
     Returns the buffer and (size before, size after) at each publish."""
-    buf = ReplayBuffer(capacity=6400, max_staleness=4, mode="uniform", seed=0)
+    buf = ReplayBuffer(BufferConfig(capacity=6400, max_staleness=4, mode="uniform"), seed=0)
     clock = PolicyVersions(sync_every=10)
     held, n, sizes = 0, 0, []
     for step in range(1, steps + 1):
@@ -297,7 +297,7 @@ def test_greedy_row_is_the_baseline_only_and_eos_ends_an_rl_sample():
                a.sample_id: _result(1, "runtime_error", error_type="NameError", error_line=2),
                b.sample_id: _result(2, "runtime_error", error_type="NameError", error_line=2),
                c.sample_id: _result(3, "syntax_error", error_type="SyntaxError", error_line=2)})
-    exps, _ = experiences_from_group(g, reward_config(build_config()))
+    exps, _ = experiences_from_group(g, build_config().reward)
     # the greedy sample is not trained on; it is the baseline b = -0.3 + 1.3 / 2 = 0.35
     assert [e.sample_id for e in exps] == [a.sample_id, b.sample_id, c.sample_id]
     ea, eb, ec = exps
@@ -319,7 +319,7 @@ def _rank_batches(t, exps, tok):
     settings = batch_settings(t.cfg)
     batches = StepBatches(settings, tok, False, t.train_problems, seed=0)
     per = settings.per_rank
-    return [batches.micro_batches(exps[r * per:(r + 1) * per]) for r in range(settings.ranks)]
+    return [batches.micro_batches(exps[r * per:(r + 1) * per]) for r in range(settings.learner.ranks)]
 
 
 def test_alternate_interleaves_supervised_and_rl_micro_batches(tmp_path):
@@ -367,7 +367,7 @@ def test_phases_are_flat_and_each_step_reports_its_own_seconds():
 
 def test_step_report_row_sums_outcomes_to_one_and_names_every_figure():
     from actors.replay_buffer import BufferStats
-    from executor.records import OUTCOMES
+    from core.records import OUTCOMES
 
     stats = BufferStats(size=40, capacity=512, policy_version=3, added=90, consumed=50,
                         dropped_full=0, dropped_stale=4, mean_age=0.5)

@@ -6,7 +6,7 @@ the program; syntax errors at the SyntaxError's own line; timeouts at the runnin
 
 import pytest
 
-from executor.records import Problem, Solution
+from core.records import Problem, Solution
 
 CALL = Problem(task_id="t", prompt="", format="call", fn_name="f", time_limit_s=0.5,
                tests=[{"input": [3], "output": 3}])

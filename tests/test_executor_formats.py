@@ -1,7 +1,7 @@
 """The three problem formats, judged for real in the sandbox (one shared worker)."""
 
 from executor.judge import call_matches, stdout_matches
-from executor.records import Problem, Solution
+from core.records import Problem, Solution
 
 
 def run(worker, problem, program):

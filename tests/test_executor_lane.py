@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from cluster.config import ExecutorConfig
+from core.config import ExecutorConfig
 from executor.pool import ExecutorPool
-from executor.records import Problem, Solution
+from core.records import Problem, Solution
 from executor.worker import Lane, Worker
 
 pytestmark = pytest.mark.integration

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.config import ExecutorConfig
+from core.config import ExecutorConfig
 from cluster.executor_pool import make_pool
 from executor.pool import ExecutorPool
-from executor.records import Solution
+from core.records import Solution
 from problems.humaneval import load_humaneval
 
 pytestmark = pytest.mark.integration
@@ -152,7 +152,7 @@ def test_poll_returns_results_without_waiting_for_a_slow_call(ray_local):
     # they are ready, not when every call in flight has ended.
     import time
 
-    from executor.records import Problem
+    from core.records import Problem
 
     square = Problem(task_id="sq", prompt="", format="call", fn_name="f", time_limit_s=30.0,
                      tests=[{"input": [3], "output": 9}])

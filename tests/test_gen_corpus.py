@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from executor.records import Problem
+from core.records import Problem
 from problems.gentests.dataset import read_problems, save_hf
 from problems.gentests.resume import WorkDirMismatch
 from problems.gentests.generate import GenSettings, generate
@@ -61,7 +61,7 @@ def problem(i: int, **extra) -> Problem:
 def test_datasets_folder_round_trip_and_rltf_train_reads_it(tmp_path):
     import datasets
 
-    from cluster.config import load_config
+    from core.config import load_config
     from cluster.train_cmd import load_problems
 
     probs = [problem(1, metadata={"mutation": {"score": 0.5}, "type_sources": {"x": "probe"}}),
@@ -148,7 +148,7 @@ def local_ray():
 
 @pytest.mark.integration
 def test_sandboxes_as_ray_actors_give_the_same_problems(corpus, tmp_path, local_ray):
-    from cluster.config import ExecutorConfig
+    from core.config import ExecutorConfig
     from cluster.gentests_sandboxes import RaySandboxes
 
     st = GenSettings(seed=3, per_function=5, pool_factor=2)

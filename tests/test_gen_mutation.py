@@ -195,7 +195,7 @@ def test_types_from_doctests_and_probing_and_a_weak_function_dropped(generated):
 
 @pytest.mark.integration
 def test_mutation_score_in_metadata_and_judged_by_the_executor(generated, worker):
-    from executor.records import Solution
+    from core.records import Solution
 
     problems, _ = generated
     p = problems["stats.mean"]
@@ -211,7 +211,7 @@ def test_mutation_score_in_metadata_and_judged_by_the_executor(generated, worker
 
 @pytest.mark.integration
 def test_floats_within_tolerance_and_expected_exceptions_in_real_tests(generated, worker):
-    from executor.records import Solution
+    from core.records import Solution
 
     problems, _ = generated
     p = problems["stats.mean"]

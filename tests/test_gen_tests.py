@@ -434,7 +434,7 @@ def test_each_drop_reason(generated):
 
 @pytest.mark.integration
 def test_kept_problem_shape_and_reference_passes(generated, worker):
-    from executor.records import Solution
+    from core.records import Solution
 
     problems, _ = generated
     p = problems["tiny.clamp"]
@@ -461,7 +461,7 @@ def test_generation_is_reproducible(generated, tmp_path):
 
 @pytest.mark.integration
 def test_a_mutant_is_killed(generated, worker):
-    from executor.records import Solution
+    from core.records import Solution
 
     problems, _ = generated
     p = problems["tiny.clamp"]

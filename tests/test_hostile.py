@@ -10,8 +10,8 @@ import uuid
 
 import pytest
 
-from cluster.config import ExecutorConfig
-from executor.records import Problem, Solution
+from core.config import ExecutorConfig
+from core.records import Problem, Solution
 from executor.worker import Worker
 
 pytestmark = pytest.mark.integration

@@ -2,7 +2,7 @@
 
 import pytest
 
-from executor.records import Solution
+from core.records import Solution
 from problems.humaneval import load_humaneval, split_check
 
 

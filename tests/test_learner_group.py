@@ -41,11 +41,12 @@ def test_two_ranks_train_and_gather_full_weights(ray_local, tiny_model, stage):
     from transformers import AutoModelForCausalLM
 
     from cluster.learner_group import LearnerGroup
+    from core.config import LearnerConfig
     from learner.engine import EngineSettings
     from learner.objectives import LanguageModelObjective
 
-    settings = EngineSettings(model_path=tiny_model, lr=3e-3, zero_stage=stage,
-                              micro_batch_size=2, grad_accum=1)
+    settings = EngineSettings(model_path=tiny_model, learner=LearnerConfig(
+        lr=3e-3, warmup_steps=0, zero_stage=stage, micro_batch_size=2), grad_accum=1)
     group = LearnerGroup(settings, world_size=2, name_prefix=f"rltf-learner-z{stage}")
     try:
         initial = ray.get(group.full_state_ref()[0])

@@ -87,18 +87,21 @@ def _settings(variant: str, model_path: str, workdir: Path):
     `z<stage>-default`: the engine's own config (DeepSpeed's FusedAdam, its CPU op on CPU)."""
     import json
 
+    from core.config import LearnerConfig
+
     from learner.engine import EngineSettings, build_ds_config
 
     stage, optim = variant.split("-")
-    settings = EngineSettings(model_path=model_path, lr=5e-3, warmup_steps=2, total_steps=8,
-                              schedule="linear", micro_batch_size=BATCH // 2, grad_accum=2,
-                              zero_stage=int(stage[1:]), seed=3)
+    learner = LearnerConfig(lr=5e-3, warmup_steps=2, schedule="linear",
+                            micro_batch_size=BATCH // 2, zero_stage=int(stage[1:]))
+    settings = EngineSettings(model_path=model_path, learner=learner, total_steps=8,
+                              grad_accum=2, seed=3)
     if optim == "torch":
         cfg = build_ds_config(settings, 1, on_gpu=False)
         cfg["optimizer"]["params"]["torch_adam"] = True
         path = workdir / f"ds-{variant}.json"
         path.write_text(json.dumps(cfg))
-        settings.deepspeed_config = str(path)
+        settings.learner.deepspeed_config = str(path)
     return settings
 
 
@@ -106,7 +109,9 @@ def _run(phase: str, variant: str, model_path: str, workdir: Path) -> None:
     import numpy as np
 
     from actors.replay_buffer import ReplayBuffer
+    from core.config import BufferConfig
     from learner.engine import PolicyEngine
+    from core.config import LearnerConfig
     from learner.objectives import RLTFObjective
 
     settings = _settings(variant, model_path, workdir)
@@ -114,8 +119,9 @@ def _run(phase: str, variant: str, model_path: str, workdir: Path) -> None:
     eng = PolicyEngine(settings)  # seeds Python, torch and numpy from settings.seed
     vocab = eng.model.config.vocab_size
     pad = eng.model.config.pad_token_id
-    buf = ReplayBuffer(capacity=24, max_staleness=2, mode="uniform", seed=7)
-    objective = RLTFObjective(sl_weight=0.0, ratio_max=2.0)
+    buf = ReplayBuffer(BufferConfig(capacity=24, max_staleness=2, mode="uniform"), seed=7)
+    objective = RLTFObjective(LearnerConfig(sl_weight=0.0, importance_ratio_max=2.0,
+                                            clip_eps=None))
     first = 0
     if phase == "resume":
         eng.load_checkpoint(folder)

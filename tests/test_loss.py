@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from core.config import LearnerConfig
 from learner.batch import TrainBatch, collate
 from learner.loss import (IGNORE, combine, kl_penalty, label_mask, policy_gradient_loss,
                           supervised_loss, token_logprobs)
@@ -170,7 +171,8 @@ def test_one_step_moves_log_probability_with_the_sign_of_the_reward(reward):
     with torch.no_grad():
         before = policy_logprobs(Engine(), batch).sum().item()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    loss, _ = RLTFObjective(sl_weight=0.0, ratio_max=None)(Engine(), TrainBatch(rl=batch))
+    objective = RLTFObjective(LearnerConfig(sl_weight=0.0, clip_eps=None))
+    loss, _ = objective(Engine(), TrainBatch(rl=batch))
     loss.backward()
     opt.step()
     with torch.no_grad():
@@ -197,7 +199,9 @@ def test_encoder_decoder_objective_runs():
 
     batch = collate([[3, 4], [5]], [[6, 7], [8]], rewards=[[1.0, 1.0], [-1.0]], pad_id=0,
                     encoder_decoder=True)
-    loss, metrics = RLTFObjective(sl_weight=0.0)(Engine(), TrainBatch(rl=batch))
+    objective = RLTFObjective(LearnerConfig(sl_weight=0.0, importance_ratio_max=2.0,
+                                            clip_eps=None))
+    loss, metrics = objective(Engine(), TrainBatch(rl=batch))
     assert torch.isfinite(loss) and metrics["tokens"] == 3
 
 
@@ -293,7 +297,7 @@ def test_alternate_accumulates_the_sl_gradient_of_one_micro_batch_and_rl_of_the_
     # Two micro-batches, supervised then RL (the driver's layout); sl_weight 1:
     #   row 0: ([1/2, -1/2] + [-1/4, 1/4]) / 2 = [1/8, -1/8]
     #   row 1: ([0, 0] + [-1/8, 1/8]) / 2 = [-1/16, 1/16];  row 2: 0
-    obj = RLTFObjective(sl_weight=1.0, sl_mode="alternate", ratio_max=None)
+    obj = RLTFObjective(LearnerConfig(sl_weight=1.0, sl_mode="alternate", clip_eps=None))
     g = _accumulated_grad(obj, [TrainBatch(rl=None, sl=SL), TrainBatch(rl=RL)])
     assert g.flatten().tolist() == pytest.approx([0.125, -0.125, -0.0625, 0.0625, 0.0, 0.0])
     # a micro-batch holding both terms is refused in alternate mode
@@ -308,6 +312,6 @@ def test_mix_accumulates_the_weighted_sum_on_each_micro_batch():
     #   row 0: [-1/4, 1/4] + 2 [1/2, -1/2] = [3/4, -3/4];  row 1: [-1/8, 1/8];  row 2: 0
     # averaged over the two (identical) micro-batches: the same. (Alternate gave half of
     # each term: every micro-batch there carries one term, not both.)
-    obj = RLTFObjective(sl_weight=2.0, sl_mode="mix", ratio_max=None)
+    obj = RLTFObjective(LearnerConfig(sl_weight=2.0, sl_mode="mix", clip_eps=None))
     g = _accumulated_grad(obj, [TrainBatch(rl=RL, sl=SL), TrainBatch(rl=RL, sl=SL)])
     assert g.flatten().tolist() == pytest.approx([0.75, -0.75, -0.125, 0.125, 0.0, 0.0])

@@ -29,7 +29,7 @@ torch.set_num_threads(1)
 
 
 def _long_problem():
-    from executor.records import Problem
+    from core.records import Problem
 
     statement = "Read n and print twice n. " + "The input holds one number. " * 30
     return Problem(task_id="fam/long", prompt=statement, format="stdio",
@@ -93,7 +93,7 @@ def test_a_bf16_sampler_generates_with_the_learners_bf16_weights(tiny_families, 
 
 @pytest.mark.parametrize("family", FAMILY_NAMES)
 def test_supervised_term_sees_the_samplers_prompt(tiny_families, family, tmp_path):
-    from cluster.config import build_config
+    from core.config import build_config
     from cluster.driver import batch_settings
     from learner.step_batches import StepBatches
 
@@ -130,7 +130,7 @@ def test_warm_start_then_sampling_and_eval(tiny_families, family, tmp_path):
     """`rltf sft` on three problems; greedy samples then are the references, token for token,
     and `rltf eval` (real sandboxes) scores pass@1 = 1."""
     from cluster.cli import main
-    from executor.records import write_jsonl
+    from core.records import write_jsonl
 
     problems = tmp_path / "p.jsonl"
     write_jsonl(problems, family_problems())
@@ -179,14 +179,16 @@ def _train_batches(path: str):
 @pytest.mark.parametrize("family", FAMILY_NAMES)
 def test_learner_critic_published_weights_and_resume(single_rank, tiny_families, family,
                                                      tmp_path):
+    from core.config import LearnerConfig
     from learner.engine import EngineSettings, PolicyEngine
     from learner.objectives import ActorCriticObjective
 
     path = tiny_families[family]
-    settings = EngineSettings(model_path=path, lr=1e-3, micro_batch_size=2, grad_accum=2,
-                              zero_stage=ZERO[family], precision="fp32", critic="value",
-                              critic_hidden=16, critic_lr=1e-2)
-    objective = ActorCriticObjective(sl_weight=0.5, critic="value")
+    learner = LearnerConfig(lr=1e-3, warmup_steps=0, micro_batch_size=2, zero_stage=ZERO[family],
+                            precision="fp32", critic="value", critic_hidden=16, critic_lr=1e-2)
+    settings = EngineSettings(model_path=path, learner=learner, grad_accum=2, critic=True)
+    objective = ActorCriticObjective(learner.model_copy(update=dict(
+        sl_weight=0.5, importance_ratio_max=2.0, clip_eps=None)))
     batches = _train_batches(path)
     eng = PolicyEngine(settings)
     first = [eng.train_step(batches, objective) for _ in range(2)]
@@ -223,7 +225,7 @@ def test_learner_critic_published_weights_and_resume(single_rank, tiny_families,
 @pytest.mark.integration
 def test_sft_through_the_deepspeed_engine(single_rank, tiny_families, tmp_path):
     from cluster.cli import main
-    from executor.records import write_jsonl
+    from core.records import write_jsonl
     from learner.models import load_model
 
     problems = tmp_path / "p.jsonl"

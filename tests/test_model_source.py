@@ -88,7 +88,7 @@ def test_commands_take_a_cached_hub_id(offline, tmp_path, tiny_families, capsys)
     """`rltf eval` and `rltf sft` by hub id from the cache; `rltf train` with an uncached id
     stops before any actor starts, with the advice."""
     from cluster.cli import main
-    from executor.records import write_jsonl
+    from core.records import write_jsonl
     from tiny_models import family_problems
 
     _cache_with(offline, "rltf-test/tiny-llama", tiny_families["llama"])
@@ -186,7 +186,7 @@ def test_samplers_take_the_learners_dtype():
 
 
 def test_sampler_dtype_from_the_config():
-    from cluster.config import build_config
+    from core.config import build_config
     from cluster.topology import sampler_dtype_of
 
     gpu = ["learner.gpus_per_rank=1", "sampler.gpus_per_actor=1"]

@@ -1,6 +1,6 @@
 import json
 
-from executor.records import BadLine, Problem, Result, Solution, read_jsonl, write_jsonl
+from core.records import BadLine, Problem, Result, Solution, read_jsonl, write_jsonl
 
 
 def test_bad_lines_are_reported_and_good_ones_kept(tmp_path):

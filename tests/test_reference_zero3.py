@@ -61,21 +61,23 @@ def _batches(rank: int):
 
 def _worker(rank: str, policy: str, ref: str, out: str) -> None:
     from learner.batch import TrainBatch
+    from core.config import LearnerConfig
     from learner.engine import EngineSettings, PolicyEngine
     from learner.objectives import RLTFObjective, _reference, policy_logprobs
 
     torch.set_num_threads(1)
     rank = int(rank)
-    eng = PolicyEngine(EngineSettings(model_path=policy, lr=1e-3, micro_batch_size=2,
-                                      grad_accum=2, zero_stage=3, seed=0), rank, WORLD)
+    learner = LearnerConfig(lr=1e-3, warmup_steps=0, micro_batch_size=2, zero_stage=3)
+    eng = PolicyEngine(EngineSettings(model_path=policy, learner=learner, grad_accum=2, seed=0),
+                       rank, WORLD)
     model = _reference(ref, eng.handle)  # as the objective builds it
     probe, sl, rl = _batches(rank)
     with torch.no_grad():
         probe_logp = policy_logprobs(model, probe)
     shards = {n: (p.ds_numel, p.ds_tensor.numel(), p.numel(), bool(p.ds_persist))
               for n, p in model.module.named_parameters()}
-    objective = RLTFObjective(sl_weight=0.5, sl_mode="alternate", ratio_max=None,
-                              kl_coef=0.1, reference_path=ref)
+    objective = RLTFObjective(LearnerConfig(sl_weight=0.5, sl_mode="alternate", kl_coef=0.1,
+                                            clip_eps=None), reference_path=ref)
     metrics = eng.train_step([TrainBatch(rl=None, sl=sl), TrainBatch(rl=rl)], objective)
     torch.save({"probe": probe_logp, "shards": shards, "extra": metrics.extra,
                 "threshold": eng.engine.zero_param_persistence_threshold(),

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from actors.replay_buffer import Experience, ReplayBuffer
+from core.config import BufferConfig
 
 
 def exp(i: int, version: int = 0, outcome: str = "pass") -> Experience:
@@ -17,7 +18,7 @@ def exp(i: int, version: int = 0, outcome: str = "pass") -> Experience:
 
 
 def test_capacity_drops_oldest_first():
-    buf = ReplayBuffer(capacity=3, mode="fifo")
+    buf = ReplayBuffer(BufferConfig(capacity=3, mode="fifo"))
     assert buf.add(exp(i) for i in range(5)) == 5
     st = buf.stats()
     # 5 added into 3 slots: s0 and s1 pushed out, counted as dropped_full.
@@ -26,7 +27,7 @@ def test_capacity_drops_oldest_first():
 
 
 def test_staleness_drops_and_counts_and_never_returns_stale():
-    buf = ReplayBuffer(capacity=10, max_staleness=1, mode="fifo")
+    buf = ReplayBuffer(BufferConfig(capacity=10, max_staleness=1, mode="fifo"))
     buf.add([exp(0, version=0), exp(1, version=1), exp(2, version=2)])
     # The buffer is still at version 0, so all three are fresh and kept.
     assert len(buf) == 3
@@ -47,7 +48,7 @@ def test_sampling_an_empty_buffer_returns_after_the_timeout():
 
 
 def test_sample_wakes_when_enough_arrive():
-    buf = ReplayBuffer(mode="fifo")
+    buf = ReplayBuffer(BufferConfig(mode="fifo"))
     got = []
     t = threading.Thread(target=lambda: got.extend(buf.sample(2, timeout_s=10)))
     t.start()
@@ -61,17 +62,17 @@ def test_sample_wakes_when_enough_arrive():
 
 
 def test_uniform_keeps_items_and_fifo_consumes():
-    u = ReplayBuffer(mode="uniform", seed=1)
+    u = ReplayBuffer(BufferConfig(mode="uniform"), seed=1)
     u.add(exp(i) for i in range(4))
     assert len(u.sample(3)) == 3 and len(u) == 4
-    f = ReplayBuffer(mode="fifo")
+    f = ReplayBuffer(BufferConfig(mode="fifo"))
     f.add(exp(i) for i in range(4))
     f.sample(3)
     assert len(f) == 1 and f.stats().consumed == 3
 
 
 def test_stats_age_and_outcome_mix():
-    buf = ReplayBuffer(max_staleness=10)
+    buf = ReplayBuffer(BufferConfig(max_staleness=10))
     buf.add([exp(0, 0, "pass"), exp(1, 2, "fail"), exp(2, 2, "fail")])
     buf.set_policy_version(3)
     st = buf.stats()
@@ -81,7 +82,7 @@ def test_stats_age_and_outcome_mix():
 
 
 def test_state_round_trip_through_json_continues_identically():
-    a = ReplayBuffer(capacity=5, max_staleness=3, seed=7)
+    a = ReplayBuffer(BufferConfig(capacity=5, max_staleness=3, mode="uniform"), seed=7)
     a.add(exp(i, version=i % 2) for i in range(7))
     a.sample(2)
     state = json.loads(json.dumps(a.state_dict()))
@@ -113,7 +114,7 @@ def test_misaligned_experience_is_rejected():
 
 
 def test_draw_gives_every_rank_an_equal_share_of_one_batch_or_nobody_anything():
-    buf = ReplayBuffer(capacity=16, max_staleness=1, mode="fifo")
+    buf = ReplayBuffer(BufferConfig(capacity=16, max_staleness=1, mode="fifo"))
     buf.add(exp(i) for i in range(5))
     # 5 held, a batch of 6 is wanted: no rank gets a share, and nothing is taken
     assert buf.draw(6, parts=2) == [[], []] and len(buf) == 5

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from reward import (RewardConfig, SampleFeedback, adaptive_reward, baselines, coarse_reward,
+from core.config import RewardConfig
+from reward import (SampleFeedback, adaptive_reward, baselines, coarse_reward,
                     error_scope, group_rewards, line_token_mask, sequence_reward, token_rewards)
 
 
@@ -34,9 +35,9 @@ def test_coarse_rewards_are_the_papers_constants():
 
 
 def test_every_executor_outcome_has_a_coarse_class_and_reward():
-    # The outcome vocabulary is defined once (executor.records.OUTCOMES); the rewards' coarse
+    # The outcome vocabulary is defined once (core.records.OUTCOMES); the rewards' coarse
     # classes must cover all of it, or a new outcome would raise in the middle of training.
-    from executor.records import OUTCOMES
+    from core.records import OUTCOMES
     from reward.feedback import OUTCOME_CLASSES, outcome_class
 
     assert {outcome_class(o) for o in OUTCOMES} == set(OUTCOME_CLASSES)

@@ -9,7 +9,7 @@ import torch
 
 from actors.sampler import (Sampler, SamplerSettings, _byte_level_table, cut_at_stop,
                             token_texts)
-from executor.records import Problem
+from core.records import Problem
 from tiny_models import (make_gpt2, make_memorizing_gpt2, make_sentencepiece_tokenizer,
                          make_t5)
 

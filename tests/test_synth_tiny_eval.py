@@ -90,7 +90,7 @@ def test_tokenizer_and_warm_start_see_training_text_only():
 
 
 def test_references_pass_and_typical_mistakes_fail(worker):
-    from executor.records import Solution
+    from core.records import Solution
 
     suite = generate_suite(120, seed=3)
     for p in suite:
@@ -132,7 +132,7 @@ def test_tiny_model_round_trip_and_warm_start_lowers_the_loss(tmp_path):
 
 
 def test_rltf_eval_writes_a_passk_report(tmp_path):
-    from executor.records import write_jsonl
+    from core.records import write_jsonl
     from evaluation.run import main as eval_main
     from learner.tiny_model import TinyModelSpec, build_tiny_model
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from executor.records import OUTCOMES
+from core.records import OUTCOMES
 from tiny_models import SMALL_RUN
 
 pytestmark = pytest.mark.integration

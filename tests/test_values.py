@@ -17,7 +17,7 @@ import pytest
 from executor import serialize
 from executor.judge import judge_assert_test, judge_program, judge_setup_namespace
 from executor.messages import RunObservation
-from executor.records import Problem
+from core.records import Problem
 from executor.testcode import plan_assert_tests
 from executor.values import EnumMember, Opaque, ProgramObject, Unjudgeable
 from problems import time_limits

@@ -40,7 +40,7 @@ def model_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cfg():
-    from cluster.config import load_config
+    from core.config import load_config
 
     return load_config(None, ["sampler.cpus_per_actor=0.5", "learner.zero_stage=2"])
 
@@ -69,10 +69,12 @@ def samplers(ray_local, cfg, model_path):
 @pytest.fixture(scope="module")
 def learner(ray_local, model_path, cfg):
     from cluster.learner_group import LearnerGroup
+    from core.config import LearnerConfig
     from learner.engine import EngineSettings
 
-    settings = EngineSettings(model_path=model_path, lr=1e-2, zero_stage=cfg.learner.zero_stage,
-                              micro_batch_size=2, grad_accum=1, seed=0)
+    settings = EngineSettings(model_path=model_path, learner=LearnerConfig(
+        lr=1e-2, warmup_steps=0, zero_stage=cfg.learner.zero_stage, micro_batch_size=2),
+        grad_accum=1, seed=0)
     group = LearnerGroup(settings, world_size=1, cpus_per_rank=1,
                          name_prefix="rltf-learner-wsync")
     yield group
@@ -104,7 +106,7 @@ def next_version(ray, store) -> int:
 
 def generated_versions(ray, samplers) -> list[set[int]]:
     from actors.sampler import SamplerSettings
-    from executor.records import Problem
+    from core.records import Problem
 
     problem = Problem(task_id="p0", prompt="Return the sum.", format="call", fn_name="add",
                       tests=[{"input": [1, 2], "output": 3}])

@@ -114,7 +114,7 @@ def family_corpus() -> list[str]:
 
 def family_problems():
     """A problem per format, each with one short reference solution."""
-    from executor.records import Problem
+    from core.records import Problem
 
     return [
         Problem(task_id="fam/add", prompt="Return the sum of a and b.", format="call",

@@ -32,7 +32,7 @@ import random
 import time
 
 from problems.gentests.probe import ProbeJob
-from executor.records import Problem, Solution
+from core.records import Problem, Solution
 from problems.gentests.inputs import Unliteral, to_literal
 from problems.gentests.mutants import BUNDLE_FN, SKIPPED, bundle, mutants
 from problems.gentests.probe_types import probe_types

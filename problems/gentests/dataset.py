@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from executor.records import BadLine, Problem, parse_record, read_jsonl
+from core.records import BadLine, Problem, parse_record, read_jsonl
 
 _STRING_FIELDS = ("task_id", "prompt", "format", "fn_name", "entry_point", "setup",
                   "starter_code", "difficulty", "split")

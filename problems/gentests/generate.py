@@ -222,7 +222,7 @@ def generate(sources: list[str], st: GenSettings, excludes=DEFAULT_EXCLUDES,
     there and chunks already there (same settings, same functions) are not run again.
     `sandboxes(executor_cfg)` opens the sandboxes (`problems.gentests.sandboxes.Sandboxes`);
     by default `LocalSandboxes`, `cluster.gentests_sandboxes.RaySandboxes` on a Ray cluster."""
-    from cluster.config import ExecutorConfig
+    from core.config import ExecutorConfig
     from problems.gentests.chunk import run_chunk
     from problems.gentests.sandboxes import LocalSandboxes
     from problems.gentests.resume import ChunkStore

@@ -181,7 +181,7 @@ def kill_rate(problems, cfg=None, limit: int | None = 12, seed: int = 0, progres
     operator and per problem. `cfg` is an ExecutorConfig (short limits suit mutants that
     loop forever)."""
     from executor.pool import ExecutorPool
-    from executor.records import Solution
+    from core.records import Solution
 
     pairs, meta = [], []
     for p in problems:

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 from executor import serialize
 from executor.messages import TestObservation
-from executor.records import Problem
+from core.records import Problem
 
 PROBE_FN = "__rltf_record__"
 CallInput = tuple[Sequence[Any], dict]

@@ -18,7 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
-from executor.records import Problem
+from core.records import Problem
 
 
 class WorkDirMismatch(ValueError):

@@ -10,12 +10,14 @@ how to fix it. Nothing is silently rewritten.
 
 from __future__ import annotations
 
-import os
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+
+from core.checks import conflicts
 
 
 class ConfigError(ValueError):
@@ -349,7 +351,8 @@ class BufferConfig(Section):
         default="fifo", description="uniform: draw with replacement; fifo: each experience "
         "once, oldest first.")
     min_fill: int = Field(
-        default=16, ge=1, description="Experiences needed before the first learner step.")
+        default=16, ge=1, description="Experiences the buffer must hold before a learner "
+        "step is drawn from it; at least learner.batch_size.")
 
 
 class WeightsConfig(Section):
@@ -443,103 +446,84 @@ class RLTFConfig(Section):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="Ray cluster.")
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "RLTFConfig":
-        if self.executor.program_budget_s < self.executor.time_limit_s:
-            raise ValueError(
-                "executor.program_budget_s must be at least executor.time_limit_s "
-                f"({self.executor.program_budget_s} < {self.executor.time_limit_s}); raise "
-                "program_budget_s or lower time_limit_s"
-            )
-        ex = self.executor
-        if ex.autoscale and not ex.min_workers <= ex.workers <= ex.max_workers:
-            raise ValueError(
-                f"executor.autoscale needs executor.min_workers ({ex.min_workers}) <= "
-                f"executor.workers ({ex.workers}) <= executor.max_workers ({ex.max_workers}); "
-                "change one of them")
-        lr = self.learner
-        per_rank, rem = divmod(lr.batch_size, lr.ranks)
-        if rem or per_rank % lr.micro_batch_size:
-            raise ValueError(
-                f"learner.batch_size ({lr.batch_size}) must split into learner.ranks "
-                f"({lr.ranks}) shards that are whole multiples of learner.micro_batch_size "
-                f"({lr.micro_batch_size}); e.g. set learner.batch_size="
-                f"{lr.ranks * lr.micro_batch_size * max(1, per_rank // lr.micro_batch_size)}")
-        r = self.reward
-        if self.algo == "actor_critic" and lr.critic == "value" and r.baseline != "none":
-            raise ValueError(
-                f"algo=actor_critic with learner.critic=value: the value head is the baseline, "
-                f"so the rewards must come without one; set reward.baseline=none (got "
-                f"{r.baseline})")
-        if r.baseline == "greedy" and not self.sampler.include_greedy:
-            raise ValueError("reward.baseline=greedy needs the greedy sample of each problem; "
-                             "set sampler.include_greedy=true or reward.baseline=leave_one_out")
-        if lr.clip_eps is not None and lr.importance_ratio_max is not None:
-            raise ValueError(
-                f"learner.importance_ratio_max ({lr.importance_ratio_max}) has no effect while "
-                f"learner.clip_eps ({lr.clip_eps}) is set (the clipped surrogate corrects for "
-                "older samples itself); set learner.importance_ratio_max=null, or "
-                "learner.clip_eps=null to use the truncated importance weight instead")
-        if lr.sl_mode == "alternate" and lr.sl_weight == 0:
-            raise ValueError("learner.sl_mode=alternate with learner.sl_weight=0 has no "
-                             "supervised term to alternate with; set learner.sl_mode=mix (or "
-                             "a positive learner.sl_weight)")
-        if self.buffer.capacity < lr.batch_size:
-            raise ValueError(f"buffer.capacity ({self.buffer.capacity}) is smaller than one "
-                             f"learner batch ({lr.batch_size}); raise buffer.capacity")
-        gpus = (self.sampler.actors * self.sampler.gpus_per_actor
-                + lr.ranks * lr.gpus_per_rank)
-        if self.cluster.num_gpus is not None and gpus > self.cluster.num_gpus:
-            raise ValueError(
-                f"samplers and learner ask for {gpus:g} GPUs but cluster.num_gpus is "
-                f"{self.cluster.num_gpus}; lower sampler.actors, learner.ranks or their "
-                "gpus_per_actor / gpus_per_rank")
-        if self.weights.transport == "collective" and lr.gpus_per_rank and \
-                not self.sampler.gpus_per_actor:
-            raise ValueError("weights.transport=collective with GPU learners needs GPU "
-                             "samplers (nccl); set sampler.gpus_per_actor or use object_store")
-        path = self.model.path
-        looks_local = path.startswith((".", "/", "~")) or (
-            os.sep in path and Path(path.split(os.sep)[0]).exists())
-        if path != "tiny" and looks_local and not Path(path).expanduser().exists():
-            raise ValueError(f"model.path {path} does not exist; point it at a folder with "
-                             "a save_pretrained model, or use model.path=tiny")
-        given = [n for n in ("train_file", "heldout_file", "val_file") if getattr(self.data, n)]
-        if self.data.source == "synth" and given:
-            raise ValueError(
-                f"data.{given[0]} is not read while data.source=synth (the built-in suite); "
-                "set data.source=jsonl to train on problems files, with both data.train_file "
-                "and data.heldout_file")
-        if self.train.eval_samples == 0 and not self.train.eval_greedy:
-            raise ValueError("train.eval_samples=0 with train.eval_greedy=false evaluates "
-                             "nothing; set eval_samples >= 1 or eval_greedy=true")
-        if self.data.val_file and not Path(self.data.val_file).exists():
-            raise ValueError(f"data.val_file {self.data.val_file} does not exist; point it "
-                             "at a problems file or leave it unset")
-        if self.data.source == "jsonl":
-            for name in ("train_file", "heldout_file"):
-                f = getattr(self.data, name)
-                if not f or not Path(f).exists():
-                    raise ValueError(f"data.source=jsonl needs data.{name} pointing at an "
-                                     f"existing problems file (got {f!r})")
+    def _cross_checks(self, info: ValidationInfo) -> "RLTFConfig":
+        broken = (info.context or {}).get("broken", frozenset())
+        found = conflicts(self, broken)
+        if found:
+            raise Conflicts(found)
         return self
 
 
-def _format_errors(err: ValidationError) -> str:
-    lines = []
+class Conflicts(ValueError):
+    """Settings that are each valid but do not agree: (dotted path, message with the fix)."""
+
+    def __init__(self, found: list[tuple[str, str]]):
+        super().__init__("; ".join(f"{path}: {msg}" for path, msg in found))
+        self.found = found
+
+
+def _section_fields(loc: tuple) -> list[str]:
+    """The setting names of the section at `loc` (for an unknown key's likely spelling)."""
+    model: Any = RLTFConfig
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None or not hasattr(field.annotation, "model_fields"):
+            return list(getattr(model, "model_fields", {}))
+        model = field.annotation
+    return list(model.model_fields)
+
+
+def _field_problem(e: dict) -> tuple[str, str]:
+    """(dotted path, what is wrong and the fix) of one pydantic field error."""
+    loc = ".".join(str(x) for x in e["loc"])
+    given = e.get("input")
+    given_s = "" if isinstance(given, dict) else f"got {given!r}; "
+    if e["type"] == "extra_forbidden":
+        near = difflib.get_close_matches(str(e["loc"][-1]), _section_fields(e["loc"][:-1]), 1)
+        hint = f"did you mean {near[0]}? " if near else ""
+        return loc, (f"unknown setting; {hint}remove it or check its spelling (see "
+                     "core/config.py for the fields)")
+    if e["type"] == "missing":
+        return loc, "missing; set it"
+    msg = e["msg"]
+    if msg.startswith("Input should be "):
+        want = msg[len("Input should be "):]
+        a_value = "a value " if want.startswith(("greater", "less")) else ""
+        return loc, f"{given_s}set it to {a_value}{want}"
+    return loc, f"{given_s}{msg}; change it"
+
+
+def _problems(err: ValidationError) -> tuple[list[tuple[str, str]], frozenset[str]]:
+    """Every problem of a validation error, and the top-level settings that were invalid."""
+    out, broken = [], set()
     for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"])
-        given = e.get("input")
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            fix = "remove it or check its spelling (see cluster/config.py for the fields)"
-        elif e["type"] == "missing":
-            fix = "set it"
-        else:
-            fix = "change it"
-        given_s = "" if isinstance(given, dict) else f" (got {given!r})"
-        where = f"{loc}: " if loc else ""
-        lines.append(f"  {where}{msg}{given_s}; {fix}")
-    return "invalid config:\n" + "\n".join(lines)
+        cause = (e.get("ctx") or {}).get("error")
+        if isinstance(cause, Conflicts):
+            out += cause.found
+            continue
+        out.append(_field_problem(e))
+        if e["loc"]:
+            broken.add(str(e["loc"][0]))
+    return out, frozenset(broken)
+
+
+def validate(data: dict[str, Any]) -> RLTFConfig:
+    """The config of `data`, or one ConfigError listing every problem at once: each invalid
+    setting, and every conflict among the valid ones (a cross-setting check that reads an
+    invalid setting is skipped, as its verdict would mean nothing)."""
+    try:
+        return RLTFConfig.model_validate(data)
+    except ValidationError as err:
+        found, broken = _problems(err)
+    if broken:  # the cross-setting checks did not run: run those on the valid settings
+        rest = {k: v for k, v in data.items() if k not in broken}
+        try:
+            RLTFConfig.model_validate(rest, context={"broken": broken})
+        except ValidationError as err:
+            found += _problems(err)[0]
+    lines = [f"  {path}: {msg}" for path, msg in found]
+    raise ConfigError(f"invalid config ({len(lines)} problem{'s' * (len(lines) > 1)}):\n"
+                      + "\n".join(lines))
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -578,11 +562,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 def build_config(data: dict[str, Any] | None = None, overrides: list[str] | None = None
                  ) -> RLTFConfig:
-    data = apply_overrides(data or {}, overrides or [])
-    try:
-        return RLTFConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(_format_errors(err)) from None
+    return validate(apply_overrides(data or {}, overrides or []))
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RLTFConfig:

@@ -1,0 +1,6 @@
+"""The ground floor: the vocabulary every other package shares, importing nothing of the project.
+
+`core.records`: problems, solutions, results, their JSONL files and the outcome vocabulary.
+`core.config`: the config tree, one pydantic section per component, each setting described
+once beside its definition; each component takes its own section as is.
+"""

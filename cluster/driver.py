@@ -44,13 +44,8 @@ __all__ = ["Trainer", "make_objective", "micro_batches_per_step", "batch_setting
 def make_objective(cfg, reference_path: str):
     from learner.objectives import ActorCriticObjective, RLTFObjective
 
-    lc = cfg.learner
-    common = dict(sl_weight=lc.sl_weight, sl_mode=lc.sl_mode, ratio_max=lc.importance_ratio_max,
-                  kl_coef=lc.kl_coef, reference_path=reference_path, clip_eps=lc.clip_eps,
-                  kl_estimator=lc.kl_estimator)
-    if cfg.algo == "actor_critic":
-        return ActorCriticObjective(**common, critic=lc.critic)
-    return RLTFObjective(**common)
+    kind = ActorCriticObjective if cfg.algo == "actor_critic" else RLTFObjective
+    return kind(learner=cfg.learner, reference_path=reference_path)
 
 
 def batch_settings(cfg, prompt_limit: int | None = None) -> BatchSettings:

@@ -385,3 +385,16 @@ def test_step_report_row_sums_outcomes_to_one_and_names_every_figure():
     assert "sync/seconds" not in row  # no publish this step
     assert r.line(120) == ("[step 7/120] loss 2.0000 reward +0.250 pass 75% buffer 40 "
                            "age 0.50 (2.0s/step)")
+
+
+@pytest.mark.parametrize("algo, extra", [("rltf", {}),
+                                         ("actor_critic", {"reward": {"baseline": "none"}})])
+def test_the_objective_takes_the_learner_section_as_is(algo, extra):
+    from cluster.driver import make_objective
+
+    cfg = build_config({"algo": algo, "learner": {"sl_weight": 0.25, "clip_eps": 0.1},
+                        **extra})
+    obj = make_objective(cfg, "unused-reference-path")
+    assert obj.learner is cfg.learner
+    assert type(obj).__name__ == ("ActorCriticObjective" if algo == "actor_critic"
+                                  else "RLTFObjective")

@@ -64,10 +64,29 @@ def cluster_view() -> tuple[list[dict], list[dict], list]:
     return totals, free, node_types_from_config(groups, live)
 
 
+# the anonymous node type Ray's read-only monitor gives each node ("node_" + its node id)
+_READONLY_TYPE = re.compile(r"node_[0-9a-f]{56}")
+
+
+def adds_nodes(report: dict | None) -> bool:
+    """Whether an `autoscaler_report` (Ray's v1 monitor's status) comes from an autoscaler
+    that can add nodes. Every cluster's head runs the monitor; without an autoscaling config
+    (a plain `ray start --head`) its provider is read-only and names each node type after the
+    node itself, so only named types (those of a cluster config) mean nodes may come."""
+    if not report:
+        return False
+    types = set(report.get("active_nodes") or {}) | set(report.get("idle_nodes") or {}) \
+        | set(report.get("pending_launches") or {}) \
+        | {n[1] for n in report.get("pending_nodes") or [] if len(n) > 1} \
+        | {n[1] for n in report.get("failed_nodes") or [] if len(n) > 1}
+    return any(not _READONLY_TYPE.fullmatch(str(x)) for x in types)
+
+
 def autoscaler_without_node_types() -> bool:
-    """Whether an autoscaler runs but has not told the GCS its node types: Ray's default
-    (v1) autoscaler reports its status (with an `autoscaler_report`) every few seconds, and
-    its node types nowhere a driver can read."""
+    """Whether an autoscaler that can add nodes runs but has not told the GCS its node types:
+    Ray's default (v1) autoscaler reports its status (an `autoscaler_report`) every few
+    seconds, and its node types nowhere a driver can read. A plain cluster's read-only
+    monitor reports too, but adds nothing (`adds_nodes`)."""
     import json
 
     from ray._private.ray_constants import DEBUG_AUTOSCALING_STATUS
@@ -75,7 +94,7 @@ def autoscaler_without_node_types() -> bool:
 
     raw = _internal_kv_get(DEBUG_AUTOSCALING_STATUS)
     try:
-        return bool(raw and json.loads(raw).get("autoscaler_report"))
+        return bool(raw) and adds_nodes(json.loads(raw).get("autoscaler_report"))
     except ValueError:
         return False
 

@@ -146,3 +146,15 @@ def test_custom_resources_of_samplers_and_ranks_are_demanded(key):
     what = "sampler" if key.startswith("sampler") else "learner rank"
     d = next(d for d in demands(cfg) if d.what == what)
     assert d.bundle["gpu_node"] == 1 and d.settings["gpu_node"] == key
+
+
+def test_only_an_autoscaler_with_named_node_types_counts_as_one_that_adds_nodes():
+    from cluster.startup import adds_nodes
+
+    anon = "node_" + "ab12" * 14  # a plain head's read-only monitor: types named after nodes
+    assert not adds_nodes(None) and not adds_nodes({})
+    assert not adds_nodes({"active_nodes": {anon: 1}, "idle_nodes": {anon: 1},
+                           "pending_launches": {}, "pending_nodes": [], "failed_nodes": []})
+    assert adds_nodes({"active_nodes": {"ray.head.default": 1}, "pending_launches": {}})
+    assert adds_nodes({"active_nodes": {anon: 1}, "pending_launches": {"executor": 1}})
+    assert adds_nodes({"active_nodes": {}, "pending_nodes": [["127.0.0.1", "gpu", "setting-up"]]})

@@ -227,7 +227,7 @@ class Trainer(TrainerState):
             out, loop.learner_refs = ray.get(loop.learner_refs), None
             return out
         size = ray.get(topo.buffer.__len__.remote())
-        if size >= max(lc.batch_size, self.cfg.buffer.min_fill):
+        if size >= self.cfg.buffer.min_fill:  # at least one batch (core/checks.py)
             # the buffer splits a batch into one share per rank; each rank fetches its
             # share from the buffer and collates it (the driver holds references only)
             shares = ray.get(topo.buffer.draw_shares.remote(lc.batch_size, lc.ranks))

@@ -6,9 +6,10 @@ over K seeds, with confidence intervals and paired differences.
 
 Variants (each a separate `rltf train` run with its own local Ray instance, in sequence):
 supervised-only control, RLTF (coarse + adaptive + fine-grained), coarse only, coarse +
-adaptive, coarse + fine-grained, RL without the supervised term, and actor-critic (value
-critic, all three feedbacks). Extra key=value arguments go to every run; runs whose
-summary.json exists are reused (delete the folder, or pass --fresh, to run one again).
+adaptive, coarse + fine-grained, RL without the supervised term (with all three feedbacks,
+and with coarse + fine-grained), and actor-critic (value critic, all three feedbacks).
+Extra key=value arguments go to every run; runs whose summary.json exists are reused (delete
+the folder, or pass --fresh, to run one again).
 
 Same budget: every variant and seed starts from one cached warm start (made with
 --warm-seed; the seeds vary the training run: problem order, sampling, supervised batches)
@@ -63,6 +64,9 @@ VARIANTS = {
     "coarse+fine": ["reward.adaptive=false", "reward.fine_grained=true"],
     "RL only (no supervised term)": ["reward.adaptive=true", "reward.fine_grained=true",
                                      "learner.sl_weight=0"],
+    "RL only, coarse+fine (no supervised term)": ["reward.adaptive=false",
+                                                  "reward.fine_grained=true",
+                                                  "learner.sl_weight=0"],
     "actor-critic (all three)": ["algo=actor_critic", "reward.adaptive=true",
                                  "reward.fine_grained=true", "reward.baseline=none"],
 }

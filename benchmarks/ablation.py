@@ -64,12 +64,14 @@ VARIANTS = {
     "coarse+fine": ["reward.adaptive=false", "reward.fine_grained=true"],
     "RL only (no supervised term)": ["reward.adaptive=true", "reward.fine_grained=true",
                                      "learner.sl_weight=0"],
-    "RL only, coarse+fine (no supervised term)": ["reward.adaptive=false",
+    "RL only coarse+fine (no supervised term)": ["reward.adaptive=false",
                                                   "reward.fine_grained=true",
                                                   "learner.sl_weight=0"],
     "actor-critic (all three)": ["algo=actor_critic", "reward.adaptive=true",
                                  "reward.fine_grained=true", "reward.baseline=none"],
 }
+# --variants takes a comma-separated list of these names
+assert not any("," in name for name in VARIANTS)
 SLICES = ("all", "reference", "tests")
 
 

@@ -4,12 +4,18 @@ zygote, and the programs' child processes (with the page faults of zygote and ch
 a fork, each page a process writes costs a copy).
 
     python benchmarks/executor_profile.py [--workers 2] [--samples 10] [--isolation auto]
-    python benchmarks/executor_profile.py --steady [--passes 4]
+    python benchmarks/executor_profile.py --steady [--passes 4] [--supervisor-calls]
 
 Default: the work of `rltf exec --workers N` on HumanEval's 164 problems with `--samples`
 programs each (the canonical solution), done in this process as `rltf exec` does it, from
 start-up to the written results (the same workload as benchmarks/executor_throughput.py).
-`--steady`: one worker judging problems it has seen before (as in training), pass after pass.
+`--steady`: one worker judging problems it has seen before (as in training), pass after pass,
+then the floor of benchmarks/executor_throughput.py (one bare fork-server) on the same
+programs, process by process, for comparison. Each process's CPU is split into the kernel's
+part (fork, page faults, exit, system calls) and the rest. `--supervisor-calls` also runs
+the supervisor under cProfile and prints its calls by function: read the call counts. The
+profiler's own cost per call weighs most on small Python functions (a record that takes
+about 2 us to build shows as 35 us), so its times overstate them.
 Figures come from /proc (clock ticks: use enough programs) and, for the children, from what
 the zygotes have reaped. On a machine shared with other work, CPU time per program rises with
 the load (caches, migrations): compare figures of one run.
@@ -18,7 +24,9 @@ the load (caches, migrations): compare figures of one run.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +41,8 @@ def _stat(pid: int) -> dict:
     tick = os.sysconf("SC_CLK_TCK")
     return {"faults": int(fields[7]), "child_faults": int(fields[8]),
             "cpu": (int(fields[11]) + int(fields[12])) / tick,
-            "child_cpu": (int(fields[13]) + int(fields[14])) / tick}
+            "child_cpu": (int(fields[13]) + int(fields[14])) / tick,
+            "sys": int(fields[12]) / tick, "child_sys": int(fields[14]) / tick}
 
 
 def _zygote_of(supervisor: int) -> int:
@@ -42,16 +51,19 @@ def _zygote_of(supervisor: int) -> int:
 
 def _sandbox_stats(workers) -> dict:
     """Supervisors, zygotes and children of these workers, summed."""
-    out = {"supervisor": 0.0, "zygote": 0.0, "children": 0.0, "zygote_faults": 0,
-           "child_faults": 0}
+    out = dict.fromkeys(("supervisor", "zygote", "children", "supervisor_sys", "zygote_sys",
+                         "children_sys", "zygote_faults", "children_faults"), 0.0)
     for w in workers:
         sup = w.fork_server_pid()
         s, z = _stat(sup), _stat(_zygote_of(sup))
         out["supervisor"] += s["cpu"]
+        out["supervisor_sys"] += s["sys"]
         out["zygote"] += z["cpu"]
+        out["zygote_sys"] += z["sys"]
         out["children"] += z["child_cpu"]
+        out["children_sys"] += z["child_sys"]
         out["zygote_faults"] += z["faults"]
-        out["child_faults"] += z["child_faults"]
+        out["children_faults"] += z["child_faults"]
     return out
 
 
@@ -130,11 +142,11 @@ def whole(workers: int, samples: int, isolation: str) -> None:
     print(f"    of which rewriting tests {planning.cpu:5.2f} s, judging {judging.cpu:5.2f} s")
     print("sandboxes (CPU per program, while judging; start-up separately):")
     for kind in ("supervisor", "zygote", "children"):
-        extra = ""
+        name = kind + ("s" if kind != "children" else "")
+        extra = f"  (of which kernel {ms(ended[kind + '_sys'] - started[kind + '_sys'])}"
         if kind != "supervisor":
-            key = "zygote_faults" if kind == "zygote" else "child_faults"
-            extra = f"  ({(ended[key] - started[key]) / n:.0f} page faults per program)"
-        print(f"  {kind + 's':<24}{ms(ended[kind] - started[kind])}{extra}")
+            extra += f"; {(ended[kind + '_faults'] - started[kind + '_faults']) / n:.0f} page faults"
+        print(f"  {name:<24}{ms(ended[kind] - started[kind])}{extra})")
     print(f"  start-up of the fork-servers: {started['supervisor'] + started['zygote']:.2f} s "
           f"CPU")
     own = sum(cpu for cpu, _ in phases.values())
@@ -142,7 +154,7 @@ def whole(workers: int, samples: int, isolation: str) -> None:
     print(f"all processes: {own + sandbox:.2f} s CPU, {ms(own + sandbox)} per program")
 
 
-def steady(passes: int, isolation: str) -> None:
+def steady(passes: int, isolation: str, calls: bool) -> None:
     from core.config import ExecutorConfig
     from core.records import Solution
     from executor.worker import Worker
@@ -150,6 +162,7 @@ def steady(passes: int, isolation: str) -> None:
 
     pairs = [(p, Solution(task_id=p.task_id, completion=p.solutions[0]))
              for p in load_humaneval()]
+    report = _profile_supervisor() if calls else None
     with Worker(ExecutorConfig(isolation=isolation)) as worker:
         for problem, solution in pairs:
             worker.run(problem, solution)
@@ -171,14 +184,125 @@ def steady(passes: int, isolation: str) -> None:
     print(f"{n} programs (HumanEval canonical x{passes}), one worker, sandbox: {tier}")
     print(f"wall time per program:     {ms(wall)}")
     print(f"CPU per program, worker:   {ms(own)}  (request, judging)")
-    print(f"             supervisor:   {ms(s1['cpu'] - s0['cpu'])}")
+    print(f"             supervisor:   {ms(s1['cpu'] - s0['cpu'])}  "
+          f"(of which kernel {ms(s1['sys'] - s0['sys'])})")
     print(f"             zygote:       {ms(z1['cpu'] - z0['cpu'])}  "
-          f"({(z1['faults'] - z0['faults']) / n:.0f} page faults)")
+          f"(of which kernel {ms(z1['sys'] - z0['sys'])}; "
+          f"{(z1['faults'] - z0['faults']) / n:.0f} page faults)")
     print(f"             children:     {ms(z1['child_cpu'] - z0['child_cpu'])}  "
-          f"({(z1['child_faults'] - z0['child_faults']) / n:.0f} page faults)")
+          f"(of which kernel {ms(z1['child_sys'] - z0['child_sys'])}; "
+          f"{(z1['child_faults'] - z0['child_faults']) / n:.0f} page faults)")
     total = own + (s1["cpu"] - s0["cpu"]) + (z1["cpu"] - z0["cpu"]) + (
         z1["child_cpu"] - z0["child_cpu"])
     print(f"             all:          {ms(total)}")
+    out = subprocess.run([sys.executable, __file__, "--floor-process", "--passes", str(passes)],
+                         check=True, capture_output=True, text=True).stdout
+    f = json.loads(out.strip().splitlines()[-1])
+    print(f"the floor (benchmarks/executor_throughput.py's bare fork-server, one, same programs):")
+    print(f"CPU per program, server:   {f['server']:5.2f} ms  (of which kernel "
+          f"{f['server_sys']:5.2f} ms; compiles, forks, waits)")
+    print(f"             children:     {f['children']:5.2f} ms  (of which kernel "
+          f"{f['children_sys']:5.2f} ms; {f['faults']:.0f} page faults)")
+    print(f"             all:          {f['server'] + f['children']:5.2f} ms")
+    if report is not None:
+        text = report.read_text()
+        print("the supervisor's own calls (cProfile, its CPU clock; the profiler slows it):")
+        print(text[text.rindex("=====") + 5:])
+
+
+def _profile_supervisor() -> Path:
+    """Start fork-servers through this file (`--profiled-fork-server`), whose supervisor
+    serves requests under cProfile and writes its statistics to the returned file."""
+    import executor.link as link
+
+    report = Path(tempfile.mkdtemp(prefix="rltf-profile-")) / "supervisor.txt"
+    popen = link.subprocess.Popen
+
+    def start(args, **kwargs):
+        if args[1:3] == ["-m", "executor.forkserver"]:
+            args = [args[0], __file__, "--profiled-fork-server", str(report), *args[3:]]
+        return popen(args, **kwargs)
+
+    link.subprocess.Popen = start
+    return report
+
+
+def profiled_fork_server(report: str, args: list[str]) -> None:
+    """A fork-server whose supervisor's work on each request runs under cProfile (its CPU
+    clock); the statistics so far are appended to `report` every 100 programs (the worker
+    ends the fork-server with a signal). The zygote is forked before the profiler runs."""
+    import cProfile
+    import fcntl
+    import io
+    import pstats
+
+    from executor import forkserver, supervisor
+
+    fd = os.open(report, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD, 100)  # above the descriptors the fork-server sets
+    os.close(fd)
+    prof = cProfile.Profile(time.process_time)
+
+    class Server(supervisor.Server):
+        runs = 0
+
+        def prepare(self, msg):
+            prof.enable()
+            try:
+                return super().prepare(msg)
+            finally:
+                prof.disable()
+
+        def run_prepared(self, item):
+            prof.enable()
+            try:
+                return super().run_prepared(item)
+            finally:
+                prof.disable()
+                Server.runs += 1
+                if Server.runs % 100 == 0:
+                    out = io.StringIO()
+                    stats = pstats.Stats(prof, stream=out)
+                    stats.sort_stats("tottime").print_stats(25)
+                    os.write(high, f"=====after {Server.runs} programs\n{out.getvalue()}"
+                             .encode())
+
+    forkserver.Server = Server
+    sys.argv = [forkserver.__file__, *args]
+    forkserver.main()
+
+
+def floor_process(passes: int) -> None:
+    """The floor's fork-server, one, in this fresh process: per program, its CPU and its
+    children's, user and kernel (JSON on the last line)."""
+    import resource
+
+    from executor_throughput import _jobs
+
+    programs = [p["prompt"] + c + "\n" + p["test"] + "\n" + f"check({p['entry_point']})\n"
+                for p, c in _jobs(passes)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    s0, c0 = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                   resource.RUSAGE_CHILDREN))
+    for program in programs:
+        code = compile(program, "<program>", "exec")
+        child = os.fork()
+        if child == 0:
+            os.dup2(devnull, 1)
+            try:
+                exec(code, {"__name__": "__main__"})
+                os._exit(0)
+            except BaseException:
+                os._exit(1)
+        os.waitpid(child, 0)
+    s1, c1 = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                   resource.RUSAGE_CHILDREN))
+    n = len(programs) / 1e3
+    print(json.dumps({"server": (s1.ru_utime + s1.ru_stime - s0.ru_utime - s0.ru_stime) / n,
+                      "server_sys": (s1.ru_stime - s0.ru_stime) / n,
+                      "children": (c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime) / n,
+                      "children_sys": (c1.ru_stime - c0.ru_stime) / n,
+                      "faults": (c1.ru_minflt - c0.ru_minflt) / n / 1e3}))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,9 +313,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="one worker on problems it has seen, pass after pass")
     ap.add_argument("--passes", type=int, default=4, help="with --steady: measured passes")
     ap.add_argument("--isolation", default="auto", choices=["auto", "strict", "minimal"])
+    ap.add_argument("--supervisor-calls", action="store_true",
+                    help="with --steady: also profile the supervisor's calls (cProfile)")
+    ap.add_argument("--floor-process", action="store_true", help=argparse.SUPPRESS)
+    if argv is None and sys.argv[1:2] == ["--profiled-fork-server"]:
+        profiled_fork_server(sys.argv[2], sys.argv[3:])
+        return 0
     args = ap.parse_args(argv)
-    if args.steady:
-        steady(args.passes, args.isolation)
+    if args.floor_process:
+        floor_process(args.passes)
+    elif args.steady:
+        steady(args.passes, args.isolation, args.supervisor_calls)
     else:
         whole(args.workers, args.samples, args.isolation)
     return 0

@@ -243,22 +243,24 @@ def profiled_fork_server(report: str, args: list[str]) -> None:
     os.close(fd)
     prof = cProfile.Profile(time.process_time)
 
+    def profiled(method):
+        def run(*args):
+            prof.enable()
+            try:
+                return method(*args)
+            finally:
+                prof.disable()
+        return run
+
     class Server(supervisor.Server):
         runs = 0
-
-        def prepare(self, msg):
-            prof.enable()
-            try:
-                return super().prepare(msg)
-            finally:
-                prof.disable()
+        prepare = profiled(supervisor.Server.prepare)
+        _run = profiled(supervisor.Server.run_prepared)
 
         def run_prepared(self, item):
-            prof.enable()
             try:
-                return super().run_prepared(item)
+                return self._run(item)
             finally:
-                prof.disable()
                 Server.runs += 1
                 if Server.runs % 100 == 0:
                     out = io.StringIO()
@@ -277,24 +279,13 @@ def floor_process(passes: int) -> None:
     children's, user and kernel (JSON on the last line)."""
     import resource
 
-    from executor_throughput import _jobs
+    from executor_throughput import floor_programs, serve_floor
 
-    programs = [p["prompt"] + c + "\n" + p["test"] + "\n" + f"check({p['entry_point']})\n"
-                for p, c in _jobs(passes)]
+    programs = floor_programs(passes)
     devnull = os.open(os.devnull, os.O_WRONLY)
     s0, c0 = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
                                                    resource.RUSAGE_CHILDREN))
-    for program in programs:
-        code = compile(program, "<program>", "exec")
-        child = os.fork()
-        if child == 0:
-            os.dup2(devnull, 1)
-            try:
-                exec(code, {"__name__": "__main__"})
-                os._exit(0)
-            except BaseException:
-                os._exit(1)
-        os.waitpid(child, 0)
+    serve_floor(programs, devnull)
     s1, c1 = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
                                                    resource.RUSAGE_CHILDREN))
     n = len(programs) / 1e3

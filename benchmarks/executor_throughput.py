@@ -126,10 +126,34 @@ def human_eval_main(workers: int, samples: int) -> None:
     print(json.dumps([len(jobs), sum(r["passed"] for r in results)]))
 
 
+def floor_programs(samples: int) -> list[str]:
+    """Each program with its tests as one script: prompt + completion + test + check."""
+    return [p["prompt"] + c + "\n" + p["test"] + "\n" + f"check({p['entry_point']})\n"
+            for p, c in _jobs(samples)]
+
+
+def serve_floor(programs: list[str], devnull: int) -> int:
+    """One bare fork-server: compiles each program (before the fork, once) and forks a child
+    that runs it and exits; returns how many passed."""
+    passed = 0
+    for program in programs:
+        code = compile(program, "<program>", "exec")
+        child = os.fork()
+        if child == 0:
+            os.dup2(devnull, 1)
+            try:
+                exec(code, {"__name__": "__main__"})
+                os._exit(0)
+            except BaseException:
+                os._exit(1)
+        _, status = os.waitpid(child, 0)
+        passed += status == 0
+    return passed
+
+
 def floor_main(workers: int, samples: int) -> None:
     """N bare fork-servers: each forks one child per program, which runs it and exits."""
-    programs = [p["prompt"] + c + "\n" + p["test"] + "\n" + f"check({p['entry_point']})\n"
-                for p, c in _jobs(samples)]
+    programs = floor_programs(samples)
     devnull = os.open(os.devnull, os.O_WRONLY)
     servers = []
     for w in range(workers):
@@ -137,19 +161,7 @@ def floor_main(workers: int, samples: int) -> None:
         pid = os.fork()
         if pid == 0:  # one fork-server: programs w, w + N, w + 2N, ...
             os.close(r)
-            passed = 0
-            for program in programs[w::workers]:
-                code = compile(program, "<program>", "exec")  # before the fork, once
-                child = os.fork()
-                if child == 0:
-                    os.dup2(devnull, 1)
-                    try:
-                        exec(code, {"__name__": "__main__"})
-                        os._exit(0)
-                    except BaseException:
-                        os._exit(1)
-                _, status = os.waitpid(child, 0)
-                passed += status == 0
+            passed = serve_floor(programs[w::workers], devnull)
             os.write(wfd, str(passed).encode())
             os._exit(0)
         os.close(wfd)

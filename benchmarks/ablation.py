@@ -2,7 +2,7 @@
 over K seeds, with confidence intervals and paired differences.
 
     python benchmarks/ablation.py --seeds 3 [--max-steps 120] [--variants all] [--split test]
-                                  [key=value ...]
+                                  [--against VARIANT] [key=value ...]
 
 Variants (each a separate `rltf train` run with its own local Ray instance, in sequence):
 supervised-only control, RLTF (coarse + adaptive + fine-grained), coarse only, coarse +
@@ -34,7 +34,10 @@ difference against the control is taken per problem and seed (same problems, sam
 start), averaged over seeds per problem, with the same interval over problems: it covers the
 evaluation noise (which problems, which samples) for these K training runs, not the
 run-to-run noise of training. The t interval over the K per-seed differences (t(0.975, K-1))
-covers the latter and is printed beside it; with K = 3 it is wide.
+covers the latter and is printed beside it; with K = 3 it is wide. `--against VARIANT` takes
+the paired differences against another variant instead of the control (to choose between two
+settings on the validation split, e.g. `--split val --variants "RLTF (all three),coarse+fine"
+--against "RLTF (all three)"`).
 """
 
 from __future__ import annotations
@@ -105,8 +108,11 @@ def seed_mean(per_seed: list[dict[str, float]]) -> dict[str, float]:
     return {k: sum(d[k] for d in per_seed) / len(per_seed) for k in sorted(keys)}
 
 
-def analyse(results: dict[str, dict[int, dict]], before: dict[int, dict]) -> dict:
-    """results: variant -> seed -> per-problem test record after training."""
+def analyse(results: dict[str, dict[int, dict]], before: dict[int, dict],
+            against: str = CONTROL) -> dict:
+    """results: variant -> seed -> per-problem test record after training. Paired differences
+    are taken against the variant `against` (key `vs_ref`; the control unless told) and
+    against the warm start (`vs_warm`)."""
     out: dict = {}
     seeds = sorted(before)
     variants = {"warm start": before, **results}
@@ -118,7 +124,7 @@ def analyse(results: dict[str, dict[int, dict]], before: dict[int, dict]) -> dic
                 if not per[0]:
                     continue
                 row[f"{what}/{sl}"] = normal_ci(seed_mean(per).values()).as_dict()
-                for ref_name, ref in (("control", results.get(CONTROL)), ("warm", before)):
+                for ref_name, ref in (("ref", results.get(against)), ("warm", before)):
                     if ref is None or by_seed is ref:
                         continue
                     base = [rates(ref[s], what, sl) for s in seeds]
@@ -139,17 +145,18 @@ def _c(d: dict | None, sign: bool = False) -> str:
     return f"{d['mean'] * 100:{f}} [{d['lo'] * 100:{f}}, {d['hi'] * 100:{f}}]"
 
 
-def table(stats: dict, walls: dict, samples: dict) -> list[str]:
+def table(stats: dict, walls: dict, samples: dict, against: str = CONTROL) -> list[str]:
+    ref = "control" if against == CONTROL else against
     head = ["variant", "all", "reference", "tests-only", "greedy all",
-            "Δ all vs control", "Δ tests-only vs control", "Δ all vs control, seeds (t)",
+            f"Δ all vs {ref}", f"Δ tests-only vs {ref}", f"Δ all vs {ref}, seeds (t)",
             "Δ all vs warm start", "wall s", "samples"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, row in stats.items():
         cells = [name, _c(row.get("pass@1/all")), _c(row.get("pass@1/reference")),
                  _c(row.get("pass@1/tests")), _c(row.get("greedy/all")),
-                 _c(row.get("pass@1/all/vs_control"), True),
-                 _c(row.get("pass@1/tests/vs_control"), True),
-                 _c(row.get("pass@1/all/vs_control_seeds"), True),
+                 _c(row.get("pass@1/all/vs_ref"), True),
+                 _c(row.get("pass@1/tests/vs_ref"), True),
+                 _c(row.get("pass@1/all/vs_ref_seeds"), True),
                  _c(row.get("pass@1/all/vs_warm"), True),
                  f"{walls[name]:.0f}" if name in walls else "-",
                  f"{samples[name]:.0f}" if name in samples else "-"]
@@ -170,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", choices=("test", "val"), default="test",
                     help="the split the table reports: test (the report) or val (to choose "
                     "settings on)")
+    ap.add_argument("--against", default=CONTROL,
+                    help="the variant the paired differences are taken against (default: the "
+                    "control); it must be among --variants")
     ap.add_argument("--out", default="runs/ablation")
     ap.add_argument("--fresh", action="store_true", help="run again even where a run exists")
     ap.add_argument("overrides", nargs="*")
@@ -179,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         ap.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+    if args.against != CONTROL and args.against not in names:
+        ap.error(f"--against {args.against!r} is not among the variants run: {names}")
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     out = Path(args.out)
     results: dict[str, dict[int, dict]] = {n: {} for n in names}
@@ -215,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{sum(b.values()) / len(b) * 100:.1f}% -> "
                   f"{sum(a.values()) / len(a) * 100:.1f}% ({s['steps']} steps, "
                   f"{s['wall_s']:.0f}s)", flush=True)
-    stats = analyse(results, before)
+    stats = analyse(results, before, args.against)
     mean = {n: sum(v) / len(v) for n, v in walls.items() if v}
     smean = {n: sum(v) / len(v) for n, v in samples.items() if v}
     first = next(iter(before.values()))
@@ -224,13 +236,14 @@ def main(argv: list[str] | None = None) -> int:
              f"({m['reference']} reference, "
              f"{m['tests']} tests-only), seeds {seeds}, learner steps {sorted(steps_seen)}; "
              "Δ in points; the intervals are described in benchmarks/ablation.py", "",
-             *table(stats, mean, smean)]
+             *table(stats, mean, smean, args.against)]
     print()
     print("\n".join(lines))
     out.mkdir(parents=True, exist_ok=True)
     (out / "ablation.md").write_text("\n".join(lines) + "\n")
     (out / "ablation.json").write_text(json.dumps(
-        {"seeds": seeds, "split": args.split, "command": sys.argv, "stats": stats,
+        {"seeds": seeds, "split": args.split, "command": sys.argv, "against": args.against,
+         "stats": stats,
          "wall_s": mean,
          "samples_generated": smean}, indent=1))
     return 0

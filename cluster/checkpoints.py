@@ -8,7 +8,10 @@ publishes `published.pt`: the weights the samplers hold, an earlier step's). The
 `manifest.json` lists every file with its size, the folder is renamed to `step-N` (atomic
 on one filesystem, a shared one included) and the pointer `latest` names it. A reader takes
 the newest `step-N` whose files match its manifest; a `.partial` folder is never read, and
-the next write of that step replaces it."""
+the next write of that step replaces it.
+
+`save` writes a run's checkpoint and `restore` loads one back (learner, buffer, driver state)
+and gives the samplers the restored policy version's weights."""
 
 from __future__ import annotations
 
@@ -112,3 +115,51 @@ def save(trainer, topo) -> Path:
     trainer.last_checkpoint_step = trainer.step
     trainer.log.print(f"checkpoint saved: {folder}")
     return folder
+
+
+def restore(trainer, topo, folder: Path, keep_totals: bool = False) -> None:
+    """Learner (weights, optimizer, scheduler, RNG), buffer and driver state from `folder`;
+    then the restored weights go to the samplers as the current version. `keep_totals` (a
+    restart within the run): the counts of work done (samples, programs, outcomes, learner
+    time) keep what this run did since that checkpoint, as the exported metrics do."""
+    import ray
+    import torch
+
+    topo.learner.load_checkpoint(str(folder))
+    ray.get(topo.buffer.load_state_dict.remote(
+        torch.load(folder / "buffer.pt", weights_only=False)))
+    state = json.loads((folder / "driver_state.json").read_text())
+    if keep_totals:
+        state.update(outcomes=dict(trainer.outcomes), samples_generated=trainer.samples_generated,
+                     programs_judged=trainer.programs_judged,
+                     learner_busy_s=trainer.learner_busy_s,
+                     programs_submitted=trainer.programs_submitted)
+    trainer.load_state(state)
+    trainer.last_checkpoint_step = trainer.step
+    send_restored_weights(trainer, topo, folder)
+
+
+def send_restored_weights(trainer, topo, folder: Path) -> None:
+    """The fresh samplers get the restored policy version's own weights, so that the run
+    publishes on the same steps and with the same numbers as one never interrupted
+    (`PolicyVersions.after_restore`)."""
+    import ray
+    import torch
+
+    from cluster.weights import put_state
+
+    versions, saved = trainer.versions, None
+    if versions.saved_with_checkpoint(trainer.step) and (folder / PUBLISHED).exists():
+        saved = put_state(torch.load(folder / PUBLISHED, weights_only=True))
+    plan = versions.after_restore(trainer.step, saved)
+    if plan == "saved":
+        ray.get(topo.store.publish.remote(versions.version, saved))
+        ray.get([s.fetch_weights.remote() for s in topo.samplers])
+    elif plan != "none":
+        if plan == "next":
+            trainer.log.print(f"{folder} holds no weights of version {versions.version} "
+                              f"(published at step {versions.published_step}): step "
+                              f"{trainer.step}'s go out as the next version")
+        trainer.publish(topo)
+        return
+    ray.get(topo.buffer.set_policy_version.remote(versions.version))

@@ -106,70 +106,15 @@ def start_ray(cfg):
     return True
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint (never one whose writing was cut short)."""
-    from cluster.checkpoints import latest_complete
-
-    return latest_complete(run_dir)
-
-
-def restore(trainer, topo, folder: Path, keep_totals: bool = False) -> None:
-    """Learner (weights, optimizer, scheduler, RNG), buffer and driver state from `folder`;
-    then the restored weights go to the samplers as the current version. `keep_totals` (a
-    restart within the run): the counts of work done (samples, programs, outcomes, learner
-    time) keep what this run did since that checkpoint, as the exported metrics do."""
-    import ray
-    import torch
-
-    topo.learner.load_checkpoint(str(folder))
-    ray.get(topo.buffer.load_state_dict.remote(
-        torch.load(folder / "buffer.pt", weights_only=False)))
-    state = json.loads((folder / "driver_state.json").read_text())
-    if keep_totals:
-        state.update(outcomes=dict(trainer.outcomes), samples_generated=trainer.samples_generated,
-                     programs_judged=trainer.programs_judged,
-                     learner_busy_s=trainer.learner_busy_s,
-                     programs_submitted=trainer.programs_submitted)
-    trainer.load_state(state)
-    trainer.last_checkpoint_step = trainer.step
-    send_restored_weights(trainer, topo, folder)
-
-
-def send_restored_weights(trainer, topo, folder: Path) -> None:
-    """The fresh samplers get the restored policy version's own weights, so that the run
-    publishes on the same steps and with the same numbers as one never interrupted
-    (`PolicyVersions.after_restore`)."""
-    import ray
-    import torch
-
-    from cluster.checkpoints import PUBLISHED
-    from cluster.weights import put_state
-
-    versions, saved = trainer.versions, None
-    if versions.saved_with_checkpoint(trainer.step) and (folder / PUBLISHED).exists():
-        saved = put_state(torch.load(folder / PUBLISHED, weights_only=True))
-    plan = versions.after_restore(trainer.step, saved)
-    if plan == "saved":
-        ray.get(topo.store.publish.remote(versions.version, saved))
-        ray.get([s.fetch_weights.remote() for s in topo.samplers])
-    elif plan != "none":
-        if plan == "next":
-            trainer.log.print(f"{folder} holds no weights of version {versions.version} "
-                              f"(published at step {versions.published_step}): step "
-                              f"{trainer.step}'s go out as the next version")
-        trainer.publish(topo)
-        return
-    ray.get(topo.buffer.set_policy_version.remote(versions.version))
-
-
 def run(args: argparse.Namespace) -> int:
     from ray.exceptions import RayActorError
 
-    from core.config import dump_config, load_config
+    from cluster import checkpoints
     from cluster.driver import Trainer
     from cluster.recovery import first_line, restart_until_built
     from cluster.run_log import RunLog, closing_lines, evaluation_summary, write_report
     from cluster.topology import build_topology
+    from core.config import dump_config, load_config
 
     resume = Path(args.resume) if args.resume else None
     overrides = list(args.overrides)
@@ -225,11 +170,11 @@ def run(args: argparse.Namespace) -> int:
         topo = build_topology(cfg, model_path, engine_settings(cfg, model_path),
                               run_dir=run_dir, log=log.print)
         if resume:
-            folder = latest_checkpoint(run_dir)
+            folder = checkpoints.latest_complete(run_dir)
             if folder is None:
                 raise FileNotFoundError(f"--resume {run_dir}: no checkpoint there to resume "
                                         "from (no complete checkpoints/step-N folder)")
-            restore(trainer, topo, folder)
+            checkpoints.restore(trainer, topo, folder)
             log.print(f"resumed from {folder} at step {trainer.step}")
         from learner.models import is_encoder_decoder, load_config, load_tokenizer
 
@@ -253,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
 
             def rebuild(n: int, why: str):
                 nonlocal topo
-                folder = latest_checkpoint(run_dir)
+                folder = checkpoints.latest_complete(run_dir)
                 log.print(f"[step {trainer.step}] an actor died ({why}); restart {n}/"
                           f"{cfg.train.restarts} from {folder or 'the start'}")
                 if topo is not None:  # (a restart cut short leaves its actors to tear down)
@@ -266,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
                 topo = build_topology(cfg, model_path, engine_settings(cfg, model_path),
                                       controller=controller, run_dir=run_dir, log=log.print)
                 if folder is not None:
-                    restore(trainer, topo, folder, keep_totals=True)
+                    checkpoints.restore(trainer, topo, folder, keep_totals=True)
                 else:
                     trainer.reset_to_start()
                 return topo

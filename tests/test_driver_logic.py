@@ -120,7 +120,7 @@ def _restored_run(tmp_path, steps: int, checkpoint_at: int, crash_after: int,
     """A run of `steps` learner steps with sync_every=3 whose driver saves its state (and
     what `saved_with_checkpoint` asks for) at step `checkpoint_at`, dies after step
     `crash_after` and is restored from it into fresh samplers and a fresh weight store (as
-    cluster/train_cmd.py's restore does; `old_behaviour`: the learner's weights published
+    cluster/checkpoints.py's restore does; `old_behaviour`: the learner's weights published
     as the next version, as it did before). The learner's weights after step s are "w<s>".
     Returns the publishes (step, version) and, per step, what a sampler could fetch then
     (the redone steps' values replace the first ones)."""

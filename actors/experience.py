@@ -1,11 +1,13 @@
 """From a judged group of samples to experiences: the token rewards of reward/ over the samples
 of one problem from one sampler call (the baseline is taken over them), and an `Experience`
-for each sampled program. Pure functions on plain records: the driver uses them today, an
-executor actor can use them on the group it judged."""
+for each sampled program; and the small `GroupSummary` of a judged group that goes back to the
+driver for its accounting. Pure functions on plain records: the executor actor that judged a
+group applies them (`cluster/executor_pool.py:ExecutorActor.judge_group`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from actors.replay_buffer import Experience
 from core.config import RewardConfig
@@ -48,6 +50,42 @@ def experiences_from_group(group: Group, rcfg: RewardConfig) -> tuple[list[Exper
             outcome=r.outcome, reward=rw.reward, policy_version=s.policy_version,
             passed=r.passed, total=r.total, is_greedy=False))
     return exps, results
+
+
+@dataclass
+class GroupSummary:
+    """What the driver keeps of a judged group: per sample (in the group's order) its
+    outcome, the seconds its judging took and the tests it passed; the rewards of the
+    experiences made from it, how many of them the buffer kept, and the problem's slice.
+    `lost` says why a group could not be judged (its samples were lost with the sampler that
+    held them): then the lists are empty and its samples count as abandoned."""
+
+    group_id: str
+    sample_ids: list[str]
+    outcomes: list[str] = field(default_factory=list)
+    durations: list[float] = field(default_factory=list)
+    passed: list[int] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+    kept: int = 0
+    slice: str = "all"
+    lost: str | None = None
+
+
+def problem_slice(problem: Problem) -> str:
+    """The slice a problem is reported under (its teacher, for generated tests)."""
+    return problem.metadata.get("teacher", "all")
+
+
+def summarise(group: Group, exps: Sequence[Experience], kept: int, group_id: str
+              ) -> GroupSummary:
+    """The summary of a judged group whose experiences `exps` went to the buffer, which kept
+    `kept` of them."""
+    results = [group.results[s.sample_id] for s in group.samples]
+    return GroupSummary(group_id=group_id, sample_ids=[s.sample_id for s in group.samples],
+                        outcomes=[r.outcome for r in results],
+                        durations=[r.duration_s for r in results],
+                        passed=[r.passed for r in results], rewards=[e.reward for e in exps],
+                        kept=kept, slice=problem_slice(group.problem))
 
 
 def _offsets(sample) -> list[tuple[int, int]]:

@@ -10,7 +10,11 @@ RLTF keeps the newest 6400 samples and trains on batches drawn from them. Two wa
 `uniform` (with replacement; experiences stay until evicted or stale, as in the paper's
 online buffer) and `fifo` (each experience is trained on once, oldest first). An experience
 whose policy version is more than `max_staleness` versions behind the current one is
-dropped and counted, never returned. A plain class: `cluster/` wraps it as the `rltf-buffer`
+dropped and counted, never returned. An experience whose sample id the buffer was given
+before is dropped and counted (`dropped_duplicate`): an executor that died after adding a
+group's experiences and before answering has its group judged again by another, and the
+buffer keeps the first copy only (it remembers the last `4 * capacity` sample ids added, far
+more than a group judged again can lag behind). A plain class: `cluster/` wraps it as the `rltf-buffer`
 actor, and tests use it in-process.
 """
 
@@ -64,6 +68,7 @@ class BufferStats:
     dropped_stale: int
     mean_age: float  # in policy versions, over what is held now
     outcomes: dict[str, int] = field(default_factory=dict)  # outcome mix of what is held
+    dropped_duplicate: int = 0  # experiences whose sample id was added before
 
 
 class ReplayBuffer:
@@ -80,13 +85,21 @@ class ReplayBuffer:
         self._cond = threading.Condition()
         self._version = 0
         self._added = self._consumed = self._dropped_full = self._dropped_stale = 0
+        self._dropped_duplicate = 0
+        self._seen: set[str] = set()  # the sample ids added lately, oldest first in _seen_order
+        self._seen_order: collections.deque[str] = collections.deque()
 
     # -- writing -------------------------------------------------------------------------
     def add(self, experiences: Iterable[Experience]) -> int:
-        """Add experiences (stale ones are dropped at once); returns how many were kept."""
+        """Add experiences (stale ones and ones whose sample id was added before are dropped
+        at once); returns how many were kept."""
         kept = 0
         with self._cond:
             for exp in experiences:
+                if exp.sample_id in self._seen:
+                    self._dropped_duplicate += 1
+                    continue
+                self._remember(exp.sample_id)
                 self._added += 1
                 if self._is_stale(exp):
                     self._dropped_stale += 1
@@ -166,6 +179,7 @@ class ReplayBuffer:
                 dropped_stale=self._dropped_stale,
                 mean_age=sum(ages) / len(ages) if ages else 0.0,
                 outcomes=dict(collections.Counter(e.outcome for e in self._items)),
+                dropped_duplicate=self._dropped_duplicate,
             )
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -178,6 +192,7 @@ class ReplayBuffer:
                 "counters": [self._added, self._consumed, self._dropped_full,
                              self._dropped_stale],
                 "rng": self._rng.getstate(),
+                "seen": list(self._seen_order), "dropped_duplicate": self._dropped_duplicate,
             }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -194,9 +209,19 @@ class ReplayBuffer:
             if isinstance(rng_state, list):  # tuples become lists through JSON
                 rng_state = (rng_state[0], tuple(rng_state[1]), rng_state[2])
             self._rng.setstate(rng_state)
+            self._seen, self._seen_order = set(), collections.deque()
+            for sid in state.get("seen", [e.sample_id for e in self._items]):
+                self._remember(sid)
+            self._dropped_duplicate = state.get("dropped_duplicate", 0)
             self._cond.notify_all()
 
     # -- internals -------------------------------------------------------------------------
+    def _remember(self, sample_id: str) -> None:
+        self._seen.add(sample_id)
+        self._seen_order.append(sample_id)
+        while len(self._seen_order) > 4 * self.capacity:
+            self._seen.discard(self._seen_order.popleft())
+
     def _is_stale(self, exp: Experience) -> bool:
         return self._version - exp.policy_version > self.max_staleness
 

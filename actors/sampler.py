@@ -58,6 +58,7 @@ from typing import Sequence
 import torch
 
 from actors.prefill import prefill_cache
+from actors.samples import Sample
 from learner.models import encode_prompts
 from problems.prompts import build_prompt
 
@@ -96,30 +97,6 @@ class SamplerSettings:
             raise ValueError("max_new_tokens and batch_size must be >= 1")
         if any(not s for s in self.stop + self.stop_whole_program):
             raise ValueError("stop strings must be non-empty")
-
-
-@dataclass
-class Sample:
-    """One completion. Plain Python values only: it crosses Ray actor boundaries."""
-
-    task_id: str
-    sample_id: str  # unique: "{group_id}-{k}", k counting the task's rows in the call
-    group_id: str  # "{task_id}/v{version}/{sampler}-{call}": the samples of one task drawn in
-    #                one call (the greedy one included) form a group, rewarded together
-    is_greedy: bool
-    prompt: str  # the text the model continued
-    program_prefix: str  # the tail of `prompt` that is part of the program
-    completion: str  # the generated text kept == concatenation of the kept tokens' texts
-    program: str  # program_prefix + completion: what the executor judges
-    prompt_token_ids: list[int]  # the ids fed to the model (encoder input for encoder-decoders)
-    token_ids: list[int]  # generated ids kept (no EOS)
-    token_offsets: list[tuple[int, int]]  # each kept token's [start, end) in `completion`
-    logprobs: list[float]  # log pi(token) under the raw policy logits, one per kept token
-    policy_version: int
-    finish_reason: str  # "eos" | "stop" | "length"
-    prompt_truncated: bool = False  # the prompt was longer than max_prompt_tokens
-    eos_token_id: int | None = None  # the EOS that ended the generation (finish_reason "eos")
-    eos_logprob: float | None = None  # its log pi, as `logprobs`
 
 
 # -- token ids -> text ---------------------------------------------------------------------

@@ -98,6 +98,7 @@ class StepReport:
             "reward/mean": self.reward_mean,
             "buffer/size": b.size, "buffer/mean_age": b.mean_age,
             "buffer/dropped_stale": b.dropped_stale, "buffer/dropped_full": b.dropped_full,
+            "buffer/dropped_duplicate": b.dropped_duplicate,
             "throughput/samples_per_s": self.samples_generated / wall,
             "throughput/programs_per_s": self.programs_judged / wall,
             "policy/version": self.policy_version,

@@ -95,6 +95,36 @@ class TrainerState:
             self.cursor += 1
         return out
 
+    # -- accounting: every program submitted gets exactly one verdict --------------------------
+    def account_submitted(self, sample_ids: list[str]) -> None:
+        """A group's programs handed to the executors."""
+        self.programs_submitted += len(sample_ids)
+        self.outstanding.update(sample_ids)
+
+    def account_group(self, summary, sample_ids: list[str]) -> list[tuple[str, float]]:
+        """A group's summary from the executor that judged it (`sample_ids`: the group's, as
+        its index gave them). Each sample still outstanding counts once: as judged (its
+        outcome in the totals and the step's windows), or as abandoned when the group was
+        lost with its sampler. Returns the (outcome, seconds) of those judged now."""
+        if summary.lost is None and list(summary.sample_ids) != list(sample_ids):
+            raise ValueError(f"group {summary.group_id}: judged {summary.sample_ids}, but "
+                             f"its index holds {sample_ids}")
+        fresh = [i for i, sid in enumerate(sample_ids) if sid in self.outstanding]
+        self.results_unexpected += len(sample_ids) - len(fresh)
+        self.outstanding.difference_update(sample_ids)
+        if summary.lost is not None:
+            self.programs_abandoned += len(fresh)
+            return []
+        for i in fresh:
+            outcome = summary.outcomes[i]
+            self.programs_judged += 1
+            self.outcomes[outcome] += 1
+            self.window[outcome] += 1
+            self.slice_window[(summary.slice, outcome == "pass")] += 1
+        if fresh:
+            self.rewards_window += list(summary.rewards)
+        return [(summary.outcomes[i], summary.durations[i]) for i in fresh]
+
     def sampler_settings(self):
         from actors.sampler import SamplerSettings
 

@@ -398,3 +398,54 @@ def test_the_objective_takes_the_learner_section_as_is(algo, extra):
     assert obj.learner is cfg.learner
     assert type(obj).__name__ == ("ActorCriticObjective" if algo == "actor_critic"
                                   else "RLTFObjective")
+
+
+def test_groups_travel_as_indexes_and_their_summaries_keep_every_program_counted(tmp_path):
+    from dataclasses import replace
+
+    from actors.experience import summarise
+    from actors.samples import group_indexes
+
+    offsets = [(0, 6), (6, 12)]
+    a = [_sample(k, "x = 1\ny = z\n", offsets, greedy=k == 0) for k in range(3)]
+    b = [replace(s, task_id="p1", sample_id=s.sample_id.replace("p0", "p1"),
+                 group_id="p1/v3/s-0") for s in a]
+    stored = []
+
+    def put(group):  # the object store, as the sampler actor's ray.put
+        stored.append(group)
+        return len(stored) - 1
+
+    indexes = group_indexes([a[0], b[0], a[1], b[1], a[2], b[2]], put)
+    # one index per group, in the order they came; the samples stay behind a reference
+    assert [(ix.group_id, ix.task_id, ix.policy_version) for ix in indexes] == [
+        ("p0/v3/s-0", "p0", 3), ("p1/v3/s-0", "p1", 3)]
+    assert indexes[0].sample_ids == [s.sample_id for s in a]
+    assert [stored[ix.ref] for ix in indexes] == [a, b]
+    # an executor judges group a: its summary, the experiences' rewards (greedy excluded)
+    g = Group(_problem(0).model_copy(update={"metadata": {"teacher": "tests"}}), a,
+              {s.sample_id: _result(k, "pass" if k == 1 else "fail", passed=2 if k == 1 else 1,
+                                    duration_s=0.5) for k, s in enumerate(a)})
+    exps, _ = experiences_from_group(g, build_config().reward)
+    summary = summarise(g, exps, kept=2, group_id="p0/v3/s-0")
+    assert (summary.outcomes, summary.passed, summary.kept, summary.slice) == (
+        ["fail", "pass", "fail"], [1, 2, 1], 2, "tests")
+    assert summary.rewards == [e.reward for e in exps] and len(summary.rewards) == 2
+    t = _trainer(tmp_path)
+    for ix in indexes:
+        t.account_submitted(ix.sample_ids)
+    assert t.account_group(summary, indexes[0].sample_ids) == [
+        ("fail", 0.5), ("pass", 0.5), ("fail", 0.5)]
+    assert (t.programs_judged, t.outcomes["pass"], t.slice_window[("tests", True)]) == (3, 1, 1)
+    assert t.rewards_window == summary.rewards
+    # group b's sampler died before an executor fetched it: abandoned, not judged
+    lost = replace(summary, group_id="p1/v3/s-0", sample_ids=[], outcomes=[], rewards=[],
+                   lost="OwnerDiedError: the sampler that held it died")
+    assert t.account_group(lost, indexes[1].sample_ids) == []
+    assert (t.programs_submitted, t.programs_judged, t.programs_abandoned,
+            len(t.outstanding)) == (6, 3, 3, 0)
+    # a summary that comes twice counts once; one that does not match its index is refused
+    assert t.account_group(summary, indexes[0].sample_ids) == []
+    assert t.results_unexpected == 3 and t.programs_judged == 3
+    with pytest.raises(ValueError, match="index holds"):
+        t.account_group(summary, indexes[1].sample_ids)

@@ -127,3 +127,21 @@ def test_draw_gives_every_rank_an_equal_share_of_one_batch_or_nobody_anything():
     assert buf.draw(2) == [[]]
     with pytest.raises(ValueError, match="multiple of learner.ranks"):
         buf.draw(5, parts=2)
+
+
+def test_a_group_judged_again_is_kept_once_and_the_copy_counted():
+    # an executor that died after adding a group's experiences has the group judged again:
+    # the second copy of each sample id is dropped, also across a checkpoint
+    buf = ReplayBuffer(BufferConfig(capacity=2, mode="fifo"))
+    assert buf.add([exp(0), exp(1)]) == 2
+    assert buf.add([exp(1), exp(2)]) == 1  # s1 again: dropped; s2 pushes s0 out
+    st = buf.stats()
+    assert (st.size, st.added, st.dropped_duplicate, st.dropped_full) == (2, 3, 1, 1)
+    assert [e.sample_id for e in buf.sample(2)] == ["s1", "s2"]  # consumed (fifo)
+    assert buf.add([exp(0)]) == 0  # consumed or pushed out, an id stays known
+    again = ReplayBuffer(BufferConfig(capacity=2, mode="fifo"))
+    again.load_state_dict(buf.state_dict())
+    assert again.add([exp(2), exp(3)]) == 1 and again.stats().dropped_duplicate == 3
+    # the ids remembered are bounded: the last 4 * capacity added
+    assert again.add(exp(i) for i in range(10, 30)) == 20
+    assert again.add([exp(0)]) == 1

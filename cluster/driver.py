@@ -8,8 +8,9 @@ phase runs inside another, so no second counts twice):
     control   once a second: `rltf scale` requests, autoscaling, dead bookkeeping actors
     generate  hand idle samplers a batch of problems (unless the executor backlog is full)
     wait      until a sampler or the learner has something (at most 50 ms)
-    judge     send finished samples to the executor pool; turn complete groups of results
-              into token rewards (reward/) and experiences in the replay buffer
+    judge     hand each generated group to the executor pool by reference (an executor
+              judges it, turns it into experiences in the replay buffer and answers with a
+              summary); count the summaries that came back
     learn     when a batch is ready and the learner is free, start a learner step: each
               rank takes its share from the buffer by reference and collates it itself
 and once a learner step has finished:
@@ -31,11 +32,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from actors.experience import Group, experiences_from_group
 from cluster.recovery import evaluate_safely
 from cluster.step_report import StepReport
 from cluster.trainer_state import TrainerState
-from core.records import Solution
 from learner.step_batches import BatchSettings
 
 __all__ = ["Trainer", "make_objective", "micro_batches_per_step", "batch_settings"]
@@ -66,8 +65,7 @@ class LoopState:
     """What is in flight between two turns of the loop."""
 
     gen: dict = field(default_factory=dict)  # sampler call ref -> sampler index
-    groups: dict[str, Group] = field(default_factory=dict)  # group id -> its samples, results
-    sample_group: dict[str, str] = field(default_factory=dict)  # sample id -> group id
+    groups: dict[str, list[str]] = field(default_factory=dict)  # group id -> its sample ids
     learner_refs: list | None = None  # the learner step in flight
     learner_t0: float = 0.0
     ready: list = field(default_factory=list)  # refs the last wait returned
@@ -88,8 +86,11 @@ class Trainer(TrainerState):
         self.prompt_limit = model_prompt_limit(cfg.sampler.max_prompt_tokens,
                                                load_config(self.model_path), tokenizer,
                                                cfg.sampler.max_new_tokens)
-        self.rcfg = cfg.reward
         self.objective = make_objective(cfg, self.model_path)
+        # put once, passed by reference: samplers fetch the problems, executors the
+        # problems and the reward settings, so the driver sends neither with each group
+        self.problem_refs = {p.task_id: ray.put(p) for p in self.train_problems}
+        self.reward_ref = ray.put(cfg.reward)
         self.settings = self.sampler_settings()
         # each learner rank collates its own batches: what it needs, once
         refs = [p for p in self.train_problems if p.solutions] if cfg.learner.sl_weight else []
@@ -140,8 +141,9 @@ class Trainer(TrainerState):
         for i, sampler in enumerate(topo.samplers):
             if i in busy or topo.pool.backlog() >= self.cfg.train.max_queue:
                 continue
-            probs = self.next_problems(self.cfg.sampler.prompts_per_batch)
-            loop.gen[sampler.generate.remote(probs, self.settings)] = i
+            probs = [self.problem_refs[p.task_id]
+                     for p in self.next_problems(self.cfg.sampler.prompts_per_batch)]
+            loop.gen[sampler.generate_groups.remote(probs, self.settings)] = i
 
     def wait(self, loop: LoopState) -> None:
         import ray
@@ -150,8 +152,9 @@ class Trainer(TrainerState):
         loop.ready = ray.wait(waits, num_returns=1, timeout=0.05)[0] if waits else []
 
     def judge(self, topo, loop: LoopState) -> None:
-        """Finished samples to the executor pool; finished results into complete groups,
-        their experiences into the buffer."""
+        """Each group a sampler generated to the executor pool, by reference (the samples go
+        from the sampler to the executor; the executor adds the experiences to the buffer);
+        the summaries of the judged groups into the accounting."""
         import ray
         from ray.exceptions import RayActorError
 
@@ -161,46 +164,30 @@ class Trainer(TrainerState):
         for ref in [r for r in loop.ready if r in loop.gen]:
             idx = loop.gen.pop(ref)
             try:
-                samples = ray.get(ref)
+                indexes = ray.get(ref)
             except RayActorError:
                 self.replace_sampler(topo, idx)
                 continue
-            self.samples_generated += len(samples)
-            m.inc("samples_generated", len(samples), sampler=str(idx))
-            for s in samples:
-                g = loop.groups.setdefault(s.group_id, Group(self.train_by_id[s.task_id]))
-                g.samples.append(s)
-                loop.sample_group[s.sample_id] = s.group_id
-                topo.pool.submit(s.sample_id, g.problem,
-                                 Solution(task_id=s.task_id, completion=s.program,
-                                          sample_id=s.sample_id))
-                self.programs_submitted += 1
-                self.outstanding.add(s.sample_id)
-        done_exps = []
-        for sid, result in topo.pool.poll(0.0):
-            if sid not in self.outstanding:  # never submitted, or answered already
-                self.results_unexpected += 1
+            for ix in indexes:
+                n = len(ix.sample_ids)
+                self.samples_generated += n
+                m.inc("samples_generated", n, sampler=str(idx))
+                loop.groups[ix.group_id] = ix.sample_ids
+                topo.pool.submit_group(ix.group_id, n, (
+                    self.problem_refs[ix.task_id], [ix.ref], self.reward_ref, topo.buffer,
+                    ix.group_id))
+                self.account_submitted(ix.sample_ids)
+        for gid, summary in topo.pool.poll_groups(0.0):
+            sample_ids = loop.groups.pop(gid, None)
+            if sample_ids is None:  # submitted before a restart: counted as abandoned then
+                self.results_unexpected += len(summary.sample_ids)
                 continue
-            self.outstanding.discard(sid)
-            self.programs_judged += 1
-            self.outcomes[result.outcome] += 1
-            self.window[result.outcome] += 1
-            m.inc("programs_executed", outcome=result.outcome)
-            m.observe("test_latency_s", result.duration_s)
-            gkey = loop.sample_group.pop(sid, None)
-            if gkey is None:  # submitted before a restart: its group is gone
-                continue
-            g = loop.groups[gkey]
-            g.results[sid] = result
-            self.slice_window[(g.problem.metadata.get("teacher", "all"),
-                               result.outcome == "pass")] += 1
-            if g.complete():
-                exps, _ = experiences_from_group(g, self.rcfg)
-                done_exps += exps
-                self.rewards_window += [e.reward for e in exps]
-                del loop.groups[gkey]
-        if done_exps:
-            ray.get(topo.buffer.add.remote(done_exps))
+            if summary.lost is not None:
+                self.log.print(f"[step {self.step}] group {gid} was not judged ({summary.lost}"
+                               f"); its {len(sample_ids)} programs count as abandoned")
+            for outcome, seconds in self.account_group(summary, sample_ids):
+                m.inc("programs_executed", outcome=outcome)
+                m.observe("test_latency_s", seconds)
         m.set("executor_queue_depth", topo.pool.queue_depth())
         m.set("executor_busy_workers", topo.pool.busy_workers())
         m.set("executor_pool_size", topo.pool.size)
@@ -295,7 +282,7 @@ class Trainer(TrainerState):
         m = metrics()
         stats = ray.get(topo.buffer.stats.remote())
         self.buffer_size_seen = stats.size
-        for reason in ("stale", "full"):
+        for reason in ("stale", "full", "duplicate"):
             total = getattr(stats, f"dropped_{reason}")
             m.inc("buffer_dropped", self.dropped_seen.delta(reason, total), reason=reason)
         first = metrics_list[0]

@@ -5,19 +5,30 @@ interface as the local pool (`executor.pool.Pool`).
         results = pool.run(pairs)                            # in submission order
         pool.submit(key, problem, solution); pool.poll(0.1)  # non-blocking use (the driver)
         pool.resize(4)                                       # grow or shrink while running
+        pool.submit_group(key, n, args); pool.poll_groups()  # a whole group (the driver)
 
 Each actor runs an `ExecutorActor`: a plain `executor.worker.Worker` behind a small remote
 interface (wrapped with `ray.remote` only here, where it is created). An actor that dies
 (killed, out of memory) is replaced and every program it held is submitted again; each
 submitted program gets exactly one result.
+
+Training hands the pool whole groups (the samples of one task from one sampler call) by
+reference: one actor fetches the group's samples from the sampler that put them in the
+object store, judges them, turns them into experiences (`actors/experience.py`), adds those
+to the replay buffer and answers with a small `GroupSummary`, so that no program, result or
+experience passes through the driver. A group whose actor dies is judged again by another
+(the buffer drops experiences it already holds); a group whose sampler died before it was
+fetched is answered as lost.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Any, Hashable
 
 from executor.pool import ExecutorPool, Pair, Pool, PoolBase
+from actors.experience import Group, GroupSummary, experiences_from_group, summarise
 from core.records import Problem, Result, Solution
 from executor.worker import Lane, Worker
 
@@ -62,6 +73,30 @@ class ExecutorActor:
         for i, (problem, solution) in enumerate(pairs):
             self._jobs.put(((batch, i), problem, solution))
         return await batch.done
+
+    async def judge_group(self, problem: Problem, held: list, rcfg, buffer, group_id: str
+                          ) -> GroupSummary:
+        """Judge a whole group: its samples (`held[0]`, a reference put in the object store
+        by the sampler; inside a list so that a lost one is this call's to report), their
+        experiences into `buffer` (the replay buffer actor), and the group's summary. A group
+        whose samples were lost with their sampler is answered with `lost` set."""
+        from ray.exceptions import ObjectLostError
+
+        try:
+            samples = await held[0]
+        except ObjectLostError as err:
+            return GroupSummary(group_id=group_id, sample_ids=[],
+                                lost=f"{type(err).__name__}: the sampler that held it died")
+        results = await self.run_batch([
+            (problem, Solution(task_id=s.task_id, completion=s.program, sample_id=s.sample_id))
+            for s in samples])
+        for res in results:
+            if isinstance(res, BaseException):
+                raise res
+        group = Group(problem, list(samples), {s.sample_id: r for s, r in zip(samples, results)})
+        exps, _ = experiences_from_group(group, rcfg)
+        kept = await buffer.add.remote(exps) if exps else 0
+        return summarise(group, exps, kept, group_id)
 
     def _serve(self) -> None:
         import queue
@@ -125,7 +160,7 @@ class _RaySlots:
         self.load: list[int] = []  # programs each actor holds
         self.calls: list[int] = []  # calls each actor has not answered yet
         self.retired: dict[int, Any] = {}  # slot -> actor draining before it is killed
-        self.inflight: dict = {}  # ref -> ([(key, pair), ...], slot, generation)
+        self.inflight: dict = {}  # ref -> ([(key, pair), ...] or a _GroupJob, slot, generation)
         for _ in range(n):
             self.add()
 
@@ -140,6 +175,18 @@ class _RaySlots:
         return [s for s, a in enumerate(self.actors) if a is not None and s not in self.retired]
 
 
+class _GroupJob:
+    """A whole group for one actor's `judge_group`: `n` programs, its summary under `key`."""
+
+    __slots__ = ("key", "n", "args")
+
+    def __init__(self, key: Hashable, n: int, args: tuple):
+        self.key, self.n, self.args = key, n, args
+
+    def __len__(self) -> int:
+        return self.n
+
+
 class RayExecutorPool(PoolBase):
     """`cfg.workers` executor actors, each holding at most `max_in_flight` programs."""
 
@@ -148,6 +195,8 @@ class RayExecutorPool(PoolBase):
 
         super().__init__(cfg)
         self.name_prefix = name_prefix
+        self._groups: deque[_GroupJob] = deque()  # groups waiting for an actor
+        self._judged: list[tuple[Hashable, GroupSummary]] = []  # for the next poll_groups()
         self._slots = _RaySlots(self, self.cfg.workers)
         self._infos = ray.get([a.info.remote() for a in self._slots.actors])
 
@@ -161,7 +210,11 @@ class RayExecutorPool(PoolBase):
     def backlog(self) -> int:
         """Programs submitted and not yet returned by poll()."""
         held = sum(len(chunk) for chunk, _, _ in self._slots.inflight.values())
-        return len(self._queue) + held + len(self._stash)
+        return self.queue_depth() + held + len(self._stash)
+
+    def queue_depth(self) -> int:
+        """Programs waiting for an actor, those of waiting groups included."""
+        return len(self._queue) + sum(job.n for job in self._groups)
 
     def busy_workers(self) -> int:
         return sum(1 for s in self._slots.active() if self._slots.load[s] > 0)
@@ -171,6 +224,29 @@ class RayExecutorPool(PoolBase):
         self._check_open()
         self._queue.append((key, (problem, solution)))
         self._dispatch()
+
+    def submit_group(self, key: Hashable, n: int, args: tuple) -> None:
+        """Queue a whole group of `n` programs for one actor's `judge_group(*args)`; its
+        summary comes back from poll_groups() under `key`. The actor's load counts the
+        group's programs."""
+        self._check_open()
+        self._groups.append(_GroupJob(key, n, args))
+        self._dispatch()
+
+    def poll_groups(self, timeout_s: float = 0.0) -> list[tuple[Hashable, GroupSummary]]:
+        """Summaries of the groups judged, waiting up to `timeout_s` for one when none is;
+        program results that come back meanwhile are kept for poll()."""
+        if not self._judged:
+            self._stash.extend(self._poll_any(timeout_s))
+        out, self._judged = self._judged, []
+        return out
+
+    def _requeue(self, chunk) -> None:
+        """Work a dead actor held, to the front of its queue."""
+        if isinstance(chunk, _GroupJob):
+            self._groups.appendleft(chunk)
+        else:
+            self._queue.extendleft(reversed(chunk))
 
     def _new_actor(self, slot: int, generation: int = 0):
         """An actor named `<prefix>-<slot>` (the name of a dead predecessor may still be held
@@ -223,6 +299,18 @@ class RayExecutorPool(PoolBase):
                 s.inflight[ref] = (chunk, slot, s.gens[slot])
                 s.load[slot] += n
                 s.calls[slot] += 1
+        # whole groups: each to the least loaded actor with room (a group larger than
+        # max_in_flight goes to an idle one)
+        while self._groups:
+            room = [slot for slot in s.active() if s.load[slot] < self.cfg.max_in_flight]
+            if not room:
+                break
+            slot = min(room, key=lambda i: s.load[i])
+            job = self._groups.popleft()
+            ref = s.actors[slot].judge_group.remote(*job.args)
+            s.inflight[ref] = (job, slot, s.gens[slot])
+            s.load[slot] += job.n
+            s.calls[slot] += 1
 
     def _poll_any(self, timeout_s: float) -> list[tuple[Hashable, Result]]:
         import ray
@@ -259,12 +347,18 @@ class RayExecutorPool(PoolBase):
                     for other, (chunk2, s2, g2) in list(s.inflight.items()):
                         if s2 == slot and g2 == gen:
                             del s.inflight[other]
-                            self._queue.extendleft(reversed(chunk2))
+                            self._requeue(chunk2)
                     self._replace(slot)
-                self._queue.extendleft(reversed(chunk))
+                self._requeue(chunk)
                 continue
             except Exception as exc:  # the call itself failed: every program in it did
+                if isinstance(chunk, _GroupJob):
+                    failure = failure or exc
+                    continue
                 results = [exc] * len(chunk)
+            if isinstance(chunk, _GroupJob):
+                self._judged.append((chunk.key, results))
+                continue
             for (key, _), res in zip(chunk, results):
                 if isinstance(res, BaseException):
                     failure = failure or res

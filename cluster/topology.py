@@ -129,6 +129,21 @@ class SamplerActor:
             self._sync_from_store()
         return self.sampler.generate(problems, settings)
 
+    def generate_groups(self, problems: list, settings: Any) -> list:
+        """`generate` for training: the samples of each group go into the object store, put
+        there by this actor (which owns them: if it dies, they are lost and the executor
+        that was to judge them says so), and the driver gets only a `GroupIndex` for each
+        group. `problems`: references of the problems (the driver put each one in the object
+        store once)."""
+        import ray
+
+        from actors.samples import group_indexes
+
+        if self.collective is None:
+            self._sync_from_store()
+        samples = self.sampler.generate(ray.get(list(problems)), settings)
+        return group_indexes(samples, ray.put)
+
     def version(self) -> int:
         return self.sampler.policy_version
 

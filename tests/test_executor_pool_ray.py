@@ -170,3 +170,78 @@ def test_poll_returns_results_without_waiting_for_a_slow_call(ray_local):
         assert len(got) >= 3 and "slow" not in got
         assert all(r.outcome == "pass" for r in got.values())
         assert time.monotonic() - t0 < 15.0
+
+
+def _group_samples(problems, call: str):
+    """Per problem a group as a sampler makes one: the greedy sample (a wrong body) and two
+    sampled ones (the reference solution), one token per line."""
+    from actors.samples import Sample
+
+    out = []
+    for p in problems:
+        gid = f"{p.task_id}/v0/{call}"
+        for k, body in enumerate([p.prompt + "    return None\n"] + [p.solutions[0]] * 2):
+            lines = body.splitlines(keepends=True)
+            ends = [sum(map(len, lines[:i + 1])) for i in range(len(lines))]
+            out.append(Sample(task_id=p.task_id, sample_id=f"{gid}-{k}", group_id=gid,
+                              is_greedy=k == 0, prompt="", program_prefix="", completion=body,
+                              program=body, prompt_token_ids=[1, 2],
+                              token_ids=list(range(3, 3 + len(lines))),
+                              token_offsets=list(zip([0] + ends[:-1], ends)),
+                              logprobs=[-0.5] * len(lines), policy_version=0,
+                              finish_reason="length"))
+    return out
+
+
+def test_groups_by_reference_reach_the_buffer_once_despite_kills(ray_local):
+    # Groups go from their owner (as a sampler actor puts them) to the executors by
+    # reference; the executors judge them, add the experiences to the buffer and answer with
+    # summaries. An executor killed mid-run has its groups judged again and the buffer keeps
+    # one copy of each sample; a group whose owner died before it was fetched comes back lost.
+    ray = ray_local
+    from actors.replay_buffer import ReplayBuffer
+    from actors.samples import group_indexes
+    from core.config import BufferConfig, RewardConfig
+
+    @ray.remote(num_cpus=0)
+    class Owner:
+        def put(self, samples):
+            return group_indexes(samples, ray.put)
+
+    problems = {p.task_id: p for p in load_humaneval()[:12]}
+    owner, doomed = Owner.remote(), Owner.remote()
+    kept = ray.get(owner.put.remote(_group_samples(list(problems.values())[:10], "s-0")))
+    lost = ray.get(doomed.put.remote(_group_samples(list(problems.values())[10:], "s-1")))
+    ray.kill(doomed, no_restart=True)
+    buffer = ray.remote(ReplayBuffer).remote(BufferConfig(capacity=100, mode="fifo"))
+    rcfg = ray.put(RewardConfig())
+    summaries = {}
+    with make_pool(ExecutorConfig(workers=2, max_in_flight=6), use_ray=True) as pool:
+        for ix in kept + lost:
+            pool.submit_group(ix.group_id, len(ix.sample_ids), (
+                ray.put(problems[ix.task_id]), [ix.ref], rcfg, buffer, ix.group_id))
+        killed = False
+        while len(summaries) < len(kept) + len(lost):
+            for key, summary in pool.poll_groups(1.0):
+                assert key not in summaries, "a group answered twice"
+                summaries[key] = summary
+                if not killed:  # the other actor holds groups now: kill it
+                    ray.kill(pool._slots.actors[1], no_restart=True)
+                    killed = True
+        assert pool.replaced == 1 and pool.backlog() == 0
+        # the same group judged a second time (as after a kill at the wrong moment)
+        again = pool._slots.actors[0].judge_group.remote(
+            ray.put(problems[kept[0].task_id]), [kept[0].ref], rcfg, buffer, kept[0].group_id)
+        assert ray.get(again).kept == 0
+    for ix in kept:
+        s = summaries[ix.group_id]
+        assert s.lost is None and s.sample_ids == ix.sample_ids
+        assert s.outcomes[1:] == ["pass", "pass"] and s.outcomes[0] != "pass"
+        assert len(s.rewards) == 2  # the greedy sample is the baseline, not an experience
+    for ix in lost:
+        assert "died" in summaries[ix.group_id].lost
+    stats = ray.get(buffer.stats.remote())
+    assert (stats.size, stats.added) == (2 * len(kept), 2 * len(kept))
+    # the second judging above, and any group its killed actor had added before it died
+    assert stats.dropped_duplicate == 2 + sum(2 - s.kept for s in summaries.values()
+                                              if s.lost is None)

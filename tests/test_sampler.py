@@ -7,8 +7,8 @@ import pickle
 import pytest
 import torch
 
-from actors.sampler import (Sampler, SamplerSettings, _byte_level_table, cut_at_stop,
-                            token_texts)
+from actors.sampler import Sampler, SamplerSettings
+from actors.token_text import byte_level_table, cut_at_stop, token_texts
 from core.records import Problem
 from tiny_models import (make_gpt2, make_memorizing_gpt2, make_sentencepiece_tokenizer,
                          make_t5)
@@ -41,7 +41,7 @@ def test_token_texts_reproduce_text_with_multibyte_characters(gpt2):
     tok = AutoTokenizer.from_pretrained(gpt2)
     text = "caf\u00e9 \u2192 \u2713\nx = '\u00fc'\n\u4e2d\u6587\n"
     ids = tok(text, add_special_tokens=False)["input_ids"]
-    table = _byte_level_table(tok)
+    table = byte_level_table(tok)
     assert table is not None
     texts = token_texts(tok, table, ids)
     assert "".join(texts) == text == tok.decode(ids)
@@ -54,7 +54,7 @@ def test_token_texts_without_a_byte_level_decoder(tmp_path):
     # SentencePiece-style tokenizers decode through a window of ids; a leading space that
     # the decoder would strip at the start of a text is kept thanks to the prompt context.
     tok = make_sentencepiece_tokenizer(tmp_path / "sp")
-    assert _byte_level_table(tok) is None
+    assert byte_level_table(tok) is None
     prompt = tok("def f(x):", add_special_tokens=False)["input_ids"]
     ids = tok(" return x + 1", add_special_tokens=False)["input_ids"]
     texts = token_texts(tok, None, ids, context=prompt[-1:])

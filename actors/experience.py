@@ -2,7 +2,7 @@
 of one problem from one sampler call (the baseline is taken over them), and an `Experience`
 for each sampled program; and the small `GroupSummary` of a judged group that goes back to the
 driver for its accounting. Pure functions on plain records: the executor actor that judged a
-group applies them (`cluster/executor_pool.py:ExecutorActor.judge_group`)."""
+group applies them (`cluster/executor_actor.py:ExecutorActor.judge_group`)."""
 
 from __future__ import annotations
 

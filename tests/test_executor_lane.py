@@ -150,7 +150,7 @@ def test_executor_actor_queues_calls_to_one_lane():
     # leaving it hanging.
     import asyncio
 
-    from cluster.executor_pool import ExecutorActor
+    from cluster.executor_actor import ExecutorActor
 
     actor = ExecutorActor(ExecutorConfig())
 

@@ -6,8 +6,9 @@ over K seeds, with confidence intervals and paired differences.
 
 Variants (each a separate `rltf train` run with its own local Ray instance, in sequence):
 supervised-only control, RLTF (coarse + adaptive + fine-grained), coarse only, coarse +
-adaptive, coarse + fine-grained, RL without the supervised term (with all three feedbacks,
-and with coarse + fine-grained), and actor-critic (value critic, all three feedbacks).
+adaptive, coarse + fine-grained, RL without the supervised term (with all three feedbacks;
+with coarse + fine-grained, without and with a KL penalty towards the warm start), and
+actor-critic (value critic, all three feedbacks).
 Extra key=value arguments go to every run; runs whose summary.json exists are reused (delete
 the folder, or pass --fresh, to run one again).
 
@@ -68,8 +69,14 @@ VARIANTS = {
     "RL only (no supervised term)": ["reward.adaptive=true", "reward.fine_grained=true",
                                      "learner.sl_weight=0"],
     "RL only coarse+fine (no supervised term)": ["reward.adaptive=false",
-                                                  "reward.fine_grained=true",
-                                                  "learner.sl_weight=0"],
+                                                 "reward.fine_grained=true",
+                                                 "learner.sl_weight=0"],
+    # the same with a KL penalty towards the warm start, chosen on the validation split over
+    # no penalty (learner.kl_coef 0.1 against 0; the closing note of that session has both)
+    "RL only coarse+fine with KL (no supervised term)": ["reward.adaptive=false",
+                                                         "reward.fine_grained=true",
+                                                         "learner.sl_weight=0",
+                                                         "learner.kl_coef=0.1"],
     "actor-critic (all three)": ["algo=actor_critic", "reward.adaptive=true",
                                  "reward.fine_grained=true", "reward.baseline=none"],
 }

@@ -56,7 +56,7 @@ def prepare(folder: Path, samples: int, mbpp: bool) -> dict[str, Path]:
         Solution(task_id=p.task_id, completion=p.solutions[0], sample_id=i)
         for p in problems for i in range(samples)])
     if mbpp:
-        from problems.apps import Tally
+        from problems.source_records import Tally
         from problems.mbpp import SPLITS, load_mbpp
 
         source = str(ROOT / "tests" / "fixtures" / "mbpp" / "mbpp.jsonl")

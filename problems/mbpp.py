@@ -50,8 +50,8 @@ from typing import Any, Iterator
 from core.records import Problem
 from executor.testcode import TestCodeError, plan_assert_tests
 from problems import time_limits
-from problems.apps import (BadRecord, Row, Tally, hub_rows, json_field, json_rows,
-                           local_json_files, text_field, validated, write_outputs)
+from problems.source_records import (BadRecord, Row, Tally, hub_rows, json_field, json_rows,
+                                     local_json_files, text_field, validated, write_outputs)
 
 SPLITS = ("train", "test", "validation", "prompt")
 # The original mbpp.jsonl's splits, by task_id (MBPP's README).

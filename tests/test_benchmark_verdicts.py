@@ -17,7 +17,7 @@ from core.config import ExecutorConfig
 from executor.pool import ExecutorPool
 from core.records import Problem, Solution, read_jsonl
 from problems import apps, mbpp
-from problems.apps import Tally
+from problems.source_records import Tally
 
 pytestmark = pytest.mark.integration
 

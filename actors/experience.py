@@ -11,7 +11,7 @@ from typing import Sequence
 
 from actors.replay_buffer import Experience
 from core.config import RewardConfig
-from core.records import Problem
+from core.records import Problem, slice_of
 from reward import SampleFeedback, group_rewards
 
 
@@ -71,11 +71,6 @@ class GroupSummary:
     lost: str | None = None
 
 
-def problem_slice(problem: Problem) -> str:
-    """The slice a problem is reported under (its teacher, for generated tests)."""
-    return problem.metadata.get("teacher", "all")
-
-
 def summarise(group: Group, exps: Sequence[Experience], kept: int, group_id: str
               ) -> GroupSummary:
     """The summary of a judged group whose experiences `exps` went to the buffer, which kept
@@ -85,7 +80,7 @@ def summarise(group: Group, exps: Sequence[Experience], kept: int, group_id: str
                         outcomes=[r.outcome for r in results],
                         durations=[r.duration_s for r in results],
                         passed=[r.passed for r in results], rewards=[e.reward for e in exps],
-                        kept=kept, slice=problem_slice(group.problem))
+                        kept=kept, slice=slice_of(group.problem))
 
 
 def _offsets(sample) -> list[tuple[int, int]]:

@@ -72,6 +72,12 @@ class Problem(BaseModel):
         return self
 
 
+def slice_of(problem: Problem) -> str:
+    """The slice a problem is reported in: how its family is taught in training (its
+    `teacher`), or "all"."""
+    return str(problem.metadata.get("teacher") or "all")
+
+
 class Solution(BaseModel):
     """A program to judge against the problem with the same `task_id`."""
 

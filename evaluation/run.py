@@ -26,15 +26,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
 from evaluation.passk import PassAtKReport, format_table, normal_ci, summarise
-from core.records import Problem, Solution
+from core.records import Problem, Solution, slice_of
 
 # generate(problems) -> (task_id, program, is_greedy) for every sample drawn
 Generate = Callable[[Sequence[Problem]], list[tuple[str, str, bool]]]
-
-
-def slice_of(problem: Problem) -> str:
-    """The slice a held-out problem is reported in: how its family is taught in training."""
-    return str(problem.metadata.get("teacher") or "all")
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """From a judged group of samples to experiences: the token rewards of reward/ over the samples
 of one problem from one sampler call (the baseline is taken over them), and an `Experience`
-for each sampled program; and the small `GroupSummary` of a judged group that goes back to the
-driver for its accounting. Pure functions on plain records: the executor actor that judged a
-group applies them (`cluster/executor_actor.py:ExecutorActor.judge_group`)."""
+for each sampled program; and the small `ParcelSummary` of the judged groups of a parcel that
+goes back to the driver for its accounting. Pure functions on plain records: the executor actor
+that judged a parcel applies them (`cluster/executor_actor.py:ExecutorActor.judge_parcel`)."""
 
 from __future__ import annotations
 
@@ -53,34 +53,34 @@ def experiences_from_group(group: Group, rcfg: RewardConfig) -> tuple[list[Exper
 
 
 @dataclass
-class GroupSummary:
-    """What the driver keeps of a judged group: per sample (in the group's order) its
-    outcome, the seconds its judging took and the tests it passed; the rewards of the
-    experiences made from it, how many of them the buffer kept, and the problem's slice.
-    `lost` says why a group could not be judged (its samples were lost with the sampler that
-    held them): then the lists are empty and its samples count as abandoned."""
+class ParcelSummary:
+    """What the driver keeps of a judged parcel (`actors/samples.py:Parcel`), in a size that
+    does not grow with the parcel's: how many of its samples were judged and their outcomes,
+    the per-slice passes, the sum and count of the rewards of the experiences made from it,
+    and how many of those the buffer kept. `lost` says why a parcel could not be judged (its
+    samples were lost with the sampler that held them): then nothing was judged and its
+    samples count as abandoned."""
 
-    group_id: str
-    sample_ids: list[str]
-    outcomes: list[str] = field(default_factory=list)
-    durations: list[float] = field(default_factory=list)
-    passed: list[int] = field(default_factory=list)
-    rewards: list[float] = field(default_factory=list)
+    parcel_id: str
+    samples: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    slices: dict[tuple[str, bool], int] = field(default_factory=dict)  # (slice, passed)
+    reward_sum: float = 0.0
+    rewards: int = 0  # experiences made
     kept: int = 0
-    slice: str = "all"
     lost: str | None = None
 
-
-def summarise(group: Group, exps: Sequence[Experience], kept: int, group_id: str
-              ) -> GroupSummary:
-    """The summary of a judged group whose experiences `exps` went to the buffer, which kept
-    `kept` of them."""
-    results = [group.results[s.sample_id] for s in group.samples]
-    return GroupSummary(group_id=group_id, sample_ids=[s.sample_id for s in group.samples],
-                        outcomes=[r.outcome for r in results],
-                        durations=[r.duration_s for r in results],
-                        passed=[r.passed for r in results], rewards=[e.reward for e in exps],
-                        kept=kept, slice=slice_of(group.problem))
+    def add(self, group: Group, exps: Sequence[Experience]) -> None:
+        """Count a judged group and the experiences made from it."""
+        sl = slice_of(group.problem)
+        for s in group.samples:
+            outcome = group.results[s.sample_id].outcome
+            self.samples += 1
+            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+            key = (sl, outcome == "pass")
+            self.slices[key] = self.slices.get(key, 0) + 1
+        self.reward_sum += sum(e.reward for e in exps)
+        self.rewards += len(exps)
 
 
 def _offsets(sample) -> list[tuple[int, int]]:

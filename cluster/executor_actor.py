@@ -1,12 +1,12 @@
 """What each Ray executor actor runs (`cluster/executor_pool.py` creates them): a plain
 `executor.worker.Worker` behind a small remote interface, for single programs, batches of
-programs, and whole training groups that it judges, turns into experiences
-(`actors/experience.py`) and adds to the replay buffer itself.
+programs, and the parcels of training groups a sampler made, which it judges, turns into
+experiences (`actors/experience.py`) and adds to the replay buffer itself.
 """
 
 from __future__ import annotations
 
-from actors.experience import Group, GroupSummary, experiences_from_group, summarise
+from actors.experience import Group, ParcelSummary, experiences_from_group
 from core.records import Problem, Result, Solution
 from executor.pool import Pair
 from executor.worker import Lane, Worker
@@ -48,29 +48,46 @@ class ExecutorActor:
             self._jobs.put(((batch, i), problem, solution))
         return await batch.done
 
-    async def judge_group(self, problem: Problem, held: list, rcfg, buffer, group_id: str
-                          ) -> GroupSummary:
-        """Judge a whole group: its samples (`held[0]`, a reference put in the object store
-        by the sampler; inside a list so that a lost one is this call's to report), their
-        experiences into `buffer` (the replay buffer actor), and the group's summary. A group
-        whose samples were lost with their sampler is answered with `lost` set."""
+    async def judge_parcel(self, held: list, rcfg, buffer, parcel_id: str) -> ParcelSummary:
+        """Judge a parcel (`held[0]`: the reference a sampler put in the object store, of
+        `[(problem reference, a group's samples), ...]`; inside a list so that a lost one is
+        this call's to report): every program of it in one batch, each group's experiences
+        into `buffer` (the replay buffer actor) in one call, and the parcel's summary. The
+        programs' outcomes and judging times go to the dashboard's metrics from here. A
+        parcel whose samples were lost with their sampler is answered with `lost` set."""
+        import asyncio
+
         from ray.exceptions import ObjectLostError
 
+        from cluster.metrics import metrics
+
         try:
-            samples = await held[0]
+            contents = await held[0]
+            problems = await asyncio.gather(*(ref for ref, _ in contents))
         except ObjectLostError as err:
-            return GroupSummary(group_id=group_id, sample_ids=[],
-                                lost=f"{type(err).__name__}: the sampler that held it died")
-        results = await self.run_batch([
-            (problem, Solution(task_id=s.task_id, completion=s.program, sample_id=s.sample_id))
-            for s in samples])
+            return ParcelSummary(parcel_id=parcel_id,
+                                 lost=f"{type(err).__name__}: the sampler that held it died")
+        pairs = [(problem, Solution(task_id=s.task_id, completion=s.program,
+                                    sample_id=s.sample_id))
+                 for problem, (_, samples) in zip(problems, contents) for s in samples]
+        results = await self.run_batch(pairs)
         for res in results:
             if isinstance(res, BaseException):
                 raise res
-        group = Group(problem, list(samples), {s.sample_id: r for s, r in zip(samples, results)})
-        exps, _ = experiences_from_group(group, rcfg)
-        kept = await buffer.add.remote(exps) if exps else 0
-        return summarise(group, exps, kept, group_id)
+        summary, exps, at, m = ParcelSummary(parcel_id=parcel_id), [], 0, metrics()
+        for problem, (_, samples) in zip(problems, contents):
+            mine = results[at:at + len(samples)]
+            at += len(samples)
+            group = Group(problem, list(samples),
+                          {s.sample_id: r for s, r in zip(samples, mine)})
+            made, _ = experiences_from_group(group, rcfg)
+            summary.add(group, made)
+            exps += made
+            for r in mine:
+                m.inc("programs_executed", outcome=r.outcome)
+                m.observe("test_latency_s", r.duration_s)
+        summary.kept = await buffer.add.remote(exps) if exps else 0
+        return summary
 
     def _serve(self) -> None:
         import queue

@@ -5,7 +5,7 @@ interface as the local pool (`executor.pool.Pool`).
         results = pool.run(pairs)                            # in submission order
         pool.submit(key, problem, solution); pool.poll(0.1)  # non-blocking use (the driver)
         pool.resize(4)                                       # grow or shrink while running
-        pool.submit_group(key, n, args); pool.poll_groups()  # a whole group (the driver)
+        pool.submit_parcel(key, n, args); pool.poll_parcels()  # a sampler's parcel (training)
 
 Each actor runs an `ExecutorActor` (`cluster/executor_actor.py`): a plain
 `executor.worker.Worker` behind a small remote interface (wrapped with `ray.remote` only here,
@@ -13,13 +13,13 @@ where it is created). An actor that dies
 (killed, out of memory) is replaced and every program it held is submitted again; each
 submitted program gets exactly one result.
 
-Training hands the pool whole groups (the samples of one task from one sampler call) by
-reference: one actor fetches the group's samples from the sampler that put them in the
-object store, judges them, turns them into experiences (`actors/experience.py`), adds those
-to the replay buffer and answers with a small `GroupSummary`, so that no program, result or
-experience passes through the driver. A group whose actor dies is judged again by another
-(the buffer drops experiences it already holds); a group whose sampler died before it was
-fetched is answered as lost.
+Training hands the pool parcels (`actors/samples.py:Parcel`: whole groups of samples from one
+sampler call) by reference: one actor fetches the parcel from the sampler that put it in the
+object store, judges its programs, turns them into experiences (`actors/experience.py`), adds
+those to the replay buffer and answers with a small `ParcelSummary` of counts, so that no
+program, result or experience passes through the driver. A parcel whose actor dies is judged
+again by another (the buffer drops experiences it already holds); a parcel whose sampler died
+before it was fetched is answered as lost.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import time
 from collections import deque
 from typing import Any, Hashable
 
-from actors.experience import GroupSummary
+from actors.experience import ParcelSummary
 from cluster.executor_actor import ExecutorActor
 from core.records import Problem, Result, Solution
 from executor.pool import ExecutorPool, Pool, PoolBase
@@ -49,7 +49,7 @@ class _RaySlots:
         self.load: list[int] = []  # programs each actor holds
         self.calls: list[int] = []  # calls each actor has not answered yet
         self.retired: dict[int, Any] = {}  # slot -> actor draining before it is killed
-        self.inflight: dict = {}  # ref -> ([(key, pair), ...] or a _GroupJob, slot, generation)
+        self.inflight: dict = {}  # ref -> ([(key, pair), ...] or a _ParcelJob, slot, generation)
         for _ in range(n):
             self.add()
 
@@ -64,8 +64,8 @@ class _RaySlots:
         return [s for s, a in enumerate(self.actors) if a is not None and s not in self.retired]
 
 
-class _GroupJob:
-    """A whole group for one actor's `judge_group`: `n` programs, its summary under `key`."""
+class _ParcelJob:
+    """A parcel for one actor's `judge_parcel`: `n` programs, its summary under `key`."""
 
     __slots__ = ("key", "n", "args")
 
@@ -84,8 +84,8 @@ class RayExecutorPool(PoolBase):
 
         super().__init__(cfg)
         self.name_prefix = name_prefix
-        self._groups: deque[_GroupJob] = deque()  # groups waiting for an actor
-        self._judged: list[tuple[Hashable, GroupSummary]] = []  # for the next poll_groups()
+        self._parcels: deque[_ParcelJob] = deque()  # parcels waiting for an actor
+        self._judged: list[tuple[Hashable, ParcelSummary]] = []  # for the next poll_parcels()
         self._slots = _RaySlots(self, self.cfg.workers)
         self._infos = ray.get([a.info.remote() for a in self._slots.actors])
 
@@ -96,14 +96,19 @@ class RayExecutorPool(PoolBase):
     def _info(self) -> list[dict]:
         return self._infos
 
+    def in_flight(self) -> list:
+        """The references of the actor calls in flight, for a caller that waits for the
+        pool among other things (the training driver's wait phase)."""
+        return list(self._slots.inflight)
+
     def backlog(self) -> int:
         """Programs submitted and not yet returned by poll()."""
         held = sum(len(chunk) for chunk, _, _ in self._slots.inflight.values())
         return self.queue_depth() + held + len(self._stash)
 
     def queue_depth(self) -> int:
-        """Programs waiting for an actor, those of waiting groups included."""
-        return len(self._queue) + sum(job.n for job in self._groups)
+        """Programs waiting for an actor, those of waiting parcels included."""
+        return len(self._queue) + sum(job.n for job in self._parcels)
 
     def busy_workers(self) -> int:
         return sum(1 for s in self._slots.active() if self._slots.load[s] > 0)
@@ -114,16 +119,16 @@ class RayExecutorPool(PoolBase):
         self._queue.append((key, (problem, solution)))
         self._dispatch()
 
-    def submit_group(self, key: Hashable, n: int, args: tuple) -> None:
-        """Queue a whole group of `n` programs for one actor's `judge_group(*args)`; its
-        summary comes back from poll_groups() under `key`. The actor's load counts the
-        group's programs."""
+    def submit_parcel(self, key: Hashable, n: int, args: tuple) -> None:
+        """Queue a parcel of `n` programs for one actor's `judge_parcel(*args)`; its summary
+        comes back from poll_parcels() under `key`. The actor's load counts the parcel's
+        programs."""
         self._check_open()
-        self._groups.append(_GroupJob(key, n, args))
+        self._parcels.append(_ParcelJob(key, n, args))
         self._dispatch()
 
-    def poll_groups(self, timeout_s: float = 0.0) -> list[tuple[Hashable, GroupSummary]]:
-        """Summaries of the groups judged, waiting up to `timeout_s` for one when none is;
+    def poll_parcels(self, timeout_s: float = 0.0) -> list[tuple[Hashable, ParcelSummary]]:
+        """Summaries of the parcels judged, waiting up to `timeout_s` for one when none is;
         program results that come back meanwhile are kept for poll()."""
         if not self._judged:
             self._stash.extend(self._poll_any(timeout_s))
@@ -132,8 +137,8 @@ class RayExecutorPool(PoolBase):
 
     def _requeue(self, chunk) -> None:
         """Work a dead actor held, to the front of its queue."""
-        if isinstance(chunk, _GroupJob):
-            self._groups.appendleft(chunk)
+        if isinstance(chunk, _ParcelJob):
+            self._parcels.appendleft(chunk)
         else:
             self._queue.extendleft(reversed(chunk))
 
@@ -188,15 +193,15 @@ class RayExecutorPool(PoolBase):
                 s.inflight[ref] = (chunk, slot, s.gens[slot])
                 s.load[slot] += n
                 s.calls[slot] += 1
-        # whole groups: each to the least loaded actor with room (a group larger than
+        # parcels: each to the least loaded actor with room (a parcel larger than
         # max_in_flight goes to an idle one)
-        while self._groups:
+        while self._parcels:
             room = [slot for slot in s.active() if s.load[slot] < self.cfg.max_in_flight]
             if not room:
                 break
             slot = min(room, key=lambda i: s.load[i])
-            job = self._groups.popleft()
-            ref = s.actors[slot].judge_group.remote(*job.args)
+            job = self._parcels.popleft()
+            ref = s.actors[slot].judge_parcel.remote(*job.args)
             s.inflight[ref] = (job, slot, s.gens[slot])
             s.load[slot] += job.n
             s.calls[slot] += 1
@@ -241,11 +246,11 @@ class RayExecutorPool(PoolBase):
                 self._requeue(chunk)
                 continue
             except Exception as exc:  # the call itself failed: every program in it did
-                if isinstance(chunk, _GroupJob):
+                if isinstance(chunk, _ParcelJob):
                     failure = failure or exc
                     continue
                 results = [exc] * len(chunk)
-            if isinstance(chunk, _GroupJob):
+            if isinstance(chunk, _ParcelJob):
                 self._judged.append((chunk.key, results))
                 continue
             for (key, _), res in zip(chunk, results):
@@ -293,6 +298,7 @@ class RayExecutorPool(PoolBase):
         for slot in sorted(s.active(), reverse=True)[: max(0, len(s.active()) - n)]:
             s.retired[slot] = s.actors[slot]
         self._reap_retired()
+        self._dispatch()  # new actors take waiting work now
         return self.size
 
     def _close(self) -> None:

@@ -72,7 +72,7 @@ class StepReport:
     buffer: object  # actors.replay_buffer.BufferStats
     policy_version: int
     outcomes: dict[str, int] = field(default_factory=dict)  # judged since the last step
-    rewards: list[float] = field(default_factory=list)  # of the experiences made since then
+    rewards: tuple[float, int] = (0.0, 0)  # sum and count of the experiences' rewards
     slices: dict[tuple[str, bool], int] = field(default_factory=dict)  # (slice, passed)
     sync_s: float | None = None
     phases: dict[str, float] = field(default_factory=dict)  # seconds since the last step
@@ -83,7 +83,8 @@ class StepReport:
 
     @property
     def reward_mean(self) -> float:
-        return sum(self.rewards) / len(self.rewards) if self.rewards else 0.0
+        total, n = self.rewards
+        return total / n if n else 0.0
 
     def outcome_fraction(self, outcome: str) -> float:
         return self.outcomes.get(outcome, 0) / (sum(self.outcomes.values()) or 1)

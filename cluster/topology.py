@@ -100,6 +100,7 @@ class SamplerActor:
         self.index = index
         self.collective = None
         self.sync_s = 0.0
+        self._problem_set: tuple[str, list] = ("", [])  # the training problems' references
 
     def _sync_from_store(self) -> None:
         import ray
@@ -129,20 +130,30 @@ class SamplerActor:
             self._sync_from_store()
         return self.sampler.generate(problems, settings)
 
-    def generate_groups(self, problems: list, settings: Any) -> list:
-        """`generate` for training: the samples of each group go into the object store, put
-        there by this actor (which owns them: if it dies, they are lost and the executor
-        that was to judge them says so), and the driver gets only a `GroupIndex` for each
-        group. `problems`: references of the problems (the driver put each one in the object
-        store once)."""
+    def generate_parcels(self, problem_set: list, draw: Any, seed: int, settings: Any,
+                         parts: int) -> list:
+        """`generate` for training, with what the driver sends and receives independent of
+        the call's size: `draw` (an `actors.samples.ProblemDraw`) says which of the training
+        problems to take (`problem_set[0]`: the reference of the list of their references,
+        put once by the driver; `seed`: the run's, which orders them); the samples go into
+        the object store in at most `parts` parcels of whole groups, put there by this actor
+        (which owns them: if it dies, they are lost and the executor that was to judge them
+        says so), and the driver gets only a small `Parcel` for each."""
         import ray
 
-        from actors.samples import group_indexes
+        from actors.samples import make_parcels
 
         if self.collective is None:
             self._sync_from_store()
-        samples = self.sampler.generate(ray.get(list(problems)), settings)
-        return group_indexes(samples, ray.put)
+        key = problem_set[0].hex()
+        if self._problem_set[0] != key:
+            self._problem_set = (key, ray.get(problem_set[0]))
+        refs = self._problem_set[1]
+        chosen = [refs[i] for i in draw.indices(len(refs), seed)]
+        problems = ray.get(chosen)
+        samples = self.sampler.generate(problems, settings)
+        return make_parcels(samples, {p.task_id: r for p, r in zip(problems, chosen)}, parts,
+                            ray.put)
 
     def version(self) -> int:
         return self.sampler.policy_version

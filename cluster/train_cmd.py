@@ -206,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
                 # Ray keeps a dead actor's name taken while a handle to it lives: drop them
                 topo = None
                 gc.collect()
-                trainer.programs_abandoned += len(trainer.outstanding)  # the pool went too
+                trainer.programs_abandoned += sum(trainer.outstanding.values())  # pool too
                 trainer.outstanding.clear()
                 topo = build_topology(cfg, model_path, engine_settings(cfg, model_path),
                                       controller=controller, run_dir=run_dir, log=log.print)
@@ -246,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
         "experiences_lost": trainer.experiences_lost, "store_restarts": trainer.store_restarts,
         "programs_submitted": trainer.programs_submitted,
         "programs_abandoned_by_restarts": trainer.programs_abandoned,
-        "programs_in_flight_at_end": len(trainer.outstanding),
+        "programs_in_flight_at_end": sum(trainer.outstanding.values()),
         "results_unexpected": trainer.results_unexpected,
         "phase_seconds": {k: round(v, 2) for k, v in trainer.timer.totals.items()},
         "model": model_path,

@@ -6,11 +6,11 @@ Plain Python, tested without Ray."""
 from __future__ import annotations
 
 import collections
-import random
 import signal
 import time
 from pathlib import Path
 
+from actors.samples import ProblemDraw
 from cluster.policy_versions import PolicyVersions
 from cluster.step_report import PhaseClock
 from core.records import Problem
@@ -32,10 +32,9 @@ class TrainerState:
                           "test": problems["test"] or problems.get("val", [])}
         self.log = log
         self.resume_from = resume_from
-        self.rng = random.Random(cfg.seed)
-        self.cursor = 0
-        self.order = list(range(len(self.train_problems)))
-        self.rng.shuffle(self.order)
+        # where the next sampler call draws from (`actors/samples.py:ProblemDraw`): position
+        # `cursor` of epoch `epoch`'s order of the training problems
+        self.epoch = self.cursor = 0
         self.step = 0
         self.versions = PolicyVersions(cfg.weights.sync_every)
         if cfg.learner.sl_mode == "alternate" and not any(p.solutions
@@ -48,7 +47,7 @@ class TrainerState:
         self.outcomes: collections.Counter = collections.Counter()
         self.window: collections.Counter = collections.Counter()
         self.slice_window: collections.Counter = collections.Counter()  # (slice, passed)
-        self.rewards_window: list[float] = []
+        self.reward_window = [0.0, 0]  # the sum and count of the experiences' rewards
         self.samples_generated = 0
         self.programs_judged = 0
         self.learner_busy_s = 0.0
@@ -64,7 +63,7 @@ class TrainerState:
         self.dropped_seen = Totals()
         # Every program submitted for training gets exactly one result: submitted = judged +
         # abandoned (in flight when a restart rebuilt the pool) + in flight at the end.
-        self.outstanding: set[str] = set()
+        self.outstanding: dict[str, int] = {}  # parcel id -> its programs, until answered
         self.programs_submitted = self.programs_abandoned = self.results_unexpected = 0
         self.buffer_restarts = self.experiences_lost = self.store_restarts = 0
         self.buffer_size_seen = 0
@@ -85,45 +84,45 @@ class TrainerState:
         signal.signal(signal.SIGINT, handler)
 
     # -- helpers -------------------------------------------------------------------------------
-    def next_problems(self, k: int) -> list[Problem]:
-        out = []
-        for _ in range(k):
-            if self.cursor >= len(self.order):
-                self.rng.shuffle(self.order)
-                self.cursor = 0
-            out.append(self.train_problems[self.order[self.cursor]])
-            self.cursor += 1
-        return out
+    def next_draw(self, k: int) -> ProblemDraw:
+        """The next `k` training problems for a sampler call, in the run's order (each
+        problem once per epoch, a new order each epoch): the sampler resolves the draw."""
+        draw = ProblemDraw(self.epoch, self.cursor, k)
+        n = len(self.train_problems)
+        self.cursor += k
+        while self.cursor >= n:
+            self.cursor -= n
+            self.epoch += 1
+        return draw
 
     # -- accounting: every program submitted gets exactly one verdict --------------------------
-    def account_submitted(self, sample_ids: list[str]) -> None:
-        """A group's programs handed to the executors."""
-        self.programs_submitted += len(sample_ids)
-        self.outstanding.update(sample_ids)
+    def account_submitted(self, parcel_id: str, programs: int) -> None:
+        """A parcel's programs handed to the executors."""
+        self.programs_submitted += programs
+        self.outstanding[parcel_id] = programs
 
-    def account_group(self, summary, sample_ids: list[str]) -> list[tuple[str, float]]:
-        """A group's summary from the executor that judged it (`sample_ids`: the group's, as
-        its index gave them). Each sample still outstanding counts once: as judged (its
-        outcome in the totals and the step's windows), or as abandoned when the group was
-        lost with its sampler. Returns the (outcome, seconds) of those judged now."""
-        if summary.lost is None and list(summary.sample_ids) != list(sample_ids):
-            raise ValueError(f"group {summary.group_id}: judged {summary.sample_ids}, but "
-                             f"its index holds {sample_ids}")
-        fresh = [i for i, sid in enumerate(sample_ids) if sid in self.outstanding]
-        self.results_unexpected += len(sample_ids) - len(fresh)
-        self.outstanding.difference_update(sample_ids)
+    def account_parcel(self, summary) -> int:
+        """A parcel's summary from the executor that judged it. A parcel still outstanding
+        counts once: its programs as judged (their outcomes in the totals and the step's
+        windows), or as abandoned when it was lost with its sampler; one answered again
+        counts as unexpected. Returns the programs judged now."""
+        programs = self.outstanding.pop(summary.parcel_id, None)
+        if programs is None:
+            self.results_unexpected += summary.samples
+            return 0
         if summary.lost is not None:
-            self.programs_abandoned += len(fresh)
-            return []
-        for i in fresh:
-            outcome = summary.outcomes[i]
-            self.programs_judged += 1
-            self.outcomes[outcome] += 1
-            self.window[outcome] += 1
-            self.slice_window[(summary.slice, outcome == "pass")] += 1
-        if fresh:
-            self.rewards_window += list(summary.rewards)
-        return [(summary.outcomes[i], summary.durations[i]) for i in fresh]
+            self.programs_abandoned += programs
+            return 0
+        if summary.samples != programs:
+            raise ValueError(f"parcel {summary.parcel_id}: {summary.samples} programs judged, "
+                             f"but {programs} were submitted")
+        self.programs_judged += programs
+        self.outcomes.update(summary.outcomes)
+        self.window.update(summary.outcomes)
+        self.slice_window.update(summary.slices)
+        self.reward_window[0] += summary.reward_sum
+        self.reward_window[1] += summary.rewards
+        return programs
 
     def sampler_settings(self):
         from actors.sampler import SamplerSettings
@@ -143,7 +142,7 @@ class TrainerState:
     def state(self) -> dict:
         return {"step": self.step, "version": self.version,
                 "published_step": self.versions.published_step, "cursor": self.cursor,
-                "order": self.order, "rng": self.rng.getstate(),
+                "epoch": self.epoch,
                 "pass_at_1": self.pass_at_1, "figures": self.figures,
                 "outcomes": dict(self.outcomes),
                 "samples_generated": self.samples_generated,
@@ -164,9 +163,8 @@ class TrainerState:
         self.step, self.cursor = st["step"], st["cursor"]
         self.versions = PolicyVersions(self.cfg.weights.sync_every, st["version"],
                                        st.get("published_step", st["step"]))
-        self.order = st["order"]
-        rng = st["rng"]
-        self.rng.setstate((rng[0], tuple(rng[1]), rng[2]))
+        # a checkpoint from before draws were (epoch, cursor) restarts the order's epochs
+        self.epoch = st.get("epoch", 0)
         self.pass_at_1 = {int(k): v for k, v in st["pass_at_1"].items()}
         self.figures = {k: {int(s): f for s, f in v.items()}
                         for k, v in st.get("figures", {}).items()}

@@ -374,7 +374,7 @@ def test_step_report_row_sums_outcomes_to_one_and_names_every_figure():
     r = StepReport(step=7, losses=[1.0, 3.0], grad_norm=0.4, lr=1e-4, extra={"sl_loss": 0.2},
                    step_s=2.0, learner_busy_s=10.0, wall_s=20.0, samples_generated=400,
                    programs_judged=380, buffer=stats, policy_version=3,
-                   outcomes={"pass": 3, "timeout": 1}, rewards=[1.0, -0.5],
+                   outcomes={"pass": 3, "timeout": 1}, rewards=(0.5, 2),
                    slices={("all", True): 3, ("all", False): 1}, phases={"judge": 1.5})
     row = r.row()
     assert row["loss/total"] == 2.0 and row["reward/mean"] == 0.25  # means over ranks, rows
@@ -400,52 +400,84 @@ def test_the_objective_takes_the_learner_section_as_is(algo, extra):
                                   else "RLTFObjective")
 
 
-def test_groups_travel_as_indexes_and_their_summaries_keep_every_program_counted(tmp_path):
+def test_a_call_travels_as_parcels_of_whole_groups_whose_summaries_count_every_program(
+        tmp_path):
     from dataclasses import replace
 
-    from actors.experience import summarise
-    from actors.samples import group_indexes
+    from actors.experience import ParcelSummary
+    from actors.samples import make_parcels
 
     offsets = [(0, 6), (6, 12)]
     a = [_sample(k, "x = 1\ny = z\n", offsets, greedy=k == 0) for k in range(3)]
-    b = [replace(s, task_id="p1", sample_id=s.sample_id.replace("p0", "p1"),
-                 group_id="p1/v3/s-0") for s in a]
+    others = [[replace(s, task_id=f"p{t}", sample_id=s.sample_id.replace("p0", f"p{t}"),
+                       group_id=f"p{t}/v3/s-0") for s in a] for t in (1, 2)]
+    b, c = others
     stored = []
 
-    def put(group):  # the object store, as the sampler actor's ray.put
-        stored.append(group)
+    def put(contents):  # the object store, as the sampler actor's ray.put
+        stored.append(contents)
         return len(stored) - 1
 
-    indexes = group_indexes([a[0], b[0], a[1], b[1], a[2], b[2]], put)
-    # one index per group, in the order they came; the samples stay behind a reference
-    assert [(ix.group_id, ix.task_id, ix.policy_version) for ix in indexes] == [
-        ("p0/v3/s-0", "p0", 3), ("p1/v3/s-0", "p1", 3)]
-    assert indexes[0].sample_ids == [s.sample_id for s in a]
-    assert [stored[ix.ref] for ix in indexes] == [a, b]
-    # an executor judges group a: its summary, the experiences' rewards (greedy excluded)
-    g = Group(_problem(0).model_copy(update={"metadata": {"teacher": "tests"}}), a,
-              {s.sample_id: _result(k, "pass" if k == 1 else "fail", passed=2 if k == 1 else 1,
-                                    duration_s=0.5) for k, s in enumerate(a)})
-    exps, _ = experiences_from_group(g, build_config().reward)
-    summary = summarise(g, exps, kept=2, group_id="p0/v3/s-0")
-    assert (summary.outcomes, summary.passed, summary.kept, summary.slice) == (
-        ["fail", "pass", "fail"], [1, 2, 1], 2, "tests")
-    assert summary.rewards == [e.reward for e in exps] and len(summary.rewards) == 2
+    refs = {"p0": "ref-p0", "p1": "ref-p1", "p2": "ref-p2"}
+    # three groups (interleaved, as rows come) for two executors: two parcels of whole
+    # groups in order, about the same samples each; the samples stay behind a reference
+    parcels = make_parcels([a[0], b[0], c[0], a[1], b[1], c[1], a[2], b[2], c[2]], refs, 2, put)
+    assert [(x.parcel_id, x.samples, x.groups, x.policy_version) for x in parcels] == [
+        ("s-0/0", 6, 2, 3), ("s-0/1", 3, 1, 3)]
+    assert stored[parcels[0].ref] == [("ref-p0", a), ("ref-p1", b)]
+    assert stored[parcels[1].ref] == [("ref-p2", c)]
+    # never more parcels than groups, never an empty one
+    assert [x.samples for x in make_parcels(a + b, refs, 5, put)] == [3, 3]
+    assert make_parcels([], refs, 2, put) == []
+    # an executor judges parcel 0: its summary counts outcomes, slices and rewards
+    results = {s.sample_id: _result(k, "pass" if k == 1 else "fail", passed=2 if k == 1 else 1,
+                                    duration_s=0.5) for k, s in enumerate(a)}
+    results.update({s.sample_id: _result(k, "pass", passed=2, duration_s=0.5)
+                    for k, s in enumerate(b)})
+    summary, made = ParcelSummary(parcel_id="s-0/0"), []
+    for problem, group in ((_problem(0).model_copy(update={"metadata": {"teacher": "tests"}}),
+                            a), (_problem(1), b)):
+        g = Group(problem, group, {s.sample_id: results[s.sample_id] for s in group})
+        exps, _ = experiences_from_group(g, build_config().reward)
+        summary.add(g, exps)
+        made += exps
+    summary.kept = len(made)
+    assert (summary.samples, summary.outcomes, summary.kept, summary.rewards) == (
+        6, {"fail": 2, "pass": 4}, 4, 4)  # the greedy rows are baselines, not experiences
+    assert summary.slices == {("tests", False): 2, ("tests", True): 1, ("all", True): 3}
+    assert summary.reward_sum == pytest.approx(sum(e.reward for e in made))
     t = _trainer(tmp_path)
-    for ix in indexes:
-        t.account_submitted(ix.sample_ids)
-    assert t.account_group(summary, indexes[0].sample_ids) == [
-        ("fail", 0.5), ("pass", 0.5), ("fail", 0.5)]
-    assert (t.programs_judged, t.outcomes["pass"], t.slice_window[("tests", True)]) == (3, 1, 1)
-    assert t.rewards_window == summary.rewards
-    # group b's sampler died before an executor fetched it: abandoned, not judged
-    lost = replace(summary, group_id="p1/v3/s-0", sample_ids=[], outcomes=[], rewards=[],
-                   lost="OwnerDiedError: the sampler that held it died")
-    assert t.account_group(lost, indexes[1].sample_ids) == []
+    for x in parcels:
+        t.account_submitted(x.parcel_id, x.samples)
+    assert t.account_parcel(summary) == 6
+    assert (t.programs_judged, t.outcomes["pass"], t.slice_window[("tests", True)]) == (6, 4, 1)
+    assert t.reward_window == [pytest.approx(summary.reward_sum), 4]
+    # parcel 1's sampler died before an executor fetched it: abandoned, not judged
+    lost = ParcelSummary(parcel_id="s-0/1", lost="OwnerDiedError: the sampler that held it died")
+    assert t.account_parcel(lost) == 0
     assert (t.programs_submitted, t.programs_judged, t.programs_abandoned,
-            len(t.outstanding)) == (6, 3, 3, 0)
-    # a summary that comes twice counts once; one that does not match its index is refused
-    assert t.account_group(summary, indexes[0].sample_ids) == []
-    assert t.results_unexpected == 3 and t.programs_judged == 3
-    with pytest.raises(ValueError, match="index holds"):
-        t.account_group(summary, indexes[1].sample_ids)
+            t.outstanding) == (9, 6, 3, {})
+    # a summary that comes twice counts once; one that does not match its parcel is refused
+    assert t.account_parcel(summary) == 0
+    assert t.results_unexpected == 6 and t.programs_judged == 6
+    t.account_submitted("s-0/2", 5)
+    with pytest.raises(ValueError, match="5 were submitted"):
+        t.account_parcel(replace(summary, parcel_id="s-0/2"))
+
+
+def test_draws_take_each_problem_once_per_epoch_in_an_order_any_process_can_rebuild(tmp_path):
+    from actors.samples import ProblemDraw, problem_order
+
+    t = _trainer(tmp_path)
+    n = len(t.train_problems)
+    draws = [t.next_draw(3) for _ in range(n)]  # 3 epochs' worth
+    assert draws[0] == ProblemDraw(0, 0, 3) and (t.epoch, t.cursor) == (3, 0)
+    taken = [i for d in draws for i in d.indices(n, t.cfg.seed)]
+    for e in range(3):
+        assert taken[e * n:(e + 1) * n] == problem_order(n, t.cfg.seed, e)  # each once
+    assert problem_order(n, t.cfg.seed, 0) != problem_order(n, t.cfg.seed, 1)
+    # a draw larger than the problem set runs on into the next epochs
+    assert ProblemDraw(0, 1, 2 * n).indices(n, 5) == (
+        problem_order(n, 5, 0)[1:] + problem_order(n, 5, 1) + problem_order(n, 5, 2)[:1])
+    with pytest.raises(ValueError, match="no training problems"):
+        ProblemDraw(0, 0, 1).indices(0, 5)

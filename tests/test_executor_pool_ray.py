@@ -193,55 +193,57 @@ def _group_samples(problems, call: str):
     return out
 
 
-def test_groups_by_reference_reach_the_buffer_once_despite_kills(ray_local):
-    # Groups go from their owner (as a sampler actor puts them) to the executors by
-    # reference; the executors judge them, add the experiences to the buffer and answer with
-    # summaries. An executor killed mid-run has its groups judged again and the buffer keeps
-    # one copy of each sample; a group whose owner died before it was fetched comes back lost.
+def test_parcels_by_reference_reach_the_buffer_once_despite_kills(ray_local):
+    # Parcels of groups go from their owner (as a sampler actor puts them) to the executors
+    # by reference; the executors judge them, add the experiences to the buffer and answer
+    # with summaries of counts. An executor killed mid-run has its parcels judged again and
+    # the buffer keeps one copy of each sample; a parcel whose owner died before it was
+    # fetched comes back lost.
     ray = ray_local
     from actors.replay_buffer import ReplayBuffer
-    from actors.samples import group_indexes
+    from actors.samples import make_parcels
     from core.config import BufferConfig, RewardConfig
 
     @ray.remote(num_cpus=0)
     class Owner:
-        def put(self, samples):
-            return group_indexes(samples, ray.put)
+        def put(self, samples, problem_refs, parts):
+            return make_parcels(samples, problem_refs, parts, ray.put)
 
-    problems = {p.task_id: p for p in load_humaneval()[:12]}
+    problems = load_humaneval()[:12]
+    refs = {p.task_id: ray.put(p) for p in problems}
     owner, doomed = Owner.remote(), Owner.remote()
-    kept = ray.get(owner.put.remote(_group_samples(list(problems.values())[:10], "s-0")))
-    lost = ray.get(doomed.put.remote(_group_samples(list(problems.values())[10:], "s-1")))
+    kept = ray.get(owner.put.remote(_group_samples(problems[:10], "s-0"), refs, 5))
+    lost = ray.get(doomed.put.remote(_group_samples(problems[10:], "s-1"), refs, 2))
+    assert [(x.samples, x.groups) for x in kept + lost] == [(6, 2)] * 5 + [(3, 1)] * 2
     ray.kill(doomed, no_restart=True)
     buffer = ray.remote(ReplayBuffer).remote(BufferConfig(capacity=100, mode="fifo"))
     rcfg = ray.put(RewardConfig())
     summaries = {}
     with make_pool(ExecutorConfig(workers=2, max_in_flight=6), use_ray=True) as pool:
-        for ix in kept + lost:
-            pool.submit_group(ix.group_id, len(ix.sample_ids), (
-                ray.put(problems[ix.task_id]), [ix.ref], rcfg, buffer, ix.group_id))
+        for x in kept + lost:
+            pool.submit_parcel(x.parcel_id, x.samples, ([x.ref], rcfg, buffer, x.parcel_id))
         killed = False
         while len(summaries) < len(kept) + len(lost):
-            for key, summary in pool.poll_groups(1.0):
-                assert key not in summaries, "a group answered twice"
+            for key, summary in pool.poll_parcels(1.0):
+                assert key not in summaries, "a parcel answered twice"
                 summaries[key] = summary
-                if not killed:  # the other actor holds groups now: kill it
+                if not killed:  # the other actor holds parcels now: kill it
                     ray.kill(pool._slots.actors[1], no_restart=True)
                     killed = True
         assert pool.replaced == 1 and pool.backlog() == 0
-        # the same group judged a second time (as after a kill at the wrong moment)
-        again = pool._slots.actors[0].judge_group.remote(
-            ray.put(problems[kept[0].task_id]), [kept[0].ref], rcfg, buffer, kept[0].group_id)
+        # the same parcel judged a second time (as after a kill at the wrong moment)
+        again = pool._slots.actors[0].judge_parcel.remote(
+            [kept[0].ref], rcfg, buffer, kept[0].parcel_id)
         assert ray.get(again).kept == 0
-    for ix in kept:
-        s = summaries[ix.group_id]
-        assert s.lost is None and s.sample_ids == ix.sample_ids
-        assert s.outcomes[1:] == ["pass", "pass"] and s.outcomes[0] != "pass"
-        assert len(s.rewards) == 2  # the greedy sample is the baseline, not an experience
-    for ix in lost:
-        assert "died" in summaries[ix.group_id].lost
+    for x in kept:
+        s = summaries[x.parcel_id]
+        # per group: the greedy row fails, the two references pass
+        assert s.lost is None and s.samples == 6 and s.outcomes.get("pass") == 4
+        assert s.rewards == 4  # the greedy samples are baselines, not experiences
+    for x in lost:
+        assert "died" in summaries[x.parcel_id].lost
     stats = ray.get(buffer.stats.remote())
-    assert (stats.size, stats.added) == (2 * len(kept), 2 * len(kept))
-    # the second judging above, and any group its killed actor had added before it died
-    assert stats.dropped_duplicate == 2 + sum(2 - s.kept for s in summaries.values()
+    assert (stats.size, stats.added) == (20, 20)
+    # the second judging above, and any parcel its killed actor had added before it died
+    assert stats.dropped_duplicate == 4 + sum(4 - s.kept for s in summaries.values()
                                               if s.lost is None)

@@ -84,8 +84,9 @@ class ExecutorActor:
             summary.add(group, made)
             exps += made
             for r in mine:
-                m.inc("programs_executed", outcome=r.outcome)
                 m.observe("test_latency_s", r.duration_s)
+        for outcome, n in summary.outcomes.items():
+            m.inc("programs_executed", n, outcome=outcome)
         summary.kept = await buffer.add.remote(exps) if exps else 0
         return summary
 

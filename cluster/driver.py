@@ -70,6 +70,7 @@ class LoopState:
     learner_ready: set = field(default_factory=set)  # its ranks that have answered
     pool_refs: set = field(default_factory=set)  # the executor calls the last wait waited on
     buffer_grew: bool = True  # experiences added since the buffer's size was last asked
+    buffer_seen: int = 0  # the buffer's size as last asked, with what was added and taken since
     learner_t0: float = 0.0
     ready: list = field(default_factory=list)  # refs the last wait returned
     last_control: float = 0.0
@@ -140,11 +141,19 @@ class Trainer(TrainerState):
 
     # -- phases --------------------------------------------------------------------------------
     def generate(self, topo, loop: LoopState) -> None:
-        """Hand each idle sampler a draw of problems while the executor backlog has room; it
-        makes one parcel of samples per executor actor."""
+        """Hand each idle sampler a draw of problems while fewer than `train.max_queue`
+        samples wait for the learner (being generated, in the executor pool, in the buffer);
+        each call makes one parcel of samples per executor actor."""
         busy = set(loop.gen.values())
+        per_call = self.cfg.sampler.prompts_per_batch * (
+            self.cfg.sampler.samples_per_prompt + int(self.cfg.sampler.include_greedy))
         for i, sampler in enumerate(topo.samplers):
-            if i in busy or topo.pool.backlog() >= self.cfg.train.max_queue:
+            in_flight = len(loop.gen) * per_call + topo.pool.backlog()
+            # nothing in flight and the learner idle: always go on (the buffer may hold less
+            # than last seen: stale samples dropped, or its process restarted empty)
+            idle = in_flight == 0 and loop.learner_refs is None
+            if i in busy or (in_flight + loop.buffer_seen >= self.cfg.train.max_queue
+                             and not idle):
                 continue
             draw = self.next_draw(self.cfg.sampler.prompts_per_batch)
             loop.gen[sampler.generate_parcels.remote(self.problem_set, draw, self.cfg.seed,
@@ -202,6 +211,7 @@ class Trainer(TrainerState):
                                f"({summary.lost}); its {held} programs count as abandoned")
             self.account_parcel(summary)
             loop.buffer_grew = loop.buffer_grew or summary.kept > 0
+            loop.buffer_seen += summary.kept
         m.set("executor_queue_depth", topo.pool.queue_depth())
         m.set("executor_busy_workers", topo.pool.busy_workers())
         m.set("executor_pool_size", topo.pool.size)
@@ -234,12 +244,13 @@ class Trainer(TrainerState):
         if not loop.buffer_grew:  # nothing added since the buffer last had too few
             return None
         loop.buffer_grew = False
-        size = ray.get(topo.buffer.__len__.remote())
+        size = loop.buffer_seen = ray.get(topo.buffer.__len__.remote())
         if size >= self.cfg.buffer.min_fill:  # at least one batch (core/checks.py)
             # the buffer splits a batch into one share per rank; each rank fetches its
             # share from the buffer and collates it (the driver holds references only)
             shares = ray.get(topo.buffer.draw_shares.remote(lc.batch_size, lc.ranks))
             if shares:
+                loop.buffer_seen = max(0, loop.buffer_seen - lc.batch_size)
                 loop.learner_t0 = time.perf_counter()
                 loop.learner_refs = [a.train_share.remote(sh, self.objective) for a, sh in
                                      zip(topo.learner.actors, shares)]

@@ -124,6 +124,17 @@ def _min_fill_is_at_least_a_batch(cfg):
                 f"buffer.min_fill={cfg.learner.batch_size} or more")
 
 
+@check("train", "buffer")
+def _queue_holds_a_fill(cfg):
+    # samplers pause at max_queue samples not yet trained on, the buffer's included: below
+    # min_fill, every learner step would wait for calls made one at a time
+    if cfg.train.max_queue < cfg.buffer.min_fill:
+        return ("train.max_queue",
+                f"{cfg.train.max_queue} is less than buffer.min_fill ({cfg.buffer.min_fill}): "
+                "samplers pause at that many samples not yet trained on, the buffer's "
+                f"included; set train.max_queue={2 * cfg.buffer.min_fill} or more")
+
+
 @check("sampler", "learner", "cluster")
 def _enough_gpus(cfg):
     s, lr = cfg.sampler, cfg.learner

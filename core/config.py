@@ -394,8 +394,10 @@ class TrainConfig(Section):
         "eval_every steps and at the end (what settings are chosen on); false: only the "
         "test split, before and after training.")
     max_queue: int = Field(
-        default=64, ge=1, description="Samples waiting for executors before samplers pause "
-        "(backpressure).")
+        default=64, ge=1, description="Samples made and not yet trained on (being generated, "
+        "in the executor pool, in the replay buffer) at which samplers pause (backpressure): "
+        "it also bounds how many policy versions old the trained samples get. At least "
+        "buffer.min_fill.")
     restarts: int = Field(
         default=2, ge=0, description="Restarts from the last checkpoint after a learner rank "
         "dies, in the whole run; an actor killed during a restart uses the next one.")

@@ -131,6 +131,9 @@ def test_settings_that_would_be_rewritten_or_have_no_effect_are_refused():
     with pytest.raises(ConfigError, match="buffer.min_fill=32"):
         build_config({}, ["learner.batch_size=32", "learner.micro_batch_size=4"])
     assert build_config({}, ["learner.batch_size=32", "buffer.min_fill=32"]).buffer.min_fill == 32
+    # samplers pause at max_queue samples not trained on, the buffer's included
+    with pytest.raises(ConfigError, match="train.max_queue=128 or more"):
+        build_config({}, ["buffer.min_fill=64", "train.max_queue=63"])
     # problems files are read only with data.source=jsonl; the built-in suite would be used
     with pytest.raises(ConfigError, match="data.source=jsonl"):
         build_config({}, ["data.train_file=train.jsonl"])

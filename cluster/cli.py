@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.cmd in ("exec", "train"):
         from cluster.auth import ClusterAccessError
-        from core.config import ConfigError
+        from core.config_reading import ConfigError
         from cluster.recovery import RestartsExhausted
         from cluster.startup import StartupError
 

@@ -52,7 +52,7 @@ def _read_inputs(problems_path: str, solutions_path: str) -> tuple[list, int, li
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.config import load_config
+    from core.config_reading import load_config
     from cluster.executor_pool import make_pool
 
     overrides = list(args.overrides)

@@ -99,7 +99,7 @@ def _check(args) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.config import ConfigError, load_config
+    from core.config_reading import ConfigError, load_config
 
     args = parser().parse_args(argv)
     problem = _check(args)

@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     from cluster.recovery import first_line, restart_until_built
     from cluster.run_log import RunLog, closing_lines, evaluation_summary, write_report
     from cluster.topology import build_topology
-    from core.config import dump_config, load_config
+    from core.config_reading import dump_config, load_config
 
     resume = Path(args.resume) if args.resume else None
     overrides = list(args.overrides)
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         config_path = resume / "config.yaml"
         run_dir = resume
         if not config_path.exists():
-            from core.config import ConfigError
+            from core.config_reading import ConfigError
 
             raise ConfigError(f"--resume {resume}: no config.yaml there; pass the folder of "
                               "an earlier `rltf train` run")

@@ -3,7 +3,8 @@
 Each check names the top-level settings it reads (sections such as `learner`, or `algo`); it
 returns None when the settings agree, else `(dotted path, message that names the fix)`. A
 check is skipped when a setting it reads is itself invalid, so that one load reports every
-field error and every conflict among the valid settings at once (`core/config.py`).
+field error and every conflict among the valid settings at once (`core/config_reading.py`):
+`RLTFConfig` raises the conflicts it finds as one `Conflicts`.
 
 Some checks refuse a setting the code would otherwise rewrite or ignore at run time: a value
 critic with a reward baseline, a greedy baseline without the greedy sample, a truncated
@@ -15,6 +16,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Callable
+
+
+class Conflicts(ValueError):
+    """Settings that are each valid but do not agree: (dotted path, message with the fix)."""
+
+    def __init__(self, found: list[tuple[str, str]]):
+        super().__init__("; ".join(f"{path}: {msg}" for path, msg in found))
+        self.found = found
+
 
 Check = Callable[[Any], "tuple[str, str] | list[tuple[str, str]] | None"]
 CHECKS: list[tuple[tuple[str, ...], Check]] = []

@@ -153,7 +153,7 @@ def sampler_generate(sampler, settings) -> Generate:
 
 def main(argv: list[str] | None = None) -> int:
     from actors.sampler import Sampler, SamplerSettings
-    from core.config import load_config
+    from core.config_reading import load_config
     from learner.models import ModelNotAvailable, learner_precision, pick_device, sampler_dtype
     from executor.pool import ExecutorPool
     from core.records import read_jsonl

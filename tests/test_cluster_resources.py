@@ -8,7 +8,7 @@ import math
 import pytest
 
 from cluster.auth import auth_headers, explain_refusal, local_problem, token_source
-from core.config import load_config
+from core.config_reading import load_config
 from cluster.metrics import Totals
 from cluster.resources import NodeType, demands, node_types_from_config, pending, shortfalls
 from cluster.train_cmd import DEFAULT_CONFIG

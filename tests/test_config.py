@@ -1,6 +1,6 @@
 import pytest
 
-from core.config import ConfigError, build_config, dump_config, load_config, parse_override
+from core.config_reading import ConfigError, build_config, dump_config, load_config, parse_override
 
 
 def test_defaults_are_valid():

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from core.config import load_config
+from core.config_reading import load_config
 from cluster.resources import demands, node_types_from_config, shortfalls
 
 ROOT = Path(__file__).resolve().parents[1]

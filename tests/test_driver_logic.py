@@ -11,7 +11,8 @@ import pytest
 
 from actors.replay_buffer import Experience, ReplayBuffer
 from actors.sampler import Sample
-from core.config import BufferConfig, build_config
+from core.config import BufferConfig
+from core.config_reading import build_config
 from actors.experience import Group, experiences_from_group
 from cluster.driver import Trainer, batch_settings, micro_batches_per_step
 from cluster.policy_versions import PolicyVersions

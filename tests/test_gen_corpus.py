@@ -61,7 +61,7 @@ def problem(i: int, **extra) -> Problem:
 def test_datasets_folder_round_trip_and_rltf_train_reads_it(tmp_path):
     import datasets
 
-    from core.config import load_config
+    from core.config_reading import load_config
     from cluster.train_cmd import load_problems
 
     probs = [problem(1, metadata={"mutation": {"score": 0.5}, "type_sources": {"x": "probe"}}),

@@ -15,8 +15,9 @@ import textwrap
 import pytest
 
 from problems.gentests.extract import Candidate, Rejected, dedup_key, scan_module
-from problems.gentests.inputs import (InputGen, Spec, Unliteral, Unsupported, harvest_constants,
-                                      parse_annotation, to_literal)
+from problems.gentests.inputs import InputGen, harvest_constants
+from problems.gentests.literals import Unliteral, to_literal
+from problems.gentests.specs import Spec, Unsupported
 from problems.gentests.mutants import mutants
 from problems.gentests.selection import Row, choose
 from problems.gentests.rows import make_inputs
@@ -64,7 +65,7 @@ def test_annotations_map_to_specs(annotation, header, expected):
     ("object", ""),
     ("Callable[[int], int]", "from typing import Callable"),
     ("Thing", "class Thing: pass"),
-    ("set[str]", ""),  # a set of strings is ordered by the hash seed: see gentests.inputs
+    ("set[str]", ""),  # a set of strings is ordered by the hash seed: see gentests.specs
     ("dict[list[int], int]", ""),
     ("List[int]", ""),  # List not imported: not typing's
 ])

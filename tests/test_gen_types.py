@@ -13,7 +13,7 @@ import pytest
 from problems.gentests.callsites import CallIndex
 from problems.gentests.docstrings import examples, param_type_phrases
 from problems.gentests.extract import Candidate, Rejected, scan_module
-from problems.gentests.inputs import Spec
+from problems.gentests.specs import Spec
 from problems.gentests.probe_types import _key, _score, plausible
 from problems.gentests.typeinfer import join, parse_type_phrase, spec_of_value, spec_of_values
 

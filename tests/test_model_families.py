@@ -93,7 +93,7 @@ def test_a_bf16_sampler_generates_with_the_learners_bf16_weights(tiny_families, 
 
 @pytest.mark.parametrize("family", FAMILY_NAMES)
 def test_supervised_term_sees_the_samplers_prompt(tiny_families, family, tmp_path):
-    from core.config import build_config
+    from core.config_reading import build_config
     from cluster.driver import batch_settings
     from learner.step_batches import StepBatches
 

@@ -186,7 +186,7 @@ def test_samplers_take_the_learners_dtype():
 
 
 def test_sampler_dtype_from_the_config():
-    from core.config import build_config
+    from core.config_reading import build_config
     from cluster.topology import sampler_dtype_of
 
     gpu = ["learner.gpus_per_rank=1", "sampler.gpus_per_actor=1"]

@@ -40,7 +40,7 @@ def model_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cfg():
-    from core.config import load_config
+    from core.config_reading import load_config
 
     return load_config(None, ["sampler.cpus_per_actor=0.5", "learner.zero_stage=2"])
 

@@ -10,7 +10,9 @@ One idea a module, in the order a function goes through them:
     docstrings    what a docstring says about parameter types and example calls
     typeinfer     types of unannotated parameters from the code around a function
     extract       the static half: candidates found in a module
-    inputs        type specs and seeded input values
+    specs         type specs from annotations and simple defaults
+    inputs        seeded input values for type specs
+    literals      values written as Python source that rebuilds them exactly
     rows          argument rows for one candidate
     probe         the recording wrapper run in the sandbox: what a call returns and does
     probe_types   runtime probing of parameter types no source gave

@@ -33,7 +33,7 @@ import time
 
 from problems.gentests.probe import ProbeJob
 from core.records import Problem, Solution
-from problems.gentests.inputs import Unliteral, to_literal
+from problems.gentests.literals import Unliteral, to_literal
 from problems.gentests.mutants import BUNDLE_FN, SKIPPED, bundle, mutants
 from problems.gentests.probe_types import probe_types
 from problems.gentests.rows import make_inputs

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from problems.gentests.callsites import CallIndex, Names
 from problems.gentests.docstrings import NOT_LITERAL, Call, examples, literal, param_type_phrases
-from problems.gentests.inputs import Spec, Unsupported, parse_annotation
+from problems.gentests.specs import Spec, Unsupported, parse_annotation
 from problems.gentests.standalone import ModuleIndex, Reject, closure, render
 from problems.gentests.typeinfer import bind, static_type
 

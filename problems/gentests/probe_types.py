@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from problems.gentests.inputs import Spec
+from problems.gentests.specs import Spec
 from problems.gentests.rows import make_inputs
 
 INT, FLOAT, STR, BOOL, BYTES = (Spec(k) for k in ("int", "float", "str", "bool", "bytes"))

@@ -17,7 +17,11 @@ from __future__ import annotations
 import ast
 import random
 
-from problems.gentests.inputs import InputGen, Spec, Unliteral, harvest_constants, to_literal
+from problems.gentests.inputs import InputGen, harvest_constants
+
+from problems.gentests.literals import Unliteral, to_literal
+
+from problems.gentests.specs import Spec
 
 _SIZED = ("list", "tuplevar", "tuple", "str", "bytes", "dict", "set", "frozenset")
 

@@ -28,7 +28,7 @@ import collections
 from typing import Any, NamedTuple
 
 from problems.gentests.probe import Observation, same_value
-from problems.gentests.inputs import Unliteral, to_literal
+from problems.gentests.literals import Unliteral, to_literal
 
 APPROX_SETUP = '''def approx(got, expected):
     """Equal, except that floats may differ by a relative 1e-6 (absolute 1e-9 near zero)."""

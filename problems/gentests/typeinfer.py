@@ -7,7 +7,7 @@
 `rltf gen-tests` types each parameter from the first of these sources that says something
 (the report records which one, per parameter):
 
-1. `annotation`: the parameter's annotation (`problems.gentests.inputs.parse_annotation`);
+1. `annotation`: the parameter's annotation (`problems.gentests.specs.parse_annotation`);
 2. `docstring`: its type in the docstring, in reST, Google, NumPy or epydoc style
    (`problems.gentests.docstrings`), as a Python annotation (`list[int]`, `Optional[str]`) or in
    words (`list of int`, `int or None`, `dict mapping str to int`, `sequence of floats`);
@@ -29,7 +29,7 @@ import ast
 import re
 from typing import Any
 
-from problems.gentests.inputs import Spec, Unsupported, hashable, parse_annotation, set_safe
+from problems.gentests.specs import Spec, Unsupported, hashable, parse_annotation, set_safe
 
 SOURCES = ("annotation", "docstring", "doctest", "callsite", "default", "probe")
 INT, FLOAT, STR, BOOL, BYTES, NONE = (Spec(k) for k in ("int", "float", "str", "bool",

@@ -145,15 +145,10 @@ class Trainer(TrainerState):
         samples wait for the learner (being generated, in the executor pool, in the buffer);
         each call makes one parcel of samples per executor actor."""
         busy = set(loop.gen.values())
-        per_call = self.cfg.sampler.prompts_per_batch * (
-            self.cfg.sampler.samples_per_prompt + int(self.cfg.sampler.include_greedy))
         for i, sampler in enumerate(topo.samplers):
-            in_flight = len(loop.gen) * per_call + topo.pool.backlog()
-            # nothing in flight and the learner idle: always go on (the buffer may hold less
-            # than last seen: stale samples dropped, or its process restarted empty)
-            idle = in_flight == 0 and loop.learner_refs is None
-            if i in busy or (in_flight + loop.buffer_seen >= self.cfg.train.max_queue
-                             and not idle):
+            if i in busy or not self.room_to_generate(len(loop.gen), topo.pool.backlog(),
+                                                      loop.buffer_seen,
+                                                      loop.learner_refs is not None):
                 continue
             draw = self.next_draw(self.cfg.sampler.prompts_per_batch)
             loop.gen[sampler.generate_parcels.remote(self.problem_set, draw, self.cfg.seed,

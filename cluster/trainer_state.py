@@ -95,6 +95,21 @@ class TrainerState:
             self.epoch += 1
         return draw
 
+    def room_to_generate(self, calls: int, backlog: int, buffered: int,
+                         learning: bool) -> bool:
+        """Whether a sampler may start a call: while fewer than `train.max_queue` samples
+        wait for the learner (`calls` sampler calls in flight, `backlog` programs in the
+        executor pool, `buffered` experiences in the buffer as last seen), so that the
+        samplers do not outrun the learner and the samples it trains on stay recent. With
+        nothing in flight and the learner idle, always (the buffer may hold fewer than last
+        seen: stale samples dropped, or its process restarted empty)."""
+        s = self.cfg.sampler
+        in_flight = calls * s.prompts_per_batch * (s.samples_per_prompt + s.include_greedy) \
+            + backlog
+        if in_flight == 0 and not learning:
+            return True
+        return in_flight + buffered < self.cfg.train.max_queue
+
     # -- accounting: every program submitted gets exactly one verdict --------------------------
     def account_submitted(self, parcel_id: str, programs: int) -> None:
         """A parcel's programs handed to the executors."""

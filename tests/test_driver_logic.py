@@ -482,3 +482,16 @@ def test_draws_take_each_problem_once_per_epoch_in_an_order_any_process_can_rebu
         problem_order(n, 5, 0)[1:] + problem_order(n, 5, 1) + problem_order(n, 5, 2)[:1])
     with pytest.raises(ValueError, match="no training problems"):
         ProblemDraw(0, 0, 1).indices(0, 5)
+
+
+def test_samplers_pause_while_max_queue_samples_wait_for_the_learner(tmp_path):
+    # the defaults: 8 prompts x (4 sampled + 1 greedy) = 40 samples a call
+    t = _trainer(tmp_path, ["train.max_queue=64"])
+    assert t.room_to_generate(calls=0, backlog=0, buffered=0, learning=True)
+    assert t.room_to_generate(calls=0, backlog=40, buffered=23, learning=True)  # 63 < 64
+    assert not t.room_to_generate(calls=0, backlog=40, buffered=24, learning=True)
+    assert not t.room_to_generate(calls=1, backlog=0, buffered=24, learning=False)
+    # a full buffer as last seen, nothing in flight and the learner idle: go on (the buffer
+    # may have dropped stale samples since, or restarted empty)
+    assert t.room_to_generate(calls=0, backlog=0, buffered=500, learning=False)
+    assert not t.room_to_generate(calls=0, backlog=0, buffered=500, learning=True)

@@ -22,8 +22,9 @@ and once a learner step has finished:
     evaluate  validation pass@1 every E steps; validation and test before and after
     checkpoint every C steps, on SIGTERM/Ctrl-C, and at the end
 
-Backpressure: a sampler gets new work only while the executor backlog is under
-`train.max_queue`; the buffer is bounded by its capacity and staleness bound. The run's
+Backpressure: a sampler gets new work only while fewer than `train.max_queue` samples wait
+for the learner (being generated, in the executor pool, in the buffer), so the samplers do
+not outrun the learner; the buffer is bounded by its capacity and staleness bound. The run's
 state and counters live in `TrainerState` (`cluster/trainer_state.py`).
 """
 

@@ -330,8 +330,10 @@ class Trainer(TrainerState):
         m.inc("learner_steps")
         m.set("learner_step_time_s", step_s)
         m.set("learner_loss", report.loss)
-        m.set("reward_mean", report.reward_mean)
-        m.set("pass_rate", report.outcome_fraction("pass"))
+        if report.rewards[1]:  # the gauges keep their last value through a step without any
+            m.set("reward_mean", report.reward_mean)
+        if report.outcomes:
+            m.set("pass_rate", report.outcome_fraction("pass"))
         m.set("buffer_size", stats.size)
         m.set("buffer_mean_age", stats.mean_age)
         m.set("learner_busy_fraction", row["learner/busy_fraction"])

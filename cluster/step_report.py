@@ -96,7 +96,6 @@ class StepReport:
         row = {
             "loss/total": self.loss, "learner/grad_norm": self.grad_norm, "learner/lr": self.lr,
             "learner/step_s": self.step_s, "learner/busy_fraction": self.learner_busy_s / wall,
-            "reward/mean": self.reward_mean,
             "buffer/size": b.size, "buffer/mean_age": b.mean_age,
             "buffer/dropped_stale": b.dropped_stale, "buffer/dropped_full": b.dropped_full,
             "buffer/dropped_duplicate": b.dropped_duplicate,
@@ -106,8 +105,13 @@ class StepReport:
         }
         for k, v in self.extra.items():
             row[k if "/" in k else f"learner/{k}"] = v
-        for o in OUTCOMES:
-            row[f"outcome/{o}"] = self.outcome_fraction(o)
+        # judged since the last step: none in a step that waited for nothing new (the
+        # columns are left out then, rather than written as zeros)
+        if self.rewards[1]:
+            row["reward/mean"] = self.reward_mean
+        if self.outcomes:
+            for o in OUTCOMES:
+                row[f"outcome/{o}"] = self.outcome_fraction(o)
         for sl in sorted({k for k, _ in self.slices}):  # training pass rate per slice
             n = self.slices.get((sl, True), 0) + self.slices.get((sl, False), 0)
             row[f"train_pass/{sl}"] = self.slices.get((sl, True), 0) / n
@@ -119,7 +123,9 @@ class StepReport:
 
     def line(self, max_steps: int) -> str:
         """The console line."""
+        reward = f"{self.reward_mean:+.3f}" if self.rewards[1] else "-"
+        passed = f"{self.outcome_fraction('pass') * 100:.0f}%" if self.outcomes else "-"
         return (f"[step {self.step}/{max_steps}] loss {self.loss:.4f} "
-                f"reward {self.reward_mean:+.3f} pass {self.outcome_fraction('pass') * 100:.0f}% "
+                f"reward {reward} pass {passed} "
                 f"buffer {self.buffer.size} age {self.buffer.mean_age:.2f} "
                 f"({self.step_s:.1f}s/step)")

@@ -386,6 +386,13 @@ def test_step_report_row_sums_outcomes_to_one_and_names_every_figure():
     assert "sync/seconds" not in row  # no publish this step
     assert r.line(120) == ("[step 7/120] loss 2.0000 reward +0.250 pass 75% buffer 40 "
                            "age 0.50 (2.0s/step)")
+    # a step after which nothing new was judged: no outcome or reward columns, not zeros
+    from dataclasses import replace
+
+    quiet = replace(r, outcomes={}, rewards=(0.0, 0), slices={})
+    assert not [k for k in quiet.row() if k.startswith(("outcome/", "reward/", "train_pass/"))]
+    assert quiet.line(120) == ("[step 7/120] loss 2.0000 reward - pass - buffer 40 "
+                               "age 0.50 (2.0s/step)")
 
 
 @pytest.mark.parametrize("algo, extra", [("rltf", {}),

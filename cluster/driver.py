@@ -33,11 +33,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cluster.recovery import evaluate_safely
 from cluster.step_report import StepReport
 from cluster.trainer_state import TrainerState
 from learner.step_batches import BatchSettings
+
+if TYPE_CHECKING:
+    from cluster.learner_group import ShareStep
 
 __all__ = ["Trainer", "make_objective", "micro_batches_per_step", "batch_settings"]
 
@@ -67,8 +71,8 @@ class LoopState:
     """What is in flight between two turns of the loop."""
 
     gen: dict = field(default_factory=dict)  # sampler call ref -> sampler index
-    learner_refs: list | None = None  # the learner step in flight
-    learner_ready: set = field(default_factory=set)  # its ranks that have answered
+    learner_step: ShareStep | None = None  # the learner step in flight
+    learner_ready: set = field(default_factory=set)  # its calls that have answered
     pool_refs: set = field(default_factory=set)  # the executor calls the last wait waited on
     buffer_grew: bool = True  # experiences added since the buffer's size was last asked
     buffer_seen: int = 0  # the buffer's size as last asked, with what was added and taken since
@@ -76,6 +80,11 @@ class LoopState:
     ready: list = field(default_factory=list)  # refs the last wait returned
     last_control: float = 0.0
     last_log: float = 0.0
+
+    @property
+    def learner_refs(self) -> list | None:
+        """The calls of the learner step in flight (its fetches, then its training)."""
+        return self.learner_step.refs if self.learner_step is not None else None
 
 
 class Trainer(TrainerState):
@@ -216,40 +225,41 @@ class Trainer(TrainerState):
         """Start a learner step when the learner is free and the buffer holds a batch; the
         ranks' metrics once the running one has finished."""
         import ray
-        from ray.exceptions import ObjectLostError
+
+        from cluster.learner_group import ShareStep
 
         lc = self.cfg.learner
-        if loop.learner_refs is not None:
-            done = [r for r in loop.learner_refs if r in loop.learner_ready]
-            try:
-                for ref in loop.ready:
-                    if ref in loop.learner_ready:
-                        ray.get(ref)  # a dead rank raises here (train_cmd restarts the run)
-            except ObjectLostError:
-                # the buffer died holding the shares (Ray restarts it empty): no rank could
-                # fetch its share, so none stepped; check_bookkeeping counts what was lost
-                loop.learner_refs = None
-                loop.learner_ready.clear()
+        step = loop.learner_step
+        if step is not None:
+            if not loop.learner_ready.intersection(loop.ready):
+                return None  # no rank answered in this turn
+            if not step.poll():  # a dead rank raises here (train_cmd restarts the run)
                 return None
-            if len(done) < len(loop.learner_refs):
-                return None
-            out, loop.learner_refs = ray.get(loop.learner_refs), None
+            loop.learner_step = None
             loop.learner_ready.clear()
             loop.buffer_grew = True  # what the step left may make the next batch
-            return out
+            if step.lost:
+                # the buffer died holding the shares (Ray restarts it empty) before every
+                # rank fetched its own: no rank stepped, each dropped what it held;
+                # check_bookkeeping counts the experiences lost with the buffer
+                self.log.print(f"[step {self.step}] a share of the batch was lost with the "
+                               f"replay buffer's process before every learner rank fetched "
+                               f"it (shares held: {step.sizes}); no rank stepped")
+                return None
+            return step.metrics
         if not loop.buffer_grew:  # nothing added since the buffer last had too few
             return None
         loop.buffer_grew = False
         size = loop.buffer_seen = ray.get(topo.buffer.__len__.remote())
         if size >= self.cfg.buffer.min_fill:  # at least one batch (core/checks.py)
             # the buffer splits a batch into one share per rank; each rank fetches its
-            # share from the buffer and collates it (the driver holds references only)
+            # share from the buffer and collates it (the driver holds references only), and
+            # the ranks step only once every one of them holds its share (ShareStep)
             shares = ray.get(topo.buffer.draw_shares.remote(lc.batch_size, lc.ranks))
             if shares:
                 loop.buffer_seen = max(0, loop.buffer_seen - lc.batch_size)
                 loop.learner_t0 = time.perf_counter()
-                loop.learner_refs = [a.train_share.remote(sh, self.objective) for a, sh in
-                                     zip(topo.learner.actors, shares)]
+                loop.learner_step = ShareStep(topo.learner.actors, shares, self.objective)
         return None
 
     def finish(self, topo, loop: LoopState) -> dict:
@@ -258,9 +268,9 @@ class Trainer(TrainerState):
         import ray
         from ray.exceptions import RayActorError
 
-        if loop.learner_refs is not None:
-            self._finish_step(topo, ray.get(loop.learner_refs), loop.learner_t0, self.t_start,
-                              stopping=True)
+        metrics = loop.learner_step.result() if loop.learner_step is not None else None
+        if metrics is not None:
+            self._finish_step(topo, metrics, loop.learner_t0, self.t_start, stopping=True)
         for ref in list(loop.gen):
             try:
                 ray.get(ref)

@@ -11,7 +11,8 @@ Phases: `learner-publish` (a learner rank about to gather the weights of a publi
 `store-publish` (the weight store taking a published version), `learner-checkpoint` (a
 learner rank that has written its part of a checkpoint, before it answers),
 `checkpoint-commit` (the driver, every part of a checkpoint written, before the manifest),
-`learner-restore` (a learner rank about to load a checkpoint: a restart or `--resume`)."""
+`learner-restore` (a learner rank about to load a checkpoint: a restart or `--resume`),
+`learner-fetch` (a learner rank about to fetch its share of a batch from the buffer)."""
 
 from __future__ import annotations
 

@@ -29,9 +29,10 @@ class LearnerRank:
     """What each learner actor runs; the objective arrives with each step (picklable).
 
     In training each rank takes its own share of a batch straight from the replay buffer
-    (`train_share`: the driver passes the share's object reference) and collates it itself
-    with what `setup_batches` gave it once at start-up: the batch settings, the training
-    problems that have reference solutions (the supervised term) and a seed."""
+    (`fetch_share`: the driver passes the share's object reference; then `train_held`, see
+    `ShareStep`) and collates it itself with what `setup_batches` gave it once at start-up:
+    the batch settings, the training problems that have reference solutions (the supervised
+    term) and a seed."""
 
     def __init__(self, settings: EngineSettings, rank: int, world_size: int):
         self.settings, self.rank, self.world_size = settings, rank, world_size
@@ -39,6 +40,7 @@ class LearnerRank:
         self.collective = None
         self.batches = None  # learner.step_batches.StepBatches, from setup_batches
         self._sl_rng = None  # the supervised draws' RNG state, from a checkpoint
+        self._held: list | None = None  # this rank's share of the batch, between two phases
 
     # bootstrap ---------------------------------------------------------------------------
     def address(self) -> tuple[str, int]:
@@ -82,10 +84,35 @@ class LearnerRank:
             self.batches.set_rng_state(self._sl_rng)
         return True
 
-    def train_share(self, experiences: list, objective: Callable) -> StepMetrics:
-        """One optimizer step on this rank's share of a batch (the buffer's `draw`: every
-        rank gets an equal share of one batch, so all ranks step together)."""
-        return self.engine.train_step(self.batches.micro_batches(experiences), objective)
+    def fetch_share(self, held: list) -> int:
+        """Phase one of a step (`ShareStep`): fetch this rank's share of a batch (`held[0]`,
+        a reference the replay buffer actor put; inside a list so that a lost one is this
+        call's to report) and hold it. Its number of experiences, or 0 when it was lost with
+        the buffer's process (a share is never empty)."""
+        import ray
+        from ray.exceptions import ObjectLostError
+
+        self._held = None
+        pause_point("learner-fetch")  # fault tests: the buffer dies before this rank fetches
+        try:
+            share = ray.get(held[0])
+        except ObjectLostError:  # OwnerDiedError: the buffer that put it died
+            return 0
+        self._held = share
+        return len(share)
+
+    def train_held(self, objective: Callable) -> StepMetrics:
+        """Phase two: one optimizer step on the share `fetch_share` holds (started only when
+        every rank holds its share of the batch, so all ranks step together)."""
+        share, self._held = self._held, None
+        if share is None:
+            raise RuntimeError(f"learner rank {self.rank} holds no share to train on: "
+                               "fetch_share first")
+        return self.engine.train_step(self.batches.micro_batches(share), objective)
+
+    def drop_held(self) -> None:
+        """Forget the held share: another rank's was lost, so this batch trains no rank."""
+        self._held = None
 
     def train_step(self, micro_batches: list[Any], objective: Callable) -> StepMetrics:
         return self.engine.train_step(micro_batches, objective)
@@ -176,6 +203,58 @@ class LearnerRank:
         if self.batches is not None and self._sl_rng is not None:
             self.batches.set_rng_state(self._sl_rng)
         return state
+
+
+class ShareStep:
+    """One learner step on the shares of a batch, in two phases, polled without blocking.
+
+    The replay buffer actor put the shares, so they are lost if its process dies: were each
+    rank to fetch its share and step at once, one rank could step (and wait forever in
+    DeepSpeed's all-reduce, or part its weights from the others') while another found its
+    share lost. So each rank first fetches and holds its share (`LearnerRank.fetch_share`,
+    answering its size, 0 when lost); only when every rank holds one do they all step on it
+    (`train_held`); otherwise each rank drops what it holds and the batch trains nothing
+    (`lost`). The caller holds references and small answers only, never the experiences."""
+
+    def __init__(self, actors: list, shares: list, objective: Callable):
+        self.actors, self.objective = list(actors), objective
+        self.refs = [a.fetch_share.remote([share]) for a, share in zip(self.actors, shares)]
+        self.sizes: list[int] | None = None  # each rank's share, once every rank answered
+        self.metrics: list[StepMetrics] | None = None  # once every rank has stepped
+
+    @property
+    def lost(self) -> bool:
+        return self.sizes is not None and not all(self.sizes)
+
+    def poll(self) -> bool:
+        """Move on without waiting: True once finished (`metrics`, or `lost`). A dead rank
+        raises here (RayActorError) as soon as its call has failed."""
+        import ray
+
+        done = ray.wait(self.refs, num_returns=len(self.refs), timeout=0)[0]
+        for ref in done:  # small answers: sizes, then metrics
+            ray.get(ref)
+        if len(done) < len(self.refs):
+            return False
+        answers = ray.get(self.refs)  # in rank order
+        if self.sizes is None:
+            self.sizes = answers
+            if self.lost:
+                for a in self.actors:
+                    a.drop_held.remote()
+                return True
+            self.refs = [a.train_held.remote(self.objective) for a in self.actors]
+            return False
+        self.metrics = answers
+        return True
+
+    def result(self) -> list[StepMetrics] | None:
+        """Wait for the step: the ranks' metrics, or None when a share was lost."""
+        import ray
+
+        while not self.poll():  # polled each second: a failed rank raises while others wait
+            ray.wait(self.refs, num_returns=len(self.refs), timeout=1.0)
+        return self.metrics
 
 
 class LearnerGroup:
